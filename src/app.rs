@@ -1,0 +1,262 @@
+//! `Application::build(settings)` wires the database, object store, access log and HTTPS
+//! listener; `run_until_stopped` serves until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::audit::{AccessEvent, Action, Actor, AuditError, AuditLog, Outcome, Target};
+use crate::clock::SharedClock;
+use crate::config::{ConfigError, Settings, TlsMode};
+use crate::db::{ConnectOptions, Database, DbError};
+use crate::http::server::{self, ServeOptions};
+use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
+use crate::http::{self as web, AppState};
+use crate::storage::{self, SharedStore, StoreError};
+
+/// Why Steward could not start; each names the component at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The database is unreachable, or its schema is wrong.
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    /// The object store is unreachable or unusable.
+    #[error("object store {store}: {source}")]
+    Storage {
+        /// Which store.
+        store: String,
+        /// The error.
+        source: StoreError,
+    },
+    /// The certificate could not be loaded or made.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The start-up event could not be logged; Steward does not serve unlogged.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// A built, bound, not yet serving Steward.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+    resolver: Arc<CertResolver>,
+    local_ca: Option<LocalCa>,
+}
+
+impl Application {
+    /// Connects to everything the settings name, migrates the database, loads or makes the
+    /// certificate and binds the listener. Fails naming the first component that is unusable.
+    pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartupError> {
+        create_private_dir(&settings.data_dir)?;
+        let db = connect_database(&settings).await?;
+        db.migrate().await?;
+        let store = open_store(&settings).await?;
+        let (resolver, local_ca) = match settings.tls.mode {
+            TlsMode::SelfSigned => {
+                let (resolver, ca) = tls::self_signed(&settings.tls_dir())?;
+                (resolver, Some(ca))
+            }
+            TlsMode::Files => {
+                let (cert, key) = tls_files(&settings)?;
+                (CertResolver::from_files(cert, key)?, None)
+            }
+        };
+        let resolver = Arc::new(resolver);
+        let tls = tls::server_config(resolver.clone())?;
+        let addr = settings.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let audit = AuditLog::new(db.clone(), clock.clone());
+        let state = AppState {
+            db,
+            store,
+            audit,
+            clock,
+            settings: Arc::new(settings),
+        };
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            tls,
+            resolver,
+            local_ca,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL clients use; `localhost` matches the embedded certificate.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port())
+    }
+
+    /// The embedded CA, when the certificate is self-signed.
+    pub fn local_ca(&self) -> Option<&LocalCa> {
+        self.local_ca.as_ref()
+    }
+
+    /// Shared state, for tests and the job runner.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes; in-flight requests then get the configured grace.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartupError> {
+        let state = self.state;
+        let settings = state.settings.clone();
+        state
+            .audit
+            .append(&AccessEvent::new(
+                Actor::System,
+                Action::ServerStarted,
+                Target::Service,
+                Outcome::Succeeded,
+            ))
+            .await?;
+        if settings.tls.mode == TlsMode::Files {
+            spawn_certificate_reloader(self.resolver.clone(), &settings)?;
+        }
+        let options = ServeOptions {
+            handshake_timeout: Duration::from_secs(settings.server.tls_handshake_timeout_secs),
+            shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
+        };
+        let audit = state.audit.clone();
+        server::serve(
+            self.listener,
+            self.tls,
+            web::router(state),
+            options,
+            shutdown,
+        )
+        .await;
+        audit
+            .append(&AccessEvent::new(
+                Actor::System,
+                Action::ServerStopped,
+                Target::Service,
+                Outcome::Succeeded,
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Connects to the configured database (without migrating).
+pub async fn connect_database(settings: &Settings) -> Result<Database, StartupError> {
+    let options = ConnectOptions {
+        max_connections: settings.database.max_connections,
+        sqlite_busy_timeout: Duration::from_millis(settings.database.sqlite_busy_timeout_ms),
+        password: settings.database_password()?,
+    };
+    Ok(Database::connect(&settings.database_url(), &options).await?)
+}
+
+/// Opens the configured object store and checks that it answers.
+pub async fn open_store(settings: &Settings) -> Result<SharedStore, StartupError> {
+    let store = storage::from_settings(settings)
+        .await
+        .map_err(|source| StartupError::Storage {
+            store: settings.storage.backend_name(),
+            source,
+        })?;
+    store
+        .check()
+        .await
+        .map_err(|source| StartupError::Storage {
+            store: store.describe(),
+            source,
+        })?;
+    Ok(store)
+}
+
+fn tls_files(settings: &Settings) -> Result<(&Path, &Path), ConfigError> {
+    match (&settings.tls.cert_file, &settings.tls.key_file) {
+        (Some(cert), Some(key)) => Ok((cert, key)),
+        _ => Err(ConfigError::Inconsistent {
+            key: "tls.cert_file",
+            problem: "mode \"files\" needs both cert_file and key_file".into(),
+        }),
+    }
+}
+
+/// On SIGHUP, reloads the configured certificate; a bad file keeps the old one in service.
+fn spawn_certificate_reloader(
+    resolver: Arc<CertResolver>,
+    settings: &Settings,
+) -> Result<(), StartupError> {
+    let (cert, key) = tls_files(settings)?;
+    let (cert, key) = (cert.to_owned(), key.to_owned());
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|source| {
+            StartupError::Tls(TlsError::Io {
+                op: "listen for SIGHUP to reload",
+                path: cert.clone(),
+                source,
+            })
+        })?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match resolver.reload(&cert, &key) {
+                Ok(()) => tracing::info!(cert = %cert.display(), "certificate reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "certificate reload failed; keeping the old one")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Creates `dir` readable by its owner only: it holds the database and keys.
+fn create_private_dir(dir: &Path) -> Result<(), StartupError> {
+    let error = |source| StartupError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(error)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)
+}

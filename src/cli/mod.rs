@@ -1,0 +1,127 @@
+//! The `steward` command line. Each command parses its arguments here and hands over to the
+//! library; nothing here decides policy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{connect_database, Application, StartupError};
+use crate::clock::SystemClock;
+use crate::config::Settings;
+use crate::http::server::shutdown_signal;
+
+/// Steward: delivers health-data extracts to approved recipients and keeps control of them.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file layered over the embedded defaults (then STEWARD_* variables).
+    #[arg(long, global = true, env = "STEWARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTPS (and, in embedded mode, run jobs) until Ctrl-C or SIGTERM.
+    #[command(
+        after_help = "Examples:\n  steward serve\n  steward --config /etc/steward/steward.toml serve"
+    )]
+    Serve,
+    /// Apply pending database migrations and exit.
+    #[command(
+        after_help = "Example:\n  STEWARD_DATABASE__URL=postgres://steward@db/steward steward migrate"
+    )]
+    Migrate,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `steward config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it, secrets redacted.
+    #[command(
+        after_help = "Example:\n  steward config check --config config/production.example.toml"
+    )]
+    Check,
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        print!("{}", settings.to_redacted_toml());
+        eprintln!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(error) = crate::telemetry::init(&settings.log, std::io::stderr) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::Config(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), StartupError> {
+    let app = Application::build(settings, Arc::new(SystemClock)).await?;
+    println!("Steward is listening on {}", app.url());
+    if let Some(ca) = app.local_ca() {
+        println!("CA certificate: {}", ca.cert_path.display());
+        println!("CA SHA-256 fingerprint: {}", ca.fingerprint);
+        println!(
+            "Try: curl --cacert {} {}/readyz",
+            ca.cert_path.display(),
+            app.url()
+        );
+    }
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn migrate(settings: Settings) -> Result<(), StartupError> {
+    let db = connect_database(&settings).await?;
+    let report = db.migrate().await?;
+    if report.from == report.to {
+        println!("database schema is up to date (version {})", report.to);
+    } else {
+        println!(
+            "database schema migrated from version {} to {}",
+            report.from, report.to
+        );
+    }
+    db.close().await;
+    Ok(())
+}

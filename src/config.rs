@@ -1,0 +1,574 @@
+//! Settings: embedded defaults (`config/default.toml`) <- `--config FILE` <- `STEWARD_*` env.
+//!
+//! Every struct refuses unknown keys, so a typo is an error naming the key and the file it came
+//! from instead of a silently ignored setting. Secrets are `SecretString`; each may be given
+//! inline or as a `*_file`, never both, and a secret file readable by group or others is refused.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The embedded defaults, compiled into the binary so a fresh machine needs no file.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override settings; `__` separates nesting levels.
+const ENV_PREFIX: &str = "STEWARD_";
+
+/// A configuration problem, always naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layered sources could not be merged into `Settings` (typo, wrong type, bad value).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The file given with `--config` does not exist or cannot be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    File {
+        /// The file named with `--config`.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// A secret was given both inline and as a file.
+    #[error("`{key}` and `{key}_file` are both set; give the secret one way only")]
+    SecretTwice {
+        /// Dotted key of the secret.
+        key: String,
+    },
+    /// A secret file could not be read.
+    #[error("cannot read secret file {path} for `{key}_file`: {source}")]
+    SecretFile {
+        /// Dotted key of the secret.
+        key: String,
+        /// The file named by `<key>_file`.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// A secret file that group or others may read is refused: the secret may already be out.
+    #[error("secret file {path} for `{key}_file` is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    SecretFileExposed {
+        /// Dotted key of the secret.
+        key: String,
+        /// The file named by `<key>_file`.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Settings that parse but do not make sense together.
+    #[error("invalid configuration: `{key}`: {problem}")]
+    Inconsistent {
+        /// Dotted key at fault.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Everything Steward can be configured with.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Directory for the SQLite file, the local object store and the self-signed certificate.
+    pub data_dir: PathBuf,
+    /// The HTTPS listener.
+    pub server: ServerSettings,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// The object store for encrypted extracts.
+    pub storage: StorageSettings,
+    /// Certificates.
+    pub tls: TlsSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port to listen on (TLS only).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub request_body_limit_bytes: usize,
+    /// Deadline for producing a response, in seconds.
+    pub request_timeout_secs: u64,
+    /// Deadline for a TLS handshake, in seconds.
+    pub tls_handshake_timeout_secs: u64,
+    /// How long in-flight requests may run on after a shutdown signal, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://...` or `postgres://...`; empty means `steward.db` under the data directory.
+    #[serde(serialize_with = "serialize_url_redacted")]
+    pub url: String,
+    /// PostgreSQL password, inline.
+    #[serde(default, serialize_with = "serialize_redacted")]
+    pub password: Option<SecretString>,
+    /// PostgreSQL password, from a file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// SQLite lock wait, in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+/// Which object store implementation holds the extracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// A local directory.
+    Fs,
+    /// An S3-compatible service.
+    S3,
+}
+
+/// The object store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Which implementation to use.
+    pub backend: StorageBackend,
+    /// Multipart part size, in bytes.
+    pub part_size_bytes: usize,
+    /// Settings of the local directory store.
+    pub fs: FsSettings,
+    /// Settings of the S3 store; required when `backend = "s3"`.
+    #[serde(default)]
+    pub s3: Option<S3Settings>,
+}
+
+/// The local directory store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsSettings {
+    /// Root directory; empty means `objects/` under the data directory.
+    pub root: PathBuf,
+}
+
+/// An S3-compatible store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Bucket holding every object Steward writes.
+    pub bucket: String,
+    /// Signing region.
+    pub region: String,
+    /// Endpoint URL; absent for AWS S3 itself.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most self-hosted stores.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Access key id; absent (with the secret) to use the standard AWS credential chain.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key, inline.
+    #[serde(default, serialize_with = "serialize_redacted")]
+    pub secret_access_key: Option<SecretString>,
+    /// Secret access key, from a file.
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+/// Where the server certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Generate a CA and a localhost certificate on first start.
+    SelfSigned,
+    /// Load the configured chain and key; reload them on SIGHUP.
+    Files,
+}
+
+/// Certificates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Where the certificate comes from.
+    pub mode: TlsMode,
+    /// PEM chain, leaf first (mode `files`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (mode `files`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing` filter directive.
+    pub filter: String,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then `STEWARD_*` variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment given explicitly so tests stay hermetic.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            // Read the file ourselves: figment would silently skip a missing one.
+            std::fs::metadata(path).map_err(|source| ConfigError::File {
+                path: path.to_owned(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(env_provider(env));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(render_figment_error(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: cross-field rules and secrets given twice.
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_single_source(
+            "database.password",
+            &self.database.password,
+            &self.database.password_file,
+        )?;
+        if self.storage.backend == StorageBackend::S3 {
+            let Some(s3) = &self.storage.s3 else {
+                return Err(ConfigError::Inconsistent {
+                    key: "storage.s3",
+                    problem: "backend is \"s3\" but the [storage.s3] table is missing".into(),
+                });
+            };
+            if s3.bucket.is_empty() {
+                return Err(ConfigError::Inconsistent {
+                    key: "storage.s3.bucket",
+                    problem: "must not be empty".into(),
+                });
+            }
+            check_single_source(
+                "storage.s3.secret_access_key",
+                &s3.secret_access_key,
+                &s3.secret_access_key_file,
+            )?;
+            let has_secret = s3.secret_access_key.is_some() || s3.secret_access_key_file.is_some();
+            if s3.access_key_id.is_some() != has_secret {
+                return Err(ConfigError::Inconsistent {
+                    key: "storage.s3.access_key_id",
+                    problem: "give both the access key id and its secret, or neither (standard AWS chain)".into(),
+                });
+            }
+        }
+        // S3 refuses parts under 5 MiB (except the last), so a smaller size would fail late.
+        if self.storage.part_size_bytes < 5 * 1024 * 1024 {
+            return Err(ConfigError::Inconsistent {
+                key: "storage.part_size_bytes",
+                problem: "must be at least 5242880 (5 MiB)".into(),
+            });
+        }
+        if self.tls.mode == TlsMode::Files
+            && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+        {
+            return Err(ConfigError::Inconsistent {
+                key: "tls.cert_file",
+                problem: "mode \"files\" needs both cert_file and key_file".into(),
+            });
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Inconsistent {
+                key: "database.max_connections",
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The database URL, with the empty default resolved to a file under the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("steward.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Root of the local object store.
+    pub fn fs_store_root(&self) -> PathBuf {
+        if self.storage.fs.root.as_os_str().is_empty() {
+            self.data_dir.join("objects")
+        } else {
+            self.storage.fs.root.clone()
+        }
+    }
+
+    /// Directory of the self-signed certificate and its CA.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// The PostgreSQL password, from whichever source was configured.
+    pub fn database_password(&self) -> Result<Option<SecretString>, ConfigError> {
+        resolve_secret(
+            "database.password",
+            &self.database.password,
+            &self.database.password_file,
+        )
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `[redacted]`.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serializing plain structs of strings and numbers into TOML cannot fail.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+impl StorageSettings {
+    /// The backend's name, for messages.
+    pub fn backend_name(&self) -> String {
+        match self.backend {
+            StorageBackend::Fs => "fs".into(),
+            StorageBackend::S3 => "s3".into(),
+        }
+    }
+}
+
+impl S3Settings {
+    /// The secret access key, from whichever source was configured.
+    pub fn secret_access_key(&self) -> Result<Option<SecretString>, ConfigError> {
+        resolve_secret(
+            "storage.s3.secret_access_key",
+            &self.secret_access_key,
+            &self.secret_access_key_file,
+        )
+    }
+}
+
+/// `STEWARD_SERVER__LISTEN` -> `server.listen`; the test harness's own variables are not settings.
+fn env_provider(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> figment::providers::Serialized<figment::value::Dict> {
+    let mut root = figment::value::Dict::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        if rest.starts_with("test_") || rest == "config" || rest == "log" {
+            continue;
+        }
+        let path: Vec<&str> = rest.split("__").collect();
+        insert_env_value(&mut root, &path, &value);
+    }
+    figment::providers::Serialized::defaults(root)
+}
+
+/// Places an environment value at its dotted path, parsing it like a TOML value when it is one
+/// (so numbers and booleans keep their type) and as a string otherwise.
+fn insert_env_value(dict: &mut figment::value::Dict, path: &[&str], value: &str) {
+    use figment::value::Value;
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        let parsed = value
+            .parse::<Value>()
+            .ok()
+            .filter(|v| !matches!(v, Value::Dict(..) | Value::Array(..)))
+            .unwrap_or_else(|| Value::from(value.to_owned()));
+        dict.insert((*first).to_owned(), parsed);
+        return;
+    }
+    let entry = dict
+        .entry((*first).to_owned())
+        .or_insert_with(|| Value::from(figment::value::Dict::new()));
+    if let Value::Dict(_, inner) = entry {
+        insert_env_value(inner, rest, value);
+    }
+}
+
+/// Joins every error figment collected, each naming its key and source.
+fn render_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let text = e.to_string();
+            // figment names environment sources generically; say which variables those are.
+            text.replace("`Serialized` ", "STEWARD_* environment ")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn check_single_source(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    if inline.is_some() && file.is_some() {
+        return Err(ConfigError::SecretTwice { key: key.into() });
+    }
+    Ok(())
+}
+
+/// Reads a secret given inline or as a file, refusing a file that others may read.
+pub fn resolve_secret(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
+    check_single_source(key, inline, file)?;
+    if let Some(secret) = inline {
+        return Ok(Some(secret.clone()));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    read_secret_file(key, path).map(Some)
+}
+
+/// Reads a secret file after checking that only its owner can read it.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_error = |source| ConfigError::SecretFile {
+        key: key.into(),
+        path: path.to_owned(),
+        source,
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(io_error)?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::SecretFileExposed {
+            key: key.into(),
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io_error)?;
+    // Editors and `echo` add a final newline that is not part of the secret.
+    Ok(SecretString::from(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+fn serialize_redacted<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("[redacted]"),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn serialize_url_redacted<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url_password(url))
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:[redacted]@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A secret shown in logs and `Debug` output: never its value.
+pub struct Redacted<'a>(pub &'a SecretString);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.0.expose_secret().len();
+        write!(f, "[redacted, {len} chars]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let s = Settings::load_from(None, no_env()).unwrap();
+        assert_eq!(s.storage.backend, StorageBackend::Fs);
+        assert_eq!(s.tls.mode, TlsMode::SelfSigned);
+        assert!(s.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_keeps_types() {
+        let env = vec![
+            ("STEWARD_SERVER__LISTEN".into(), "127.0.0.1:0".into()),
+            ("STEWARD_DATABASE__MAX_CONNECTIONS".into(), "3".into()),
+            ("STEWARD_TEST_POSTGRES_URL".into(), "ignored".into()),
+            ("OTHER".into(), "ignored".into()),
+        ];
+        let s = Settings::load_from(None, env).unwrap();
+        assert_eq!(s.server.listen.port(), 0);
+        assert_eq!(s.database.max_connections, 3);
+    }
+
+    #[test]
+    fn env_typo_is_named() {
+        let env = vec![("STEWARD_SERVER__LISTNE".into(), "x".into())];
+        let err = Settings::load_from(None, env).unwrap_err().to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn redacts_url_password() {
+        assert_eq!(
+            redact_url_password("postgres://u:p@h:5432/db"),
+            "postgres://u:[redacted]@h:5432/db"
+        );
+        assert_eq!(
+            redact_url_password("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            redact_url_password("sqlite:///tmp/x.db"),
+            "sqlite:///tmp/x.db"
+        );
+    }
+}

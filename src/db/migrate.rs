@@ -1,0 +1,118 @@
+//! Forward-only numbered migrations, embedded in the binary, one script per backend.
+
+use sqlx::{Acquire, Row};
+
+use super::{Backend, Database, DbError};
+
+/// One schema step, in both dialects.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Every migration, in order. Append only: a released migration is never edited.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "access_log",
+    sqlite: include_str!("../../migrations/sqlite/0001_access_log.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_access_log.sql"),
+}];
+
+/// The schema version this binary expects.
+pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Key of the PostgreSQL advisory lock that keeps two replicas from migrating at once.
+const MIGRATION_LOCK_KEY: i64 = 0x5354_4557_4d49_47; // "STEWMIG"
+
+/// What a migration run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Schema version before the run.
+    pub from: i64,
+    /// Schema version after the run.
+    pub to: i64,
+}
+
+const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+pub(super) async fn run(db: &Database) -> Result<MigrationReport, DbError> {
+    let mut conn = db.pool().acquire().await?;
+    sqlx::query(CREATE_VERSION_TABLE)
+        .execute(&mut *conn)
+        .await?;
+    let mut tx = conn.begin().await?;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let from = current_version(&mut tx).await?;
+    if from > LATEST_SCHEMA_VERSION {
+        return Err(DbError::SchemaTooNew {
+            found: from,
+            supported: LATEST_SCHEMA_VERSION,
+        });
+    }
+    let applied_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| DbError::Sqlx(sqlx::Error::Protocol(e.to_string())))?;
+    for migration in MIGRATIONS.iter().filter(|m| m.version > from) {
+        let script = match db.backend() {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        let failed = |source| DbError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        sqlx::raw_sql(script)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(applied_at.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+    }
+    tx.commit().await?;
+    Ok(MigrationReport {
+        from,
+        to: LATEST_SCHEMA_VERSION,
+    })
+}
+
+pub(super) async fn check(db: &Database) -> Result<(), DbError> {
+    let mut conn = db.pool().acquire().await?;
+    sqlx::query(CREATE_VERSION_TABLE)
+        .execute(&mut *conn)
+        .await?;
+    let found = current_version(&mut conn).await?;
+    match found.cmp(&LATEST_SCHEMA_VERSION) {
+        std::cmp::Ordering::Greater => Err(DbError::SchemaTooNew {
+            found,
+            supported: LATEST_SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Less => Err(DbError::SchemaTooOld {
+            found,
+            needed: LATEST_SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+async fn current_version(conn: &mut sqlx::AnyConnection) -> Result<i64, DbError> {
+    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get::<i64, _>("v")?)
+}

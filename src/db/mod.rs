@@ -1,0 +1,241 @@
+//! One `Database` handle over SQLite or PostgreSQL, chosen by the URL.
+//!
+//! Queries go through sqlx's `Any` driver so SQL is written once where the dialects agree
+//! (`$1` placeholders, TEXT timestamps, BIGINT integers); [`Backend`] lets the few places
+//! where they differ (locking, notifications) pick their own statement.
+
+mod migrate;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use migrate::{MigrationReport, LATEST_SCHEMA_VERSION};
+
+use crate::config::redact_url_password;
+
+/// The database engine behind a [`Database`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (embedded mode).
+    Sqlite,
+    /// A PostgreSQL server (production; any number of replicas).
+    Postgres,
+}
+
+/// Database failures, naming the database (password redacted) where it helps.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL has a scheme other than `sqlite` or `postgres`.
+    #[error("unsupported database URL {url}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl {
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// The database could not be reached or opened.
+    #[error("cannot connect to database {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The database was migrated by a newer Steward; running older code against it could corrupt it.
+    #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade Steward")]
+    SchemaTooNew {
+        /// Highest version recorded in the database.
+        found: i64,
+        /// Highest version this binary knows.
+        supported: i64,
+    },
+    /// The database has not been migrated to the version this binary needs.
+    #[error("database schema version {found} is older than this binary needs ({needed}); run `steward migrate`")]
+    SchemaTooOld {
+        /// Highest version recorded in the database.
+        found: i64,
+        /// Version this binary needs.
+        needed: i64,
+    },
+    /// A migration script failed; the transaction was rolled back.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        /// The migration's number.
+        version: i64,
+        /// The migration's name.
+        name: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// Any other driver error.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// Pool settings that are not part of the URL.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// SQLite lock wait.
+    pub sqlite_busy_timeout: Duration,
+    /// PostgreSQL password, added to the URL.
+    pub password: Option<SecretString>,
+}
+
+/// The shared database handle.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Database {
+    /// Connects and checks the connection; does not migrate.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let redacted = redact_url_password(url);
+        let (backend, full_url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            // mode=rwc: create the file on first start.
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (Backend::Sqlite, format!("{url}{sep}mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let full = match &options.password {
+                Some(password) => with_password(url, password),
+                None => url.to_owned(),
+            };
+            (Backend::Postgres, full)
+        } else {
+            return Err(DbError::UnsupportedUrl { url: redacted });
+        };
+        let connect_options =
+            AnyConnectOptions::from_str(&full_url).map_err(|source| DbError::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
+        let busy_ms = options.sqlite_busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; the busy timeout makes a
+                        // second writer wait instead of failing at once.
+                        conn.execute(
+                            format!(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {busy_ms}; \
+                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_options)
+            .await
+            .map_err(|source| DbError::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
+        let db = Self { pool, backend };
+        db.ping().await.map_err(|e| match e {
+            DbError::Sqlx(source) => DbError::Connect {
+                url: redacted,
+                source,
+            },
+            other => other,
+        })?;
+        Ok(db)
+    }
+
+    /// The engine behind this handle.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for the query modules.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Round-trips a trivial query: the readiness check.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Brings the schema up to date; refuses a database newer than this binary.
+    pub async fn migrate(&self) -> Result<MigrationReport, DbError> {
+        migrate::run(self).await
+    }
+
+    /// Refuses to serve a database whose schema is not exactly the one this binary knows.
+    pub async fn check_schema(&self) -> Result<(), DbError> {
+        migrate::check(self).await
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Inserts a percent-encoded password after the user name of a PostgreSQL URL.
+fn with_password(url: &str, password: &SecretString) -> String {
+    let encoded: String = password
+        .expose_secret()
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or(user);
+            format!("{scheme}://{user}:{encoded}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// True when a driver error means "another writer got there first; try again".
+pub fn is_write_conflict(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    if db.is_unique_violation() {
+        return true;
+    }
+    // SQLITE_BUSY (5), SQLITE_LOCKED (6) and SQLITE_BUSY_SNAPSHOT (517): the write lock or a
+    // fresh snapshot was not available; PostgreSQL 40001/40P01: serialization failure or deadlock.
+    matches!(
+        db.code().as_deref(),
+        Some("5" | "6" | "517" | "40001" | "40P01")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_encoded_into_url() {
+        let pw = SecretString::from("p@ss/w:rd".to_owned());
+        assert_eq!(
+            with_password("postgres://steward@db:5432/x", &pw),
+            "postgres://steward:p%40ss%2Fw%3Ard@db:5432/x"
+        );
+    }
+}

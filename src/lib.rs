@@ -1,0 +1,13 @@
+//! Steward: delivers sensitive health-data extracts to approved recipients under a Data Use
+//! Agreement, and keeps control of them afterwards. See ARCHITECTURE.md for the map.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod storage;
+pub mod telemetry;
