@@ -241,7 +241,11 @@ fn spawn_certificate_reloader(
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             match resolver.reload(&cert, &key) {
-                Ok(()) => tracing::info!(cert = %cert.display(), "certificate reloaded"),
+                Ok(()) => tracing::info!(
+                    cert = %cert.display(),
+                    fingerprint = %resolver.fingerprint(),
+                    "certificate reloaded"
+                ),
                 Err(error) => {
                     tracing::error!(%error, "certificate reload failed; keeping the old one")
                 }

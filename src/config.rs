@@ -104,7 +104,7 @@ pub struct ServerSettings {
 }
 
 /// The database.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://...` or `postgres://...`; empty means `steward.db` under the data directory.
@@ -120,6 +120,19 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// SQLite lock wait, in milliseconds.
     pub sqlite_busy_timeout_ms: u64,
+}
+
+// By hand: the URL may carry a password, which `Debug` output must not show.
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("password", &self.password)
+            .field("password_file", &self.password_file)
+            .field("max_connections", &self.max_connections)
+            .field("sqlite_busy_timeout_ms", &self.sqlite_busy_timeout_ms)
+            .finish()
+    }
 }
 
 /// Which object store implementation holds the extracts.

@@ -88,6 +88,12 @@ impl CertResolver {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
+
+    /// SHA-256 fingerprint of the leaf certificate in service.
+    pub fn fingerprint(&self) -> String {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        current.cert.first().map(fingerprint).unwrap_or_default()
+    }
 }
 
 impl ResolvesServerCert for CertResolver {

@@ -1,0 +1,627 @@
+//! Planning (which columns a release gets, and how) and the per-row transform.
+//!
+//! [`plan`] is pure: from the release, the dataset schema and the catalog it decides the output
+//! columns or refuses. [`ExtractPlan::bind`] matches the plan to an actual CSV header, and
+//! [`BoundPlan::apply`] turns one source record into one output record, reusing the caller's
+//! buffer.
+
+use std::collections::BTreeSet;
+
+use crate::domain::level::Level;
+use crate::policy::catalog::{
+    Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
+};
+use crate::policy::linkage::{LinkageKey, REPLACEMENT_ID_LEN};
+use crate::policy::optout::OptOutSet;
+use crate::policy::protected::{Effect, ProtectedCategories};
+use crate::policy::schema::DatasetSchema;
+use crate::policy::transform::{self, Age, AGE_TOP_CODE};
+
+/// Why a plan was refused. Every variant names the element concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The release names an element the catalog does not have.
+    #[error("element `{element}` is not in the catalog")]
+    UnknownElement {
+        /// The element id.
+        element: ElementId,
+    },
+    /// An approved element needs a higher level than the release has.
+    #[error(
+        "element `{element}` needs Level {element_level} but the release is Level {release_level}"
+    )]
+    AboveLevel {
+        /// The element id.
+        element: ElementId,
+        /// Its lowest level.
+        element_level: Level,
+        /// The release's level.
+        release_level: Level,
+    },
+    /// An approved element is a charge, which is never released at row level.
+    #[error("element `{element}` is a charge and is never released at row level (seed 001 section 3.1 D)")]
+    NeverReleasable {
+        /// The element id.
+        element: ElementId,
+    },
+    /// An approved Appendix C element was not requested by name.
+    #[error("element `{element}` is supplemental (Appendix C) and was not requested by name")]
+    SupplementalNotRequested {
+        /// The element id.
+        element: ElementId,
+    },
+    /// A planned column is not on the approved list (an internal safeguard; never expected).
+    #[error("element `{element}` is not approved for this release")]
+    NotApproved {
+        /// The element id.
+        element: ElementId,
+    },
+    /// A birth date is approved but the schema does not map the date its age is measured at.
+    #[error("element `{element}` needs `{reference}` to compute the age, and the dataset does not map it")]
+    MissingReference {
+        /// The birth-date element.
+        element: ElementId,
+        /// The reference date element.
+        reference: ElementId,
+    },
+    /// Direct identifiers were approved but the dataset maps no SSN or member id to check
+    /// opt-outs against, so they could not be withheld from people who opted out.
+    #[error("element `{element}` is a direct identifier, and the `{file_type}` dataset maps no SSN or member id to check opt-outs against")]
+    NoOptOutSubject {
+        /// The first direct-identifier element.
+        element: ElementId,
+        /// The dataset's file type.
+        file_type: FileType,
+    },
+}
+
+/// Why a plan could not be matched to a file's header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// The header lacks a column the plan needs.
+    #[error("{file}: the header has no column `{column}`, which the extract needs")]
+    MissingColumn {
+        /// The file.
+        file: String,
+        /// The missing source column.
+        column: String,
+    },
+    /// The header names a column twice.
+    #[error("{file}: the header names column `{column}` twice")]
+    DuplicateColumn {
+        /// The file.
+        file: String,
+        /// The repeated column.
+        column: String,
+    },
+}
+
+/// Why a row could not be transformed. Messages name file, line and column, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// The row does not have as many fields as the header.
+    #[error("{file}: line {line}: expected {expected} fields, found {found}")]
+    WrongArity {
+        /// The file.
+        file: String,
+        /// 1-based line where the record starts.
+        line: u64,
+        /// Fields in the header.
+        expected: usize,
+        /// Fields in the row.
+        found: usize,
+    },
+    /// A value a transform needs could not be parsed.
+    #[error("{file}: line {line}, column `{column}`: not {expected}")]
+    Unparseable {
+        /// The file.
+        file: String,
+        /// 1-based line where the record starts.
+        line: u64,
+        /// The source column.
+        column: String,
+        /// What was expected there.
+        expected: &'static str,
+    },
+}
+
+/// What the extract job knows about the release, as far as row policy is concerned.
+#[derive(Debug, Clone)]
+pub struct ReleaseSpec {
+    /// The release's level.
+    pub level: Level,
+    /// Elements approved for delivery (minimum necessary), across all datasets of the release.
+    pub approved: BTreeSet<ElementId>,
+    /// Appendix C elements the request named explicitly.
+    pub supplemental_requested: BTreeSet<ElementId>,
+    /// The recipient organization's linkage key, for replacement ids.
+    pub linkage: LinkageKey,
+}
+
+/// One output column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedColumn {
+    /// The catalog element delivered.
+    pub element: ElementId,
+    /// Output header: the element id without its file-type prefix.
+    pub header: String,
+    /// Source column it is read from.
+    pub source_column: String,
+    /// How it is rendered at the release's level.
+    pub transform: Transform,
+    /// The element's class (drives row rules).
+    pub class: ElementClass,
+    /// For birth dates: the source column holding the reference date.
+    pub reference_column: Option<String>,
+    /// For replacement ids: the value space.
+    pub replacement_domain: Option<String>,
+}
+
+/// The validated plan for one dataset of one release.
+#[derive(Debug, Clone)]
+pub struct ExtractPlan {
+    file_type: FileType,
+    level: Level,
+    columns: Vec<PlannedColumn>,
+    unmapped_source_columns: Vec<String>,
+    unavailable: Vec<ElementId>,
+    subject_columns: Vec<(String, SubjectKey)>,
+    code_columns: Vec<(String, CodeKind)>,
+    guard_direct: bool,
+    guard_practitioner: bool,
+    linkage: LinkageKey,
+    protected: ProtectedCategories,
+}
+
+/// Checks every approved and requested element against the catalog and the level, then lays
+/// out the output columns in schema order. Pure: no I/O, no clock.
+pub fn plan(
+    release: &ReleaseSpec,
+    schema: &DatasetSchema,
+    catalog: &Catalog,
+) -> Result<ExtractPlan, PlanError> {
+    for id in release
+        .supplemental_requested
+        .iter()
+        .chain(&release.approved)
+    {
+        if catalog.get(id).is_none() {
+            return Err(PlanError::UnknownElement {
+                element: id.clone(),
+            });
+        }
+    }
+    // The whole approved list is checked, not only this dataset's part: a release that
+    // approves something it may not have is wrong as a whole.
+    for id in &release.approved {
+        let Some(element) = catalog.get(id) else {
+            return Err(PlanError::UnknownElement {
+                element: id.clone(),
+            });
+        };
+        let Some(lowest) = element.lowest_level else {
+            return Err(PlanError::NeverReleasable {
+                element: id.clone(),
+            });
+        };
+        if lowest > release.level || element.transform_at(release.level).is_none() {
+            return Err(PlanError::AboveLevel {
+                element: id.clone(),
+                element_level: lowest,
+                release_level: release.level,
+            });
+        }
+        if element.supplemental && !release.supplemental_requested.contains(id) {
+            return Err(PlanError::SupplementalNotRequested {
+                element: id.clone(),
+            });
+        }
+    }
+
+    let mut columns = Vec::new();
+    let mut unmapped_source_columns = Vec::new();
+    let mut subject_columns = Vec::new();
+    let mut code_columns = Vec::new();
+    for col in schema.columns() {
+        if col.elements.is_empty() {
+            unmapped_source_columns.push(col.name.clone());
+        }
+        for id in &col.elements {
+            let Some(element) = catalog.get(id) else {
+                return Err(PlanError::UnknownElement {
+                    element: id.clone(),
+                });
+            };
+            if let Some(kind) = element.code_kind {
+                code_columns.push((col.name.clone(), kind));
+            }
+            if let Some(key) = element.subject_key {
+                subject_columns.push((col.name.clone(), key));
+            }
+            if !release.approved.contains(id) {
+                continue;
+            }
+            let Some(transform) = element.transform_at(release.level) else {
+                // Checked above; kept as a refusal rather than a panic.
+                return Err(PlanError::AboveLevel {
+                    element: id.clone(),
+                    element_level: element.lowest_level.unwrap_or(Level::III),
+                    release_level: release.level,
+                });
+            };
+            let reference_column = match &element.age_reference {
+                None => None,
+                Some(reference) => Some(
+                    schema
+                        .column_of(reference)
+                        .ok_or_else(|| PlanError::MissingReference {
+                            element: id.clone(),
+                            reference: reference.clone(),
+                        })?
+                        .to_owned(),
+                ),
+            };
+            columns.push(PlannedColumn {
+                element: id.clone(),
+                header: id.local().to_owned(),
+                source_column: col.name.clone(),
+                transform,
+                class: element.class,
+                reference_column,
+                replacement_domain: element.replacement_domain.clone(),
+            });
+        }
+    }
+    code_columns.dedup();
+    subject_columns.dedup();
+
+    // Defence in depth: re-check the finished layout against the rules it was built from.
+    for c in &columns {
+        if !release.approved.contains(&c.element) {
+            return Err(PlanError::NotApproved {
+                element: c.element.clone(),
+            });
+        }
+        if c.class == ElementClass::Charge {
+            return Err(PlanError::NeverReleasable {
+                element: c.element.clone(),
+            });
+        }
+    }
+
+    let guard_direct = columns
+        .iter()
+        .any(|c| c.class == ElementClass::DirectIdentifier);
+    if guard_direct && subject_columns.is_empty() {
+        let element = columns
+            .iter()
+            .find(|c| c.class == ElementClass::DirectIdentifier)
+            .map(|c| c.element.clone());
+        if let Some(element) = element {
+            return Err(PlanError::NoOptOutSubject {
+                element,
+                file_type: schema.file_type,
+            });
+        }
+    }
+    let guard_practitioner = columns.iter().any(|c| c.class == ElementClass::Provider);
+    let unavailable = release
+        .approved
+        .iter()
+        .filter(|id| id.file_type() == schema.file_type && schema.column_of(id).is_none())
+        .cloned()
+        .collect();
+    Ok(ExtractPlan {
+        file_type: schema.file_type,
+        level: release.level,
+        columns,
+        unmapped_source_columns,
+        unavailable,
+        subject_columns,
+        code_columns,
+        guard_direct,
+        guard_practitioner,
+        linkage: release.linkage.clone(),
+        protected: catalog.protected().clone(),
+    })
+}
+
+impl ExtractPlan {
+    /// The dataset's file type.
+    pub fn file_type(&self) -> FileType {
+        self.file_type
+    }
+
+    /// The release's level.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// The output columns, in order.
+    pub fn columns(&self) -> &[PlannedColumn] {
+        &self.columns
+    }
+
+    /// The output header.
+    pub fn header(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.header.as_str()).collect()
+    }
+
+    /// Schema columns that map to no element: they are never emitted.
+    pub fn unmapped_source_columns(&self) -> &[String] {
+        &self.unmapped_source_columns
+    }
+
+    /// Approved elements of this file type that the dataset does not map, so cannot deliver.
+    pub fn unavailable_elements(&self) -> &[ElementId] {
+        &self.unavailable
+    }
+
+    /// Matches the plan to a file's header (`file` labels messages). Every column the plan
+    /// reads must be present: outputs, age references, and, when rows can be protected, every
+    /// code and identity column, so a row is never judged on partial evidence.
+    pub fn bind(&self, file: &str, header: &csv::StringRecord) -> Result<BoundPlan, BindError> {
+        let names: Vec<&str> = header.iter().map(str::trim).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(BindError::DuplicateColumn {
+                    file: file.to_owned(),
+                    column: (*name).to_owned(),
+                });
+            }
+        }
+        let find = |column: &str| {
+            names
+                .iter()
+                .position(|n| *n == column)
+                .ok_or_else(|| BindError::MissingColumn {
+                    file: file.to_owned(),
+                    column: column.to_owned(),
+                })
+        };
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            let step = match c.transform {
+                Transform::Keep => Step::Keep,
+                Transform::Year => Step::Year,
+                Transform::Quarter => Step::Quarter,
+                Transform::Month => Step::Month,
+                Transform::YearQuarter => Step::YearQuarter,
+                Transform::Date => Step::Date,
+                Transform::TopCodeAge90 => Step::TopCodeAge90,
+                Transform::Zip5 => Step::Zip5,
+                Transform::BirthDateUnless90 => {
+                    let reference = c.reference_column.as_deref().unwrap_or_default();
+                    Step::BirthDateUnless90 {
+                        reference: find(reference)?,
+                        reference_name: reference.to_owned(),
+                    }
+                }
+                Transform::ReplacementId => {
+                    Step::ReplacementId(c.replacement_domain.clone().unwrap_or_default())
+                }
+            };
+            columns.push(BoundColumn {
+                index: find(&c.source_column)?,
+                source: c.source_column.clone(),
+                class: c.class,
+                step,
+            });
+        }
+        let mut code_columns = Vec::new();
+        if self.guard_direct || self.guard_practitioner {
+            for (name, kind) in &self.code_columns {
+                code_columns.push((find(name)?, *kind));
+            }
+        }
+        let mut subject_columns = Vec::new();
+        if self.guard_direct {
+            for (name, key) in &self.subject_columns {
+                subject_columns.push((find(name)?, *key));
+            }
+        }
+        Ok(BoundPlan {
+            file: file.to_owned(),
+            width: names.len(),
+            columns,
+            code_columns,
+            subject_columns,
+            guard_direct: self.guard_direct,
+            guard_practitioner: self.guard_practitioner,
+            linkage: self.linkage.clone(),
+            protected: self.protected.clone(),
+            level: self.level,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Keep,
+    Year,
+    Quarter,
+    Month,
+    YearQuarter,
+    Date,
+    TopCodeAge90,
+    Zip5,
+    BirthDateUnless90 {
+        reference: usize,
+        reference_name: String,
+    },
+    ReplacementId(String),
+}
+
+#[derive(Debug, Clone)]
+struct BoundColumn {
+    index: usize,
+    source: String,
+    class: ElementClass,
+    step: Step,
+}
+
+/// What the row rules found on one row (for counts in the manifest; no values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowFlags {
+    /// A Level III row whose codes put it in an HIV, substance-use or psychiatric category:
+    /// its direct identifiers were blanked.
+    pub protected: bool,
+    /// A Level III row about a person who opted out: its direct identifiers were blanked.
+    pub opted_out: bool,
+    /// An abortion-procedure row: its practitioner elements were blanked.
+    pub practitioner_blanked: bool,
+}
+
+/// A plan matched to one file's header, ready to transform its rows.
+#[derive(Debug, Clone)]
+pub struct BoundPlan {
+    file: String,
+    width: usize,
+    columns: Vec<BoundColumn>,
+    code_columns: Vec<(usize, CodeKind)>,
+    subject_columns: Vec<(usize, SubjectKey)>,
+    guard_direct: bool,
+    guard_practitioner: bool,
+    linkage: LinkageKey,
+    protected: ProtectedCategories,
+    level: Level,
+}
+
+impl BoundPlan {
+    /// The release's level.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Transforms one source record into `out` (cleared first; its buffers are reused, so a
+    /// steady stream of rows allocates nothing). The record's position, when the CSV reader set
+    /// one, gives the line in error messages.
+    pub fn apply(
+        &self,
+        record: &csv::ByteRecord,
+        opt_outs: &OptOutSet,
+        out: &mut csv::ByteRecord,
+    ) -> Result<RowFlags, RowError> {
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != self.width {
+            return Err(RowError::WrongArity {
+                file: self.file.clone(),
+                line,
+                expected: self.width,
+                found: record.len(),
+            });
+        }
+        let mut flags = RowFlags::default();
+        for &(index, kind) in &self.code_columns {
+            let value = &record[index];
+            if value.is_empty() {
+                continue;
+            }
+            if self.guard_practitioner
+                && !flags.practitioner_blanked
+                && self
+                    .protected
+                    .matches(Effect::BlankPractitionerIdentity, kind, value)
+            {
+                flags.practitioner_blanked = true;
+            }
+            if self.guard_direct
+                && !flags.protected
+                && self
+                    .protected
+                    .matches(Effect::BlankDirectIdentifiers, kind, value)
+            {
+                flags.protected = true;
+            }
+        }
+        if self.guard_direct {
+            flags.opted_out = self
+                .subject_columns
+                .iter()
+                .any(|&(index, key)| opt_outs.is_opted_out(key, &record[index]));
+        }
+
+        out.clear();
+        let mut buf = [0u8; 64];
+        for c in &self.columns {
+            let value = &record[c.index];
+            let withheld = match c.class {
+                ElementClass::DirectIdentifier => flags.protected || flags.opted_out,
+                ElementClass::Provider => flags.practitioner_blanked,
+                // Unreachable by construction of the plan; blank rather than trust that.
+                ElementClass::Charge => true,
+                _ => false,
+            };
+            if withheld || value.trim_ascii().is_empty() {
+                out.push_field(b"");
+                continue;
+            }
+            let bad = |expected: &'static str| RowError::Unparseable {
+                file: self.file.clone(),
+                line,
+                column: c.source.clone(),
+                expected,
+            };
+            const DATE: &str = "a date (YYYY-MM-DD or YYYYMMDD)";
+            match &c.step {
+                Step::Keep => out.push_field(value),
+                Step::Year | Step::Quarter | Step::Month | Step::YearQuarter | Step::Date => {
+                    let d = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
+                    let n = match c.step {
+                        Step::Year => transform::write_year(d, &mut buf),
+                        Step::Quarter => transform::write_quarter(d, &mut buf),
+                        Step::Month => transform::write_month(d, &mut buf),
+                        Step::YearQuarter => transform::write_year_quarter(d, &mut buf),
+                        _ => transform::write_date(d, &mut buf),
+                    };
+                    out.push_field(&buf[..n]);
+                }
+                Step::TopCodeAge90 => match transform::parse_age(value) {
+                    Some(Age::Years(n)) if n < 90 => {
+                        let n = transform::write_u32(n, &mut buf);
+                        out.push_field(&buf[..n]);
+                    }
+                    Some(_) => out.push_field(AGE_TOP_CODE),
+                    None => return Err(bad("an age in whole years")),
+                },
+                Step::Zip5 => out.push_field(transform::zip5(value).unwrap_or_default()),
+                Step::BirthDateUnless90 {
+                    reference,
+                    reference_name,
+                } => {
+                    let dob = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
+                    let at = &record[*reference];
+                    // Without a reference date the age cannot be shown to be under 90: blank.
+                    let keep = if at.trim_ascii().is_empty() {
+                        false
+                    } else {
+                        let at = transform::parse_reference(at).ok_or_else(|| {
+                            RowError::Unparseable {
+                                file: self.file.clone(),
+                                line,
+                                column: reference_name.clone(),
+                                expected: "a date (YYYY-MM-DD, YYYYMMDD) or a month (YYYYMM)",
+                            }
+                        })?;
+                        transform::age_at(dob, at) < 90
+                    };
+                    if keep {
+                        let n = transform::write_date(dob, &mut buf);
+                        out.push_field(&buf[..n]);
+                    } else {
+                        out.push_field(b"");
+                    }
+                }
+                Step::ReplacementId(domain) => {
+                    let mut id = [0u8; REPLACEMENT_ID_LEN];
+                    if self.linkage.replacement_id(domain, value, &mut id) {
+                        out.push_field(&id);
+                    } else {
+                        out.push_field(b"");
+                    }
+                }
+            }
+        }
+        Ok(flags)
+    }
+}

@@ -1,0 +1,275 @@
+//! `spawn_app()` and friends: each test gets its own Steward on port 0 with a fresh data
+//! directory, database (a SQLite file, or its own PostgreSQL database) and object store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::Connection;
+use steward::app::Application;
+use steward::clock::ManualClock;
+use steward::config::Settings;
+use steward::http::AppState;
+use tokio::sync::oneshot;
+
+use crate::s3_server::{self, S3Server};
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Which object store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Fs,
+    S3,
+}
+
+const POSTGRES_URL_VAR: &str = "STEWARD_TEST_POSTGRES_URL";
+const REQUIRE_POSTGRES_VAR: &str = "STEWARD_TEST_REQUIRE_POSTGRES";
+
+/// The PostgreSQL server tests may create databases on, or `None` (reported as skipped).
+/// With `STEWARD_TEST_REQUIRE_POSTGRES=1` a missing server fails the test instead.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var(REQUIRE_POSTGRES_VAR).as_deref() == Ok("1") {
+                panic!("{test}: {REQUIRE_POSTGRES_VAR}=1 but {POSTGRES_URL_VAR} is not set");
+            }
+            eprintln!("SKIPPED {test} on PostgreSQL: {POSTGRES_URL_VAR} is not set");
+            None
+        }
+    }
+}
+
+/// Runs the test function once per database backend: `mod name { sqlite, postgres }`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Db::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url(concat!(module_path!(), "::", stringify!($name))).is_some() {
+                    super::$name($crate::helpers::Db::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// Runs the test function once per object store: `mod name { fs, s3 }`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fs() {
+                super::$name($crate::helpers::Store::Fs).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                super::$name($crate::helpers::Store::S3).await
+            }
+        }
+    )*};
+}
+
+/// A database created for one test; dropped (forcibly) when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(db: Db, data_dir: &Path) -> Self {
+        match db {
+            Db::Sqlite => Self {
+                url: format!("sqlite://{}", data_dir.join("steward.db").display()),
+                admin_url: None,
+                name: String::new(),
+            },
+            Db::Postgres => {
+                let admin_url = postgres_url("TestDatabase::create").expect("checked by the caller");
+                let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::any::install_default_drivers();
+                let mut conn = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                Self {
+                    url: format!("{base}/{name}"),
+                    admin_url: Some(admin_url),
+                    name,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else { return };
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::AnyConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The object store a test app uses, and the server behind it when it is S3.
+pub struct TestStore {
+    pub env: Vec<(String, String)>,
+    pub s3: Option<S3Server>,
+}
+
+impl TestStore {
+    pub async fn create(store: Store, data_dir: &Path) -> Self {
+        match store {
+            Store::Fs => Self {
+                env: vec![env("STORAGE__FS__ROOT", data_dir.join("objects").display())],
+                s3: None,
+            },
+            Store::S3 => {
+                let server = s3_server::spawn().await;
+                Self {
+                    env: vec![
+                        env("STORAGE__BACKEND", "s3"),
+                        env("STORAGE__S3__BUCKET", s3_server::BUCKET),
+                        env("STORAGE__S3__REGION", "us-east-1"),
+                        env("STORAGE__S3__ENDPOINT", &server.endpoint),
+                        env("STORAGE__S3__FORCE_PATH_STYLE", "true"),
+                        env("STORAGE__S3__ACCESS_KEY_ID", s3_server::ACCESS_KEY),
+                        env("STORAGE__S3__SECRET_ACCESS_KEY", s3_server::SECRET_KEY),
+                    ],
+                    s3: Some(server),
+                }
+            }
+        }
+    }
+}
+
+fn env(key: &str, value: impl std::fmt::Display) -> (String, String) {
+    (format!("STEWARD_{key}"), value.to_string())
+}
+
+/// A running Steward and everything a test needs to talk to it.
+pub struct TestApp {
+    /// `https://localhost:PORT`.
+    pub url: String,
+    /// A client that trusts the app's CA.
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub ca_path: PathBuf,
+    pub port: u16,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _store: TestStore,
+    _db: TestDatabase,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Settings for a test app: port 0 and everything under `data_dir`, plus `extra` variables.
+pub fn test_settings(data_dir: &Path, db_url: &str, extra: &[(String, String)]) -> Settings {
+    let mut vars = vec![
+        env("DATA_DIR", data_dir.display()),
+        env("SERVER__LISTEN", "127.0.0.1:0"),
+        env("SERVER__SHUTDOWN_GRACE_SECS", "5"),
+        env("DATABASE__URL", db_url),
+        env("DATABASE__MAX_CONNECTIONS", "5"),
+        env("STORAGE__PART_SIZE_BYTES", 5 * 1024 * 1024),
+    ];
+    vars.extend_from_slice(extra);
+    Settings::load_from(None, vars).expect("test settings are valid")
+}
+
+/// Builds and starts a Steward on `db` with the local filesystem store.
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, Store::Fs).await
+}
+
+/// Builds and starts a Steward on `db` and `store`.
+pub async fn spawn_app_with(db: Db, store: Store) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let test_db = TestDatabase::create(db, data_dir.path()).await;
+    let test_store = TestStore::create(store, data_dir.path()).await;
+    let settings = test_settings(data_dir.path(), &test_db.url, &test_store.env);
+    let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-03-01 12:00 UTC)));
+    let app = Application::build(settings, clock.clone()).await.expect("app builds");
+    let port = app.port();
+    let state = app.state().clone();
+    let ca_path = app.local_ca().expect("self-signed in tests").cert_path.clone();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        url: format!("https://localhost:{port}"),
+        client: client_trusting(&ca_path),
+        state,
+        clock,
+        ca_path,
+        port,
+        shutdown: Some(tx),
+        server: Some(server),
+        _store: test_store,
+        _db: test_db,
+        _data_dir: data_dir,
+    }
+}
+
+/// An HTTPS client that trusts only the CA at `ca_path`.
+pub fn client_trusting(ca_path: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca_path).expect("CA file");
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA parses"))
+        .tls_built_in_root_certs(false)
+        .https_only(true)
+        .build()
+        .expect("client builds")
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request completes")
+    }
+
+    /// Stops the server the way SIGTERM does and waits for it to drain.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task ends cleanly");
+        }
+    }
+}

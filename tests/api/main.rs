@@ -1,0 +1,13 @@
+//! The one integration test binary: every test spawns its own Steward (port 0, fresh data
+//! directory, fresh database, fresh object store, manual clock).
+
+mod helpers;
+mod s3_server;
+
+mod audit_log;
+mod cli;
+mod config;
+mod database;
+mod health;
+mod storage;
+mod tls;
