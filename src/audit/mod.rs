@@ -18,7 +18,7 @@ use crate::clock::SharedClock;
 use crate::db::{is_write_conflict, Backend, Database, DbError};
 
 /// Key of the PostgreSQL advisory lock that serializes appends across replicas.
-const APPEND_LOCK_KEY: i64 = 0x5354_4557_4155_44; // "STEWAUD"
+const APPEND_LOCK_KEY: i64 = 0x0053_5445_5741_5544; // "STEWAUD"
 
 /// How many times an append is retried after losing a race to another process.
 const MAX_APPEND_ATTEMPTS: u32 = 50;

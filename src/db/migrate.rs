@@ -24,7 +24,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Key of the PostgreSQL advisory lock that keeps two replicas from migrating at once.
-const MIGRATION_LOCK_KEY: i64 = 0x5354_4557_4d49_47; // "STEWMIG"
+const MIGRATION_LOCK_KEY: i64 = 0x0053_5445_574d_4947; // "STEWMIG"
 
 /// What a migration run did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -91,7 +91,11 @@ impl CertResolver {
 
     /// SHA-256 fingerprint of the leaf certificate in service.
     pub fn fingerprint(&self) -> String {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         current.cert.first().map(fingerprint).unwrap_or_default()
     }
 }

@@ -5,7 +5,10 @@ use steward::audit::{chain, AccessEvent, Action, Actor, Outcome, Reason, Target}
 use crate::helpers::{spawn_app, Db};
 use crate::on_both_databases;
 
-on_both_databases!(concurrent_appends_form_one_chain, database_refuses_update_and_delete);
+on_both_databases!(
+    concurrent_appends_form_one_chain,
+    database_refuses_update_and_delete
+);
 
 const WRITERS: usize = 8;
 const APPENDS_PER_WRITER: usize = 500;
@@ -18,7 +21,9 @@ async fn concurrent_appends_form_one_chain(db: Db) {
         writers.push(tokio::spawn(async move {
             for i in 0..APPENDS_PER_WRITER {
                 let event = AccessEvent::new(
-                    Actor::User(uuid::Uuid::from_u128((writer * APPENDS_PER_WRITER + i) as u128)),
+                    Actor::User(uuid::Uuid::from_u128(
+                        (writer * APPENDS_PER_WRITER + i) as u128,
+                    )),
                     Action::SchemaMigrated,
                     Target::Schema(i as i64),
                     Outcome::Succeeded,
@@ -33,22 +38,35 @@ async fn concurrent_appends_form_one_chain(db: Db) {
     }
     let records = app.state.audit.records_after(0, 1_000_000).await.unwrap();
     // The server's own start event may land among them; count the writers' records.
-    let written = records.iter().filter(|r| r.action == "schema_migrated").count();
+    let written = records
+        .iter()
+        .filter(|r| r.action == "schema_migrated")
+        .count();
     assert_eq!(written, WRITERS * APPENDS_PER_WRITER);
     assert_eq!(chain::verify(&records), Ok(records.len() as u64));
     let actors: HashSet<_> = records.iter().map(|r| r.actor.clone()).collect();
-    assert!(actors.len() >= WRITERS * APPENDS_PER_WRITER, "every append is its own record");
+    assert!(
+        actors.len() >= WRITERS * APPENDS_PER_WRITER,
+        "every append is its own record"
+    );
 }
 
 async fn database_refuses_update_and_delete(db: Db) {
     let app = spawn_app(db).await;
     app.state
         .audit
-        .append(&AccessEvent::new(Actor::System, Action::SchemaMigrated, Target::Schema(1), Outcome::Succeeded))
+        .append(&AccessEvent::new(
+            Actor::System,
+            Action::SchemaMigrated,
+            Target::Schema(1),
+            Outcome::Succeeded,
+        ))
         .await
         .unwrap();
     let pool = app.state.db.pool();
-    let update = sqlx::query("UPDATE access_log SET outcome = 'denied'").execute(pool).await;
+    let update = sqlx::query("UPDATE access_log SET outcome = 'denied'")
+        .execute(pool)
+        .await;
     let err = update.expect_err("UPDATE must be refused").to_string();
     assert!(err.contains("append-only"), "{err}");
     let delete = sqlx::query("DELETE FROM access_log").execute(pool).await;

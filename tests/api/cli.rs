@@ -43,7 +43,9 @@ fn start_serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> (Running, Vec<Str
     let stdout = child.stdout.take().unwrap();
     // Self-signed mode prints the URL, the CA path, its fingerprint and a curl line; with
     // configured files only the URL.
-    let self_signed = !extra_env.iter().any(|(k, v)| *k == "STEWARD_TLS__MODE" && *v == "files");
+    let self_signed = !extra_env
+        .iter()
+        .any(|(k, v)| *k == "STEWARD_TLS__MODE" && *v == "files");
     let expected = if self_signed { 4 } else { 1 };
     let mut lines = Vec::new();
     let mut reader = BufReader::new(stdout);
@@ -77,11 +79,21 @@ async fn serve_with_embedded_defaults_prints_url_and_ca_and_stops_on_sigterm() {
     let client = crate::helpers::client_trusting(Path::new(&ca));
     let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let plain = reqwest::Client::new().get(url.replace("https://", "http://") + "/").send().await;
-    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP must fail");
+    let plain = reqwest::Client::new()
+        .get(url.replace("https://", "http://") + "/")
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP must fail"
+    );
 
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = wait_with_timeout(&mut child.0, Duration::from_secs(30));
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     assert!(dir.path().join("steward.db").exists());
@@ -93,7 +105,10 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(std::time::Instant::now() < deadline, "steward did not exit in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "steward did not exit in time"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -115,10 +130,16 @@ fn unreachable_database_fails_start_naming_it() {
             .arg("serve")
             .env("STEWARD_DATA_DIR", dir.path())
             .env("STEWARD_SERVER__LISTEN", "127.0.0.1:0")
-            .env("STEWARD_DATABASE__URL", "postgres://steward:pw@127.0.0.1:1/steward"),
+            .env(
+                "STEWARD_DATABASE__URL",
+                "postgres://steward:pw@127.0.0.1:1/steward",
+            ),
     );
     assert!(!ok);
-    assert!(stderr.contains("database") && stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(
+        stderr.contains("database") && stderr.contains("127.0.0.1:1"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(":pw@"), "password redacted: {stderr}");
 }
 
@@ -137,8 +158,14 @@ async fn unreachable_bucket_fails_start_naming_it() {
             .env("STEWARD_STORAGE__S3__REGION", "us-east-1")
             .env("STEWARD_STORAGE__S3__ENDPOINT", &server.endpoint)
             .env("STEWARD_STORAGE__S3__FORCE_PATH_STYLE", "true")
-            .env("STEWARD_STORAGE__S3__ACCESS_KEY_ID", crate::s3_server::ACCESS_KEY)
-            .env("STEWARD_STORAGE__S3__SECRET_ACCESS_KEY", crate::s3_server::SECRET_KEY),
+            .env(
+                "STEWARD_STORAGE__S3__ACCESS_KEY_ID",
+                crate::s3_server::ACCESS_KEY,
+            )
+            .env(
+                "STEWARD_STORAGE__S3__SECRET_ACCESS_KEY",
+                crate::s3_server::SECRET_KEY,
+            ),
     );
     assert!(!ok);
     assert!(stderr.contains("s3://no-such-bucket"), "{stderr}");
@@ -150,21 +177,34 @@ fn config_typo_fails_naming_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("steward.toml");
     std::fs::write(&file, "[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap();
-    let (ok, _, stderr) = run_to_end(steward().arg("--config").arg(&file).args(["config", "check"]));
+    let (ok, _, stderr) = run_to_end(
+        steward()
+            .arg("--config")
+            .arg(&file)
+            .args(["config", "check"]),
+    );
     assert!(!ok);
-    assert!(stderr.contains("listen_addr") && stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("listen_addr") && stderr.contains(&file.display().to_string()),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn config_check_prints_effective_configuration_redacted() {
-    let (ok, stdout, stderr) = run_to_end(
-        steward()
-            .args(["config", "check"])
-            .env("STEWARD_DATABASE__URL", "postgres://steward:hunter2@db/steward"),
-    );
+    let (ok, stdout, stderr) = run_to_end(steward().args(["config", "check"]).env(
+        "STEWARD_DATABASE__URL",
+        "postgres://steward:hunter2@db/steward",
+    ));
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("[server]") && stdout.contains("listen = \"127.0.0.1:8443\""), "{stdout}");
-    assert!(stdout.contains("postgres://steward:[redacted]@db/steward"), "{stdout}");
+    assert!(
+        stdout.contains("[server]") && stdout.contains("listen = \"127.0.0.1:8443\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://steward:[redacted]@db/steward"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("hunter2"), "{stdout}");
 }
 
@@ -172,7 +212,8 @@ fn config_check_prints_effective_configuration_redacted() {
 fn migrate_command_migrates_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    let (ok, stdout, stderr) = run_to_end(steward().arg("migrate").env("STEWARD_DATABASE__URL", &url));
+    let (ok, stdout, stderr) =
+        run_to_end(steward().arg("migrate").env("STEWARD_DATABASE__URL", &url));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("migrated from version 0"), "{stdout}");
     let (ok, stdout, _) = run_to_end(steward().arg("migrate").env("STEWARD_DATABASE__URL", &url));
@@ -182,7 +223,11 @@ fn migrate_command_migrates_and_is_idempotent() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for args in [&["serve", "--help"][..], &["migrate", "--help"], &["config", "check", "--help"]] {
+    for args in [
+        &["serve", "--help"][..],
+        &["migrate", "--help"],
+        &["config", "check", "--help"],
+    ] {
         let (ok, stdout, _) = run_to_end(steward().args(args));
         assert!(ok, "{args:?}");
         assert!(stdout.contains("Example"), "{args:?}: {stdout}");
@@ -205,7 +250,11 @@ async fn configured_certificate_is_reloaded_on_sighup() {
     let key = live.join("key.pem").display().to_string();
     let (mut child, lines) = start_serve(
         &data,
-        &[("STEWARD_TLS__MODE", "files"), ("STEWARD_TLS__CERT_FILE", &chain), ("STEWARD_TLS__KEY_FILE", &key)],
+        &[
+            ("STEWARD_TLS__MODE", "files"),
+            ("STEWARD_TLS__CERT_FILE", &chain),
+            ("STEWARD_TLS__KEY_FILE", &key),
+        ],
     );
     let url = banner_value(&lines, "Steward is listening on ").to_owned();
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
@@ -214,7 +263,11 @@ async fn configured_certificate_is_reloaded_on_sighup() {
     std::fs::copy(new.join("server.pem"), live.join("chain.pem")).unwrap();
     std::fs::copy(new.join("server-key.pem"), live.join("key.pem")).unwrap();
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
     let mut served = String::new();
     for _ in 0..100 {
         served = served_fingerprint(port).await;
@@ -223,7 +276,11 @@ async fn configured_certificate_is_reloaded_on_sighup() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(served, leaf_fingerprint(&new), "SIGHUP swaps the certificate");
+    assert_eq!(
+        served,
+        leaf_fingerprint(&new),
+        "SIGHUP swaps the certificate"
+    );
     let _ = &mut child;
 }
 
@@ -265,19 +322,28 @@ async fn served_fingerprint(port: u16) -> String {
             Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+    .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let stream = connector
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
         .await
         .unwrap();
     let certs = stream.get_ref().1.peer_certificates().unwrap();

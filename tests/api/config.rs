@@ -12,8 +12,15 @@ fn write(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::path:
 #[test]
 fn unknown_key_names_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "steward.toml", "[database]\nurll = \"sqlite://x.db\"\n", 0o600);
-    let err = Settings::load_from(Some(&file), Vec::new()).unwrap_err().to_string();
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "[database]\nurll = \"sqlite://x.db\"\n",
+        0o600,
+    );
+    let err = Settings::load_from(Some(&file), Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("urll"), "{err}");
     assert!(err.contains(&file.display().to_string()), "{err}");
 }
@@ -21,22 +28,41 @@ fn unknown_key_names_key_and_file() {
 #[test]
 fn wrong_type_names_key() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "steward.toml", "[server]\nrequest_timeout_secs = \"soon\"\n", 0o600);
-    let err = Settings::load_from(Some(&file), Vec::new()).unwrap_err().to_string();
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "[server]\nrequest_timeout_secs = \"soon\"\n",
+        0o600,
+    );
+    let err = Settings::load_from(Some(&file), Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("request_timeout_secs"), "{err}");
 }
 
 #[test]
 fn missing_config_file_is_an_error() {
-    let err = Settings::load_from(Some(std::path::Path::new("/nonexistent/steward.toml")), Vec::new()).unwrap_err();
+    let err = Settings::load_from(
+        Some(std::path::Path::new("/nonexistent/steward.toml")),
+        Vec::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ConfigError::File { .. }), "{err}");
 }
 
 #[test]
 fn file_then_environment_override_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "steward.toml", "[server]\nrequest_timeout_secs = 7\nshutdown_grace_secs = 9\n", 0o600);
-    let env = vec![("STEWARD_SERVER__SHUTDOWN_GRACE_SECS".to_owned(), "11".to_owned())];
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "[server]\nrequest_timeout_secs = 7\nshutdown_grace_secs = 9\n",
+        0o600,
+    );
+    let env = vec![(
+        "STEWARD_SERVER__SHUTDOWN_GRACE_SECS".to_owned(),
+        "11".to_owned(),
+    )];
     let s = Settings::load_from(Some(&file), env).unwrap();
     assert_eq!(s.server.request_timeout_secs, 7);
     assert_eq!(s.server.shutdown_grace_secs, 11);
@@ -53,7 +79,10 @@ fn s3_config(secret_lines: &str) -> String {
 fn secret_given_twice_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let secret = write(dir.path(), "secret", "s3cr3t\n", 0o600);
-    let text = s3_config(&format!("secret_access_key = \"inline\"\nsecret_access_key_file = \"{}\"\n", secret.display()));
+    let text = s3_config(&format!(
+        "secret_access_key = \"inline\"\nsecret_access_key_file = \"{}\"\n",
+        secret.display()
+    ));
     let file = write(dir.path(), "steward.toml", &text, 0o600);
     let err = Settings::load_from(Some(&file), Vec::new()).unwrap_err();
     assert!(matches!(err, ConfigError::SecretTwice { .. }), "{err}");
@@ -63,16 +92,39 @@ fn secret_given_twice_is_refused() {
 fn secret_file_readable_by_others_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let secret = write(dir.path(), "secret", "s3cr3t\n", 0o644);
-    let text = s3_config(&format!("secret_access_key_file = \"{}\"\n", secret.display()));
+    let text = s3_config(&format!(
+        "secret_access_key_file = \"{}\"\n",
+        secret.display()
+    ));
     let file = write(dir.path(), "steward.toml", &text, 0o600);
     let settings = Settings::load_from(Some(&file), Vec::new()).unwrap();
-    let err = settings.storage.s3.as_ref().unwrap().secret_access_key().unwrap_err();
-    assert!(matches!(err, ConfigError::SecretFileExposed { .. }), "{err}");
+    let err = settings
+        .storage
+        .s3
+        .as_ref()
+        .unwrap()
+        .secret_access_key()
+        .unwrap_err();
+    assert!(
+        matches!(err, ConfigError::SecretFileExposed { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("chmod 600"), "{err}");
 
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let value = settings.storage.s3.as_ref().unwrap().secret_access_key().unwrap().unwrap();
-    assert_eq!(secrecy::ExposeSecret::expose_secret(&value), "s3cr3t", "trailing newline trimmed");
+    let value = settings
+        .storage
+        .s3
+        .as_ref()
+        .unwrap()
+        .secret_access_key()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&value),
+        "s3cr3t",
+        "trailing newline trimmed"
+    );
 }
 
 #[test]
@@ -81,7 +133,14 @@ fn unreadable_secret_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "steward.toml", &text, 0o600);
     let settings = Settings::load_from(Some(&file), Vec::new()).unwrap();
-    let err = settings.storage.s3.as_ref().unwrap().secret_access_key().unwrap_err().to_string();
+    let err = settings
+        .storage
+        .s3
+        .as_ref()
+        .unwrap()
+        .secret_access_key()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/nonexistent/secret"), "{err}");
 }
 
@@ -93,20 +152,32 @@ fn redacted_rendering_hides_secrets() {
         s3_config("secret_access_key = \"topsecret\"\n")
     );
     let file = write(dir.path(), "steward.toml", &text, 0o600);
-    let rendered = Settings::load_from(Some(&file), Vec::new()).unwrap().to_redacted_toml();
+    let rendered = Settings::load_from(Some(&file), Vec::new())
+        .unwrap()
+        .to_redacted_toml();
     assert!(!rendered.contains("topsecret"), "{rendered}");
     assert!(!rendered.contains("dbpass"), "{rendered}");
     assert!(rendered.contains("[redacted]"), "{rendered}");
-    let debug = format!("{:?}", Settings::load_from(Some(&file), Vec::new()).unwrap());
+    let debug = format!(
+        "{:?}",
+        Settings::load_from(Some(&file), Vec::new()).unwrap()
+    );
     assert!(!debug.contains("topsecret"), "Debug must not print secrets");
-    assert!(!debug.contains("dbpass"), "Debug must not print the database password");
+    assert!(
+        !debug.contains("dbpass"),
+        "Debug must not print the database password"
+    );
 }
 
 #[test]
 fn shipped_configuration_files_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     Settings::load_from(Some(&root.join("config/default.toml")), Vec::new()).unwrap();
-    Settings::load_from(Some(&root.join("config/production.example.toml")), Vec::new()).unwrap();
+    Settings::load_from(
+        Some(&root.join("config/production.example.toml")),
+        Vec::new(),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -22,7 +22,10 @@ async fn migrations_are_idempotent(db: Db) {
     let first = database.migrate().await.unwrap();
     assert_eq!((first.from, first.to), (0, LATEST_SCHEMA_VERSION));
     let second = database.migrate().await.unwrap();
-    assert_eq!((second.from, second.to), (LATEST_SCHEMA_VERSION, LATEST_SCHEMA_VERSION));
+    assert_eq!(
+        (second.from, second.to),
+        (LATEST_SCHEMA_VERSION, LATEST_SCHEMA_VERSION)
+    );
     database.check_schema().await.unwrap();
     database.close().await;
 }
@@ -43,14 +46,22 @@ async fn newer_schema_is_refused(db: Db) {
     database.close().await;
 
     let settings = test_settings(dir.path(), &test_db.url, &[]);
-    let err = Application::build(settings, std::sync::Arc::new(SystemClock)).await.unwrap_err();
+    let err = Application::build(settings, std::sync::Arc::new(SystemClock))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("newer than this binary"), "{err}");
 }
 
 #[tokio::test]
 async fn unsupported_url_is_named() {
-    let err = Database::connect("mysql://localhost/x", &options()).await.unwrap_err();
-    assert!(err.to_string().contains("unsupported database URL mysql://localhost/x"), "{err}");
+    let err = Database::connect("mysql://localhost/x", &options())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unsupported database URL mysql://localhost/x"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -59,6 +70,11 @@ async fn unreachable_database_is_named_with_password_redacted() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("cannot connect to database postgres://steward:[redacted]@127.0.0.1:1/steward"), "{err}");
+    assert!(
+        err.contains(
+            "cannot connect to database postgres://steward:[redacted]@127.0.0.1:1/steward"
+        ),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "{err}");
 }

@@ -3,7 +3,11 @@ use steward::clock::Clock;
 use crate::helpers::{spawn_app, spawn_app_with, Db, Store};
 use crate::{on_both_databases, on_both_stores};
 
-on_both_databases!(ready_on_both_databases, unknown_route_is_json_404, oversized_body_is_refused);
+on_both_databases!(
+    ready_on_both_databases,
+    unknown_route_is_json_404,
+    oversized_body_is_refused
+);
 on_both_stores!(ready_on_both_stores);
 
 async fn ready_on_both_databases(db: Db) {
@@ -53,7 +57,10 @@ async fn security_headers_and_request_id_on_every_response() {
     for path in ["/healthz", "/readyz", "/missing"] {
         let response = app.get(path).await;
         let headers = response.headers();
-        assert_eq!(headers["strict-transport-security"], "max-age=63072000; includeSubDomains", "{path}");
+        assert_eq!(
+            headers["strict-transport-security"], "max-age=63072000; includeSubDomains",
+            "{path}"
+        );
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["cache-control"], "no-store", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
@@ -74,7 +81,11 @@ async fn serves_http2_and_http1_by_alpn() {
         .http1_only()
         .build()
         .unwrap();
-    let response = http1.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    let response = http1
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
 }
@@ -89,7 +100,12 @@ async fn start_and_stop_are_logged() {
     let actions: Vec<_> = records.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(actions, ["server_started", "server_stopped"]);
     // Records carry the injected clock's time, not the machine's.
-    assert!(records.iter().all(|r| r.at == "2026-03-01T12:00:00.000000Z"), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.at == "2026-03-01T12:00:00.000000Z"),
+        "{records:?}"
+    );
     app.clock.advance(time::Duration::hours(1));
     assert_eq!(app.clock.now().hour(), 13);
 }

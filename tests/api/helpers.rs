@@ -99,15 +99,20 @@ impl TestDatabase {
                 name: String::new(),
             },
             Db::Postgres => {
-                let admin_url = postgres_url("TestDatabase::create").expect("checked by the caller");
+                let admin_url =
+                    postgres_url("TestDatabase::create").expect("checked by the caller");
                 let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
                 sqlx::any::install_default_drivers();
-                let mut conn = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
+                let mut conn = sqlx::AnyConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
                 sqlx::query(&format!("CREATE DATABASE \"{name}\""))
                     .execute(&mut conn)
                     .await
                     .expect("create test database");
-                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
                 Self {
                     url: format!("{base}/{name}"),
                     admin_url: Some(admin_url),
@@ -120,11 +125,16 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Some(admin_url) = self.admin_url.clone() else { return };
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on; use a thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut conn = sqlx::AnyConnection::connect(&admin_url).await.ok()?;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -215,11 +225,19 @@ pub async fn spawn_app_with(db: Db, store: Store) -> TestApp {
     let test_db = TestDatabase::create(db, data_dir.path()).await;
     let test_store = TestStore::create(store, data_dir.path()).await;
     let settings = test_settings(data_dir.path(), &test_db.url, &test_store.env);
-    let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-03-01 12:00 UTC)));
-    let app = Application::build(settings, clock.clone()).await.expect("app builds");
+    let clock = Arc::new(ManualClock::new(
+        time::macros::datetime!(2026-03-01 12:00 UTC),
+    ));
+    let app = Application::build(settings, clock.clone())
+        .await
+        .expect("app builds");
     let port = app.port();
     let state = app.state().clone();
-    let ca_path = app.local_ca().expect("self-signed in tests").cert_path.clone();
+    let ca_path = app
+        .local_ca()
+        .expect("self-signed in tests")
+        .cert_path
+        .clone();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async {

@@ -48,17 +48,24 @@ pub async fn spawn() -> S3Server {
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let service = service.clone();
             tokio::spawn(async move {
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
                 let _ = builder
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                     .await;
             });
         }
     });
-    S3Server { endpoint, _root: root }
+    S3Server {
+        endpoint,
+        _root: root,
+    }
 }
 
 fn key_of(bucket: &str, key: &str) -> (String, String) {
@@ -67,11 +74,17 @@ fn key_of(bucket: &str, key: &str) -> (String, String) {
 
 #[async_trait::async_trait]
 impl S3 for Tracked {
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.inner.head_bucket(req).await
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let id = key_of(&req.input.bucket, &req.input.key);
         let size = req.input.content_length.unwrap_or(0);
         let out = self.inner.put_object(req).await?;
@@ -79,22 +92,34 @@ impl S3 for Tracked {
         Ok(out)
     }
 
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         self.inner.get_object(req).await
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.inner.head_object(req).await
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let id = key_of(&req.input.bucket, &req.input.key);
         let out = self.inner.delete_object(req).await?;
         self.tracker.objects.lock().unwrap().remove(&id);
         Ok(out)
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.inner.list_objects_v2(req).await
     }
 
@@ -105,12 +130,19 @@ impl S3 for Tracked {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let out = self.inner.create_multipart_upload(req).await?;
         if let Some(id) = &out.output.upload_id {
-            self.tracker.uploads.lock().unwrap().insert(id.clone(), (bucket, key));
+            self.tracker
+                .uploads
+                .lock()
+                .unwrap()
+                .insert(id.clone(), (bucket, key));
         }
         Ok(out)
     }
 
-    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         self.inner.upload_part(req).await
     }
 
