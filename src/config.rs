@@ -85,6 +85,53 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The level policy: catalog location and its secrets.
+    pub policy: PolicySettings,
+}
+
+/// The level policy's files and secrets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Directory holding `policy/` (the element catalog) and `datasets/` (dataset schemas).
+    pub config_dir: PathBuf,
+    /// Agency linkage secret keying replacement ids, inline.
+    #[serde(default, serialize_with = "serialize_redacted")]
+    pub linkage_secret: Option<SecretString>,
+    /// Agency linkage secret, from a file.
+    #[serde(default)]
+    pub linkage_secret_file: Option<PathBuf>,
+    /// Secret keying the opt-out registry's hashes, inline.
+    #[serde(default, serialize_with = "serialize_redacted")]
+    pub optout_secret: Option<SecretString>,
+    /// Secret keying the opt-out registry's hashes, from a file.
+    #[serde(default)]
+    pub optout_secret_file: Option<PathBuf>,
+}
+
+/// The policy secrets, which are generated locally when not configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySecret {
+    /// Keys replacement ids per recipient organization.
+    Linkage,
+    /// Keys the opt-out registry's hashes.
+    OptOut,
+}
+
+impl PolicySecret {
+    fn key(self) -> &'static str {
+        match self {
+            PolicySecret::Linkage => "policy.linkage_secret",
+            PolicySecret::OptOut => "policy.optout_secret",
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            PolicySecret::Linkage => "linkage.secret",
+            PolicySecret::OptOut => "optout.secret",
+        }
+    }
 }
 
 /// The HTTPS listener.
@@ -272,6 +319,16 @@ impl Settings {
             &self.database.password,
             &self.database.password_file,
         )?;
+        check_single_source(
+            PolicySecret::Linkage.key(),
+            &self.policy.linkage_secret,
+            &self.policy.linkage_secret_file,
+        )?;
+        check_single_source(
+            PolicySecret::OptOut.key(),
+            &self.policy.optout_secret,
+            &self.policy.optout_secret_file,
+        )?;
         if self.storage.backend == StorageBackend::S3 {
             let Some(s3) = &self.storage.s3 else {
                 return Err(ConfigError::Inconsistent {
@@ -343,6 +400,27 @@ impl Settings {
     /// Directory of the self-signed certificate and its CA.
     pub fn tls_dir(&self) -> PathBuf {
         self.data_dir.join("tls")
+    }
+
+    /// A policy secret: as configured, or else the one generated (0600) under
+    /// `data_dir/keys` on first use, so the embedded mode needs no setup. Production
+    /// configures it, so every replica and worker uses the same one.
+    pub fn policy_secret(&self, which: PolicySecret) -> Result<SecretString, ConfigError> {
+        let (inline, file) = match which {
+            PolicySecret::Linkage => (
+                &self.policy.linkage_secret,
+                &self.policy.linkage_secret_file,
+            ),
+            PolicySecret::OptOut => (&self.policy.optout_secret, &self.policy.optout_secret_file),
+        };
+        if let Some(secret) = resolve_secret(which.key(), inline, file)? {
+            return Ok(secret);
+        }
+        let path = self.data_dir.join("keys").join(which.file_name());
+        if !path.exists() {
+            generate_secret_file(which.key(), &path)?;
+        }
+        read_secret_file(which.key(), &path)
     }
 
     /// The PostgreSQL password, from whichever source was configured.
@@ -463,6 +541,38 @@ pub fn resolve_secret(
         return Ok(None);
     };
     read_secret_file(key, path).map(Some)
+}
+
+/// Writes 32 random bytes, hex-encoded, to a new owner-only file.
+fn generate_secret_file(key: &str, path: &Path) -> Result<(), ConfigError> {
+    use rand::RngCore;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io_error = |source| ConfigError::SecretFile {
+        key: key.into(),
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    // create_new: two processes starting at once must not overwrite each other's secret.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(hex::encode(bytes).as_bytes())
+                .map_err(io_error)?;
+            file.sync_all().map_err(io_error)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_error(e)),
+    }
 }
 
 /// Reads a secret file after checking that only its owner can read it.

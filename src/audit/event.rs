@@ -37,6 +37,8 @@ pub enum Action {
     ServerStopped,
     /// The database schema was migrated.
     SchemaMigrated,
+    /// A file of opt-outs was imported into the registry.
+    OptOutImported,
 }
 
 impl Action {
@@ -46,6 +48,7 @@ impl Action {
             Action::ServerStarted => "server_started",
             Action::ServerStopped => "server_stopped",
             Action::SchemaMigrated => "schema_migrated",
+            Action::OptOutImported => "optout_imported",
         }
     }
 }
@@ -57,6 +60,13 @@ pub enum Target {
     Service,
     /// The database schema, at a version.
     Schema(i64),
+    /// The opt-out registry, with the counts of one import (never its values).
+    OptOutRegistry {
+        /// Entries in the imported file.
+        in_file: u64,
+        /// Entries that were new to the registry.
+        added: u64,
+    },
 }
 
 impl fmt::Display for Target {
@@ -64,6 +74,9 @@ impl fmt::Display for Target {
         match self {
             Target::Service => f.write_str("service"),
             Target::Schema(version) => write!(f, "schema:{version}"),
+            Target::OptOutRegistry { in_file, added } => {
+                write!(f, "optout_registry:in_file={in_file},added={added}")
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The `steward` command line. Each command parses its arguments here and hands over to the
 //! library; nothing here decides policy.
 
+mod policy;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +42,33 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write realistic synthetic source CSV files for every file type (deterministic per seed).
+    #[command(after_help = "Example:\n  steward synth --out /tmp/synth --rows 100000 --seed 7")]
+    Synth {
+        /// Directory to write `<file_type>.csv` and `optout.csv` into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Number of medical-claims rows; the other files scale from it.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Seed: the same seed writes the same files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// The opt-out registry of members who refused direct-identifier release (seed 001 s. 13).
+    #[command(subcommand)]
+    Optout(OptoutCommand),
+}
+
+/// `steward optout ...`
+#[derive(Debug, Subcommand)]
+pub enum OptoutCommand {
+    /// Import a CSV with a header of `ssn` and/or `member_id`; only keyed hashes are stored.
+    #[command(after_help = "Example:\n  steward optout import optout.csv")]
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 /// `steward config ...`
@@ -61,10 +90,16 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Config(ConfigCommand::Check) = cli.command {
-        print!("{}", settings.to_redacted_toml());
-        eprintln!("configuration is valid");
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", settings.to_redacted_toml());
+            eprintln!("configuration is valid");
+            return ExitCode::SUCCESS;
+        }
+        Command::Synth { out, rows, seed } => {
+            return report(policy::synth(out, *rows, *seed));
+        }
+        _ => {}
     }
     if let Err(error) = crate::telemetry::init(&settings.log, std::io::stderr) {
         eprintln!("error: {error}");
@@ -80,13 +115,21 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match cli.command {
-            Command::Serve => serve(settings).await,
-            Command::Migrate => migrate(settings).await,
-            Command::Config(_) => Ok(()),
+            Command::Serve => report(serve(settings).await),
+            Command::Migrate => report(migrate(settings).await),
+            Command::Optout(OptoutCommand::Import { file }) => {
+                report(policy::optout_import(&settings, Arc::new(SystemClock), &file).await)
+            }
+            // Handled above, before the runtime starts.
+            Command::Config(_) | Command::Synth { .. } => ExitCode::SUCCESS,
         }
-    });
+    })
+}
+
+/// Prints an error the way every command does and turns it into the exit code.
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -13,12 +13,20 @@ struct Migration {
 }
 
 /// Every migration, in order. Append only: a released migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "access_log",
-    sqlite: include_str!("../../migrations/sqlite/0001_access_log.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_access_log.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "access_log",
+        sqlite: include_str!("../../migrations/sqlite/0001_access_log.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_access_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "optout",
+        sqlite: include_str!("../../migrations/sqlite/0002_optout.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_optout.sql"),
+    },
+];
 
 /// The schema version this binary expects.
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -5,6 +5,7 @@
 //! where they differ (locking, notifications) pick their own statement.
 
 mod migrate;
+pub mod optout;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -10,6 +10,7 @@ mod config;
 mod database;
 mod health;
 mod policy_catalog;
+mod policy_cli;
 mod policy_golden;
 mod policy_plan;
 mod policy_props;
