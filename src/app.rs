@@ -11,8 +11,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::audit::{AccessEvent, Action, Actor, AuditError, AuditLog, Outcome, Target};
+use crate::auth::{AuthError, Authenticator};
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, Settings, TlsMode};
+use crate::crypto::JwtKeyring;
 use crate::db::{ConnectOptions, Database, DbError};
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
@@ -58,6 +60,9 @@ pub enum StartupError {
     /// The start-up event could not be logged; Steward does not serve unlogged.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The JWT keyring or the password hasher could not be set up.
+    #[error("identity and access: {0}")]
+    Auth(#[from] AuthError),
 }
 
 /// A built, bound, not yet serving Steward.
@@ -99,11 +104,13 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
         let audit = AuditLog::new(db.clone(), clock.clone());
+        let auth = build_authenticator(&settings, &db, &audit, &clock).await?;
         let state = AppState {
             db,
             store,
             audit,
             clock,
+            auth,
             settings: Arc::new(settings),
         };
         Ok(Self {
@@ -183,6 +190,26 @@ impl Application {
             .await?;
         Ok(())
     }
+}
+
+/// Opens the JWT keyring under the data directory (generating its first key) and wires the
+/// authenticator.
+pub async fn build_authenticator(
+    settings: &Settings,
+    db: &Database,
+    audit: &AuditLog,
+    clock: &SharedClock,
+) -> Result<Authenticator, StartupError> {
+    let now = u64::try_from(clock.now().unix_timestamp()).unwrap_or(0);
+    let keyring = JwtKeyring::open(&settings.jwt_keys_dir(), now).map_err(AuthError::from)?;
+    Ok(Authenticator::new(
+        db.clone(),
+        audit.clone(),
+        clock.clone(),
+        &settings.auth,
+        keyring,
+    )
+    .await?)
 }
 
 /// Connects to the configured database (without migrating).

@@ -87,6 +87,44 @@ pub struct Settings {
     pub log: LogSettings,
     /// The level policy: catalog location and its secrets.
     pub policy: PolicySettings,
+    /// Accounts, passwords, second factors, sessions and tokens.
+    pub auth: AuthSettings,
+}
+
+/// Accounts, passwords, second factors, sessions and tokens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `iss` of every token Steward signs, and the issuer shown by authenticator apps.
+    pub issuer: String,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a sign-in session (and so of its refresh tokens), in seconds.
+    pub session_ttl_secs: u64,
+    /// Clock skew tolerated when checking `exp` and `nbf`, in seconds.
+    pub jwt_leeway_secs: u64,
+    /// Shortest password accepted, in characters.
+    pub password_min_length: usize,
+    /// Argon2id memory cost, in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Whether users holding only the recipient role must give a TOTP code too.
+    pub require_totp_for_recipients: bool,
+    /// Failed logins on one account before it is locked.
+    pub max_failed_logins_per_account: u32,
+    /// Failed logins from one client address before it is locked.
+    pub max_failed_logins_per_address: u32,
+    /// First lockout, in seconds; each further lockout doubles it.
+    pub lockout_secs: u64,
+    /// Longest lockout, in seconds.
+    pub lockout_max_secs: u64,
+    /// Lifetime of an API token when its creator names none, in days.
+    pub api_token_default_ttl_days: u32,
+    /// Longest lifetime an API token may be given, in days.
+    pub api_token_max_ttl_days: u32,
 }
 
 /// The level policy's files and secrets.
@@ -297,12 +335,13 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
-            // Read the file ourselves: figment would silently skip a missing one.
-            std::fs::metadata(path).map_err(|source| ConfigError::File {
+            // Check the file ourselves: figment would silently skip a missing one. The absolute
+            // path makes figment's messages name the file unambiguously.
+            let absolute = std::fs::canonicalize(path).map_err(|source| ConfigError::File {
                 path: path.to_owned(),
                 source,
             })?;
-            figment = figment.merge(Toml::file_exact(path));
+            figment = figment.merge(Toml::file_exact(absolute));
         }
         figment = figment.merge(env_provider(env));
         let settings: Settings = figment
@@ -370,6 +409,24 @@ impl Settings {
                 problem: "mode \"files\" needs both cert_file and key_file".into(),
             });
         }
+        if self.auth.password_min_length < 8 {
+            return Err(ConfigError::Inconsistent {
+                key: "auth.password_min_length",
+                problem: "must be at least 8".into(),
+            });
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.session_ttl_secs == 0 {
+            return Err(ConfigError::Inconsistent {
+                key: "auth.access_token_ttl_secs",
+                problem: "token and session lifetimes must be at least 1 second".into(),
+            });
+        }
+        if self.auth.api_token_default_ttl_days > self.auth.api_token_max_ttl_days {
+            return Err(ConfigError::Inconsistent {
+                key: "auth.api_token_default_ttl_days",
+                problem: "must not exceed auth.api_token_max_ttl_days".into(),
+            });
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Inconsistent {
                 key: "database.max_connections",
@@ -395,6 +452,11 @@ impl Settings {
         } else {
             self.storage.fs.root.clone()
         }
+    }
+
+    /// Directory of the JWT signing keys (0700, each key a 0600 file).
+    pub fn jwt_keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys").join("jwt")
     }
 
     /// Directory of the self-signed certificate and its CA.
@@ -508,9 +570,10 @@ fn render_figment_error(error: figment::Error) -> String {
     error
         .into_iter()
         .map(|e| {
-            let text = e.to_string();
-            // figment names environment sources generically; say which variables those are.
-            text.replace("`Serialized` ", "STEWARD_* environment ")
+            // figment prefixes keys with its profile and names environment sources generically.
+            e.to_string()
+                .replace("for key \"default.", "for key \"")
+                .replace("`Serialized` ", "STEWARD_* environment ")
         })
         .collect::<Vec<_>>()
         .join("; ")

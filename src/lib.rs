@@ -4,13 +4,18 @@
 
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod extract;
 pub mod http;
+pub mod jobs;
 pub mod policy;
+pub mod release;
 pub mod storage;
 pub mod synth;
 pub mod telemetry;

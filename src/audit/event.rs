@@ -39,6 +39,46 @@ pub enum Action {
     SchemaMigrated,
     /// A file of opt-outs was imported into the registry.
     OptOutImported,
+    /// The first administrator was created on an empty database.
+    AdminBootstrapped,
+    /// An organization was created.
+    OrganizationCreated,
+    /// A user account was created.
+    UserCreated,
+    /// A user account was disabled.
+    UserDisabled,
+    /// A user's roles were replaced.
+    RolesChanged,
+    /// An administrator lifted an account's lockout.
+    AccountUnlocked,
+    /// A login with password and second factor succeeded.
+    LoginSucceeded,
+    /// A login attempt failed.
+    LoginFailed,
+    /// Too many failed logins locked an account.
+    AccountLockedOut,
+    /// Too many failed logins locked a client address.
+    AddressLockedOut,
+    /// A refresh token was exchanged for new tokens.
+    SessionRefreshed,
+    /// An already used refresh token came back: its whole session was revoked.
+    RefreshTokenReused,
+    /// A session was ended by its user.
+    LoggedOut,
+    /// A request's credentials were checked (logged when refused).
+    Authentication,
+    /// An authorization decision (logged when denied).
+    Authorization,
+    /// An API token was created.
+    ApiTokenCreated,
+    /// An API token was revoked.
+    ApiTokenRevoked,
+    /// A recipient registered a public key.
+    RecipientKeyAdded,
+    /// A recipient removed a public key.
+    RecipientKeyRemoved,
+    /// A user changed their password.
+    PasswordChanged,
 }
 
 impl Action {
@@ -49,6 +89,26 @@ impl Action {
             Action::ServerStopped => "server_stopped",
             Action::SchemaMigrated => "schema_migrated",
             Action::OptOutImported => "optout_imported",
+            Action::AdminBootstrapped => "admin_bootstrapped",
+            Action::OrganizationCreated => "organization_created",
+            Action::UserCreated => "user_created",
+            Action::UserDisabled => "user_disabled",
+            Action::RolesChanged => "roles_changed",
+            Action::AccountUnlocked => "account_unlocked",
+            Action::LoginSucceeded => "login_succeeded",
+            Action::LoginFailed => "login_failed",
+            Action::AccountLockedOut => "account_locked_out",
+            Action::AddressLockedOut => "address_locked_out",
+            Action::SessionRefreshed => "session_refreshed",
+            Action::RefreshTokenReused => "refresh_token_reused",
+            Action::LoggedOut => "logged_out",
+            Action::Authentication => "authentication",
+            Action::Authorization => "authorization",
+            Action::ApiTokenCreated => "api_token_created",
+            Action::ApiTokenRevoked => "api_token_revoked",
+            Action::RecipientKeyAdded => "recipient_key_added",
+            Action::RecipientKeyRemoved => "recipient_key_removed",
+            Action::PasswordChanged => "password_changed",
         }
     }
 }
@@ -67,6 +127,20 @@ pub enum Target {
         /// Entries that were new to the registry.
         added: u64,
     },
+    /// A user account.
+    User(Uuid),
+    /// A login attempt for a user name that matches no account (the name is not logged).
+    UnknownAccount,
+    /// An organization.
+    Organization(Uuid),
+    /// A sign-in session.
+    Session(Uuid),
+    /// An API token (its id, never its secret).
+    ApiToken(Uuid),
+    /// A recipient's public key (its id, never the key).
+    RecipientKey(Uuid),
+    /// An API route, by its template (never the concrete path, which may hold a token).
+    Route(&'static str),
 }
 
 impl fmt::Display for Target {
@@ -77,6 +151,13 @@ impl fmt::Display for Target {
             Target::OptOutRegistry { in_file, added } => {
                 write!(f, "optout_registry:in_file={in_file},added={added}")
             }
+            Target::User(id) => write!(f, "user:{id}"),
+            Target::UnknownAccount => f.write_str("unknown_account"),
+            Target::Organization(id) => write!(f, "organization:{id}"),
+            Target::Session(id) => write!(f, "session:{id}"),
+            Target::ApiToken(id) => write!(f, "api_token:{id}"),
+            Target::RecipientKey(id) => write!(f, "recipient_key:{id}"),
+            Target::Route(route) => write!(f, "route:{route}"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `steward` command line. Each command parses its arguments here and hands over to the
 //! library; nothing here decides policy.
 
+pub mod admin;
 mod policy;
 
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ pub enum Command {
     /// The opt-out registry of members who refused direct-identifier release (seed 001 s. 13).
     #[command(subcommand)]
     Optout(OptoutCommand),
+    /// Accounts and organizations: the first admin, users, roles.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 /// `steward optout ...`
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Optout(OptoutCommand::Import { file }) => {
                 report(policy::optout_import(&settings, Arc::new(SystemClock), &file).await)
             }
+            Command::Admin(command) => report(admin::run(&settings, command).await),
             // Handled above, before the runtime starts.
             Command::Config(_) | Command::Synth { .. } => ExitCode::SUCCESS,
         }

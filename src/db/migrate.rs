@@ -26,6 +26,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_optout.sql"),
         postgres: include_str!("../../migrations/postgres/0002_optout.sql"),
     },
+    Migration {
+        version: 3,
+        name: "identity",
+        sqlite: include_str!("../../migrations/sqlite/0003_identity.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_identity.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "jobs",
+        sqlite: include_str!("../../migrations/sqlite/0004_jobs.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_jobs.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -4,8 +4,14 @@
 //! (`$1` placeholders, TEXT timestamps, BIGINT integers); [`Backend`] lets the few places
 //! where they differ (locking, notifications) pick their own statement.
 
+pub mod api_tokens;
+pub mod login_throttle;
 mod migrate;
 pub mod optout;
+pub mod recipient_keys;
+pub mod sessions;
+pub mod timestamp;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -8,12 +8,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::auth::AuthError;
+
 /// What a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No route or resource matches.
     #[error("not found")]
     NotFound,
+    /// The request is malformed; the text says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Identity and access refused or failed the request.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// A dependency the request needs is down.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -36,8 +44,30 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Auth(error) => auth_status_and_code(error),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// Status and stable code for each identity-and-access failure.
+fn auth_status_and_code(error: &AuthError) -> (StatusCode, &'static str) {
+    match error {
+        AuthError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        AuthError::LoginFailed => (StatusCode::UNAUTHORIZED, "login_failed"),
+        AuthError::SecondFactorRequired => (StatusCode::UNAUTHORIZED, "second_factor_required"),
+        AuthError::LockedOut { .. } => (StatusCode::TOO_MANY_REQUESTS, "locked_out"),
+        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        AuthError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+        AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        AuthError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        AuthError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        AuthError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        AuthError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+        AuthError::Keyring(_) | AuthError::Hashing(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
     }
 }
@@ -54,6 +84,22 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(ErrorBody { code, message })).into_response()
+        let retry_after = match &self {
+            ApiError::Auth(AuthError::LockedOut { retry_after_secs }) => Some(*retry_after_secs),
+            _ => None,
+        };
+        let mut response = (status, Json(ErrorBody { code, message })).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -3,6 +3,7 @@
 //! Architecture invariant: only `src/http` knows HTTP and JSON; it turns requests into calls on
 //! the other modules and their errors into responses.
 
+pub mod api;
 mod error;
 mod health;
 pub mod server;
@@ -26,6 +27,7 @@ use tracing::Span;
 pub use error::{ApiError, ErrorBody};
 
 use crate::audit::AuditLog;
+use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::db::Database;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The injected clock.
     pub clock: SharedClock,
+    /// Identity and access.
+    pub auth: Authenticator,
     /// The effective settings.
     pub settings: Arc<Settings>,
 }
@@ -55,6 +59,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(server.request_timeout_secs);
     Router::new()
         .merge(health::routes())
+        .merge(api::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         // Layers run bottom-up on the way in: the request id exists before the trace span

@@ -209,6 +209,9 @@ pub fn test_settings(data_dir: &Path, db_url: &str, extra: &[(String, String)]) 
         env("DATABASE__URL", db_url),
         env("DATABASE__MAX_CONNECTIONS", "5"),
         env("STORAGE__PART_SIZE_BYTES", 5 * 1024 * 1024),
+        // Cheap password hashing: tests exercise the logic, not the (OWASP default) cost.
+        env("AUTH__ARGON2_MEMORY_KIB", 64),
+        env("AUTH__ARGON2_ITERATIONS", 1),
     ];
     vars.extend_from_slice(extra);
     Settings::load_from(None, vars).expect("test settings are valid")
@@ -289,5 +292,175 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task ends cleanly");
         }
+    }
+}
+
+/// A user created for a test, with the secrets only a test may keep.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: steward::domain::ids::UserId,
+    pub username: String,
+    pub password: String,
+    /// Raw TOTP secret.
+    pub totp_secret: Vec<u8>,
+    pub recovery_codes: Vec<String>,
+}
+
+/// The tokens a login returned.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// Decodes RFC 4648 base32 (no padding), as in an `otpauth://` URI.
+pub fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base32 digit") as u32;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
+
+impl TestApp {
+    /// Creates (or finds) an organization by name.
+    pub async fn org(&self, name: &str) -> steward::domain::ids::OrgId {
+        if let Some(org) = self
+            .state
+            .auth
+            .list_orgs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.name == name)
+        {
+            return org.id;
+        }
+        self.state
+            .auth
+            .create_org(steward::audit::Actor::System, name)
+            .await
+            .expect("org created")
+            .id
+    }
+
+    /// Creates a user with `roles` in organization `org` (created if missing).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        org: &str,
+        roles: &[steward::domain::role::Role],
+    ) -> TestUser {
+        use secrecy::ExposeSecret;
+        self.org(org).await;
+        let account = self
+            .state
+            .auth
+            .create_user(steward::audit::Actor::System, username, "", org, roles)
+            .await
+            .expect("user created");
+        let uri = account.totp_uri.expose_secret().to_owned();
+        let secret = uri
+            .split("secret=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .expect("otpauth URI has a secret");
+        TestUser {
+            id: account.user_id,
+            username: username.to_owned(),
+            password: account.password.expose_secret().to_owned(),
+            totp_secret: base32_decode(secret),
+            recovery_codes: account
+                .recovery_codes
+                .iter()
+                .map(|c| c.expose_secret().to_owned())
+                .collect(),
+        }
+    }
+
+    /// The TOTP code of `user` at the app's current (manual) time.
+    pub fn totp(&self, user: &TestUser) -> String {
+        use steward::clock::Clock;
+        steward::auth::totp::code_at(
+            &user.totp_secret,
+            steward::auth::totp::step_at(self.clock.now()),
+        )
+    }
+
+    /// Posts JSON to `path`, with an optional bearer token.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.url)).json(body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request completes")
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request completes")
+    }
+
+    /// Logs `user` in with password and TOTP. Moves the clock to the next 30-second step first,
+    /// because a TOTP code is accepted once.
+    pub async fn login(&self, user: &TestUser) -> Session {
+        self.clock.advance(time::Duration::seconds(30));
+        let body = serde_json::json!({
+            "username": user.username,
+            "password": user.password,
+            "totp": self.totp(user),
+        });
+        let response = self.post_json("/api/v1/auth/login", None, &body).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "login of {} succeeds",
+            user.username
+        );
+        let json: serde_json::Value = response.json().await.unwrap();
+        Session {
+            access_token: json["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: json["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Access-log records appended after sequence number `after`.
+    pub async fn events_after(&self, after: i64) -> Vec<steward::audit::AccessRecord> {
+        self.state
+            .audit
+            .records_after(after, 100_000)
+            .await
+            .unwrap()
+    }
+
+    /// The sequence number of the newest access-log record.
+    pub async fn last_seq(&self) -> i64 {
+        self.events_after(0).await.last().map_or(0, |r| r.seq)
     }
 }

@@ -5,10 +5,17 @@ mod helpers;
 mod s3_server;
 
 mod audit_log;
+mod auth_authorize;
+mod auth_cli;
+mod auth_login;
+mod auth_matrix;
+mod auth_tokens;
 mod cli;
 mod config;
 mod database;
+mod extract_pipeline;
 mod health;
+mod jobs_queue;
 mod policy_catalog;
 mod policy_cli;
 mod policy_golden;

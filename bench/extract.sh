@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Extract benchmark: a synthetic medical-claims source of about SIZE_GB (default 1), extracted at
+# Level I and Level III with the filesystem store, beside the reference pipeline
+# `xsv select <the same columns> | zstd -3 | age -r <key>` on the same file.
+# Prints source MB/s, peak RSS and the wall-time ratio Steward / reference.
+#
+#   bench/extract.sh            # 1 GB
+#   SIZE_GB=5 bench/extract.sh  # 5 GB
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_GB=${SIZE_GB:-1}
+WORK=${BENCH_DIR:-/tmp/steward-bench}
+mkdir -p "$WORK"
+
+command -v age >/dev/null || { apt-get update -qq && apt-get install -y -qq age; }
+command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd; }
+command -v xsv >/dev/null || cargo install --locked xsv
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
+
+cargo build --release --quiet --bin steward --example extract_bench
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/steward
+BENCH=$TARGET/release/examples/extract_bench
+
+# About 490 bytes per medical-claims row.
+ROWS=$(( SIZE_GB * 2050000 ))
+SOURCE="$WORK/synth-$SIZE_GB/med_claim.csv"
+if [ ! -f "$SOURCE" ]; then
+  echo "generating $ROWS medical-claims rows with steward synth"
+  /usr/bin/time -f "synth: %e s, peak RSS %M KiB" "$BIN" synth --out "$WORK/synth-$SIZE_GB" --rows "$ROWS" --seed 1
+fi
+SIZE_MB=$(( $(stat -c %s "$SOURCE") / 1000000 ))
+echo "source: $SOURCE ($SIZE_MB MB)"
+
+KEY=$(age-keygen 2>/dev/null | grep -o 'age1[0-9a-z]*')
+for LEVEL in I III; do
+  rm -rf "$WORK/store-$LEVEL"
+  read -r _ ROWS_OUT _ SECS MBPS RSS < <("$BENCH" "$SOURCE" "$LEVEL" "$WORK/store-$LEVEL")
+  COLS=$(cat "$WORK/store-$LEVEL/columns.txt")
+  START=$(date +%s.%N)
+  xsv select "$COLS" "$SOURCE" | zstd -3 -q -c | age -r "$KEY" > "$WORK/reference-$LEVEL.age"
+  END=$(date +%s.%N)
+  REF=$(echo "$END - $START" | bc -l)
+  RATIO=$(echo "$SECS / $REF" | bc -l)
+  printf 'Level %-3s steward %6.2f s (%6.1f MB/s, %s rows, peak RSS %d MiB) | reference %6.2f s | ratio %.2fx\n' \
+    "$LEVEL" "$SECS" "$MBPS" "$ROWS_OUT" $(( RSS / 1024 )) "$REF" "$RATIO"
+done

@@ -1,0 +1,1124 @@
+//! The `Authenticator`: accounts, logins, sessions, API tokens and recipient keys, each change
+//! written to the access log. HTTP handlers and the `steward admin` CLI both go through it.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+use time::{Duration, OffsetDateTime};
+
+use super::authorize::{authorize, Action, Resource};
+use super::keys::parse_recipient_key;
+use super::password::{generate_password, PasswordHasher};
+use super::tokens::{self, Claims, TokenKind, API_TOKEN_PREFIX};
+use super::{lockout, totp, AuthError, Credential, Principal};
+use crate::audit::{
+    AccessEvent, Action as Logged, Actor, AuditLog, Client, Outcome, Reason, Target,
+};
+use crate::clock::SharedClock;
+use crate::config::AuthSettings;
+use crate::crypto::JwtKeyring;
+use crate::db::api_tokens::{self, ApiTokenRow};
+use crate::db::login_throttle::{self, ThrottleRow};
+use crate::db::recipient_keys::{self, RecipientKeyRow};
+use crate::db::sessions::{self, RefreshUse, SessionRow};
+use crate::db::users::{self, NewUser, OrgRow, UserRow};
+use crate::db::Database;
+use crate::domain::ids::{ApiTokenId, OrgId, RecipientKeyId, SessionId, UserId};
+use crate::domain::role::Role;
+
+/// Identity and access, wired to the database, the access log, the clock and the keyring.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    db: Database,
+    audit: AuditLog,
+    clock: SharedClock,
+    settings: Arc<AuthSettings>,
+    keyring: JwtKeyring,
+    hasher: PasswordHasher,
+}
+
+/// A login attempt. Secrets stay wrapped so `Debug` cannot print them.
+#[derive(Debug)]
+pub struct LoginRequest {
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: SecretString,
+    /// Current TOTP code.
+    pub totp: Option<SecretString>,
+    /// A one-time recovery code, instead of a TOTP code.
+    pub recovery_code: Option<SecretString>,
+}
+
+/// The tokens of a session, to hand to the client once.
+#[derive(Debug)]
+pub struct IssuedSession {
+    /// The user.
+    pub user_id: UserId,
+    /// The session.
+    pub session_id: SessionId,
+    /// Short-lived EdDSA JWT.
+    pub access_token: SecretString,
+    /// Single-use refresh token.
+    pub refresh_token: SecretString,
+    /// The browser session's CSRF token (only at login; it lasts the session).
+    pub csrf_token: Option<SecretString>,
+    /// Seconds until the access token expires.
+    pub access_expires_in: u64,
+    /// Seconds until the session (and its refresh tokens) ends.
+    pub session_expires_in: u64,
+}
+
+/// A new account's one-time secrets, to show once.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// The user.
+    pub user_id: UserId,
+    /// Login name.
+    pub username: String,
+    /// One-time password.
+    pub password: SecretString,
+    /// `otpauth://` URI for an authenticator app.
+    pub totp_uri: SecretString,
+    /// One-time recovery codes.
+    pub recovery_codes: Vec<SecretString>,
+}
+
+/// The credential a request presented, if any.
+#[derive(Debug)]
+pub enum PresentedCredential {
+    /// `Authorization: Bearer ...`: an access token or an API token.
+    Bearer(SecretString),
+    /// The session cookie: an access token.
+    Cookie(SecretString),
+    /// Nothing.
+    None,
+}
+
+const NOT_FOUND_USER: &str = "user";
+
+impl Authenticator {
+    /// Wires the authenticator; computes the dummy password hash.
+    pub async fn new(
+        db: Database,
+        audit: AuditLog,
+        clock: SharedClock,
+        settings: &AuthSettings,
+        keyring: JwtKeyring,
+    ) -> Result<Self, AuthError> {
+        let hasher = PasswordHasher::new(settings).await?;
+        Ok(Self {
+            db,
+            audit,
+            clock,
+            settings: Arc::new(settings.clone()),
+            keyring,
+            hasher,
+        })
+    }
+
+    /// The JWT keyring.
+    pub fn keyring(&self) -> &JwtKeyring {
+        &self.keyring
+    }
+
+    /// The auth settings in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    async fn log(&self, event: AccessEvent) -> Result<(), AuthError> {
+        self.audit.append(&event).await?;
+        Ok(())
+    }
+
+    /// Decides with [`authorize`] and logs a denial before returning it.
+    pub async fn check(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource<'_>,
+        route: &'static str,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        match authorize(principal, action, resource) {
+            Ok(()) => Ok(()),
+            Err(denied) => {
+                let mut event = AccessEvent::new(
+                    Actor::User(principal.user_id.0),
+                    Logged::Authorization,
+                    Target::Route(route),
+                    Outcome::Denied,
+                )
+                .with_reason(denied.0);
+                event.client = client.clone();
+                self.log(event).await?;
+                Err(AuthError::Forbidden(denied))
+            }
+        }
+    }
+
+    // ----- organizations and users -----
+
+    /// Creates an organization.
+    pub async fn create_org(&self, actor: Actor, name: &str) -> Result<OrgRow, AuthError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(AuthError::Invalid(
+                "an organization name must have 1 to 200 characters".into(),
+            ));
+        }
+        if users::find_org(&self.db, name).await?.is_some() {
+            return Err(AuthError::Conflict(format!(
+                "organization `{name}` exists already"
+            )));
+        }
+        let org = OrgRow {
+            id: OrgId::new_random(),
+            name: name.to_owned(),
+            created_at: self.clock.now(),
+        };
+        users::insert_org(&self.db, &org).await?;
+        self.log(AccessEvent::new(
+            actor,
+            Logged::OrganizationCreated,
+            Target::Organization(org.id.0),
+            Outcome::Succeeded,
+        ))
+        .await?;
+        Ok(org)
+    }
+
+    /// Every organization.
+    pub async fn list_orgs(&self) -> Result<Vec<OrgRow>, AuthError> {
+        Ok(users::list_orgs(&self.db).await?)
+    }
+
+    /// Creates a user with a one-time password, a TOTP secret and recovery codes.
+    pub async fn create_user(
+        &self,
+        actor: Actor,
+        username: &str,
+        display_name: &str,
+        org: &str,
+        roles: &[Role],
+    ) -> Result<NewAccount, AuthError> {
+        let username = username.trim();
+        if username.is_empty()
+            || username.len() > 64
+            || !username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+        {
+            return Err(AuthError::Invalid(
+                "a user name must have 1 to 64 characters among letters, digits and . _ - @".into(),
+            ));
+        }
+        if roles.is_empty() {
+            return Err(AuthError::Invalid("a user needs at least one role".into()));
+        }
+        let org = users::find_org(&self.db, org.trim())
+            .await?
+            .ok_or(AuthError::NotFound("organization"))?;
+        if users::find_by_username(&self.db, username).await?.is_some() {
+            return Err(AuthError::Conflict(format!(
+                "user name `{username}` is taken"
+            )));
+        }
+        let password = generate_password();
+        let password_hash = self.hasher.hash(password.clone()).await?;
+        let secret = totp::generate_secret();
+        let codes = totp::generate_recovery_codes();
+        let hashes: Vec<String> = codes.iter().map(|c| totp::hash_recovery_code(c)).collect();
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        let id = UserId::new_random();
+        let display_name = if display_name.trim().is_empty() {
+            username
+        } else {
+            display_name.trim()
+        };
+        users::insert_user(
+            &self.db,
+            &NewUser {
+                id,
+                org_id: org.id,
+                username,
+                display_name,
+                password_hash: &password_hash,
+                totp_secret: &secret,
+                roles: &roles,
+                recovery_code_hashes: &hashes,
+            },
+            self.clock.now(),
+        )
+        .await?;
+        self.log(AccessEvent::new(
+            actor,
+            Logged::UserCreated,
+            Target::User(id.0),
+            Outcome::Succeeded,
+        ))
+        .await?;
+        Ok(NewAccount {
+            user_id: id,
+            username: username.to_owned(),
+            password,
+            totp_uri: SecretString::from(totp::otpauth_uri(
+                &self.settings.issuer,
+                username,
+                &secret,
+            )),
+            recovery_codes: codes.into_iter().map(SecretString::from).collect(),
+        })
+    }
+
+    /// Creates the first admin (and its organization) on a database without one.
+    pub async fn bootstrap(&self, username: &str, org_name: &str) -> Result<NewAccount, AuthError> {
+        if users::admin_exists(&self.db).await? {
+            return Err(AuthError::Conflict(
+                "an admin exists already; bootstrap only works on a database without one".into(),
+            ));
+        }
+        if users::find_org(&self.db, org_name.trim()).await?.is_none() {
+            self.create_org(Actor::System, org_name).await?;
+        }
+        let account = self
+            .create_user(Actor::System, username, username, org_name, &[Role::Admin])
+            .await?;
+        self.log(AccessEvent::new(
+            Actor::System,
+            Logged::AdminBootstrapped,
+            Target::User(account.user_id.0),
+            Outcome::Succeeded,
+        ))
+        .await?;
+        Ok(account)
+    }
+
+    /// Every user.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, AuthError> {
+        Ok(users::list(&self.db).await?)
+    }
+
+    /// The user with this id or user name.
+    pub async fn find_user(&self, id_or_name: &str) -> Result<UserRow, AuthError> {
+        let found = match id_or_name.parse::<UserId>() {
+            Ok(id) => users::find_by_id(&self.db, id).await?,
+            Err(_) => users::find_by_username(&self.db, id_or_name).await?,
+        };
+        found.ok_or(AuthError::NotFound(NOT_FOUND_USER))
+    }
+
+    /// Disables a user: every session and token of theirs stops working at once.
+    pub async fn disable_user(&self, actor: Actor, id: UserId) -> Result<(), AuthError> {
+        if !users::disable(&self.db, id).await? {
+            return Err(AuthError::NotFound(NOT_FOUND_USER));
+        }
+        self.log(AccessEvent::new(
+            actor,
+            Logged::UserDisabled,
+            Target::User(id.0),
+            Outcome::Succeeded,
+        ))
+        .await
+    }
+
+    /// Replaces a user's roles.
+    pub async fn set_roles(
+        &self,
+        actor: Actor,
+        id: UserId,
+        roles: &[Role],
+    ) -> Result<Vec<Role>, AuthError> {
+        if roles.is_empty() {
+            return Err(AuthError::Invalid("a user needs at least one role".into()));
+        }
+        if users::find_by_id(&self.db, id).await?.is_none() {
+            return Err(AuthError::NotFound(NOT_FOUND_USER));
+        }
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        users::set_roles(&self.db, id, &roles).await?;
+        self.log(AccessEvent::new(
+            actor,
+            Logged::RolesChanged,
+            Target::User(id.0),
+            Outcome::Succeeded,
+        ))
+        .await?;
+        Ok(roles)
+    }
+
+    /// Lifts a user's lockout before it ends by itself.
+    pub async fn unlock_user(&self, actor: Actor, id: UserId) -> Result<(), AuthError> {
+        if !users::clear_failures(&self.db, id).await? {
+            return Err(AuthError::NotFound(NOT_FOUND_USER));
+        }
+        self.log(AccessEvent::new(
+            actor,
+            Logged::AccountUnlocked,
+            Target::User(id.0),
+            Outcome::Succeeded,
+        ))
+        .await
+    }
+
+    // ----- login, refresh, logout -----
+
+    /// Password plus second factor; on success a new session and its tokens.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        request: LoginRequest,
+        client: &Client,
+    ) -> Result<IssuedSession, AuthError> {
+        let now = self.clock.now();
+        let addr = client.addr.map(|a| a.to_string());
+        if let Some(addr) = &addr {
+            let throttle = login_throttle::get(&self.db, addr).await?;
+            if lockout::is_locked(throttle.locked_until, now) {
+                self.login_event(
+                    Actor::Anonymous,
+                    Target::Service,
+                    Outcome::Denied,
+                    "client address locked out",
+                    client,
+                )
+                .await?;
+                return Err(AuthError::LockedOut {
+                    retry_after_secs: lockout::retry_after(throttle.locked_until, now),
+                });
+            }
+        }
+        let user = users::find_by_username(&self.db, request.username.trim()).await?;
+        if let Some(user) = &user {
+            if lockout::is_locked(user.locked_until, now) {
+                self.login_event(
+                    Actor::User(user.id.0),
+                    Target::User(user.id.0),
+                    Outcome::Denied,
+                    "account locked out",
+                    client,
+                )
+                .await?;
+                return Err(AuthError::LockedOut {
+                    retry_after_secs: lockout::retry_after(user.locked_until, now),
+                });
+            }
+        }
+        let password_ok = self
+            .hasher
+            .verify(
+                request.password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+            )
+            .await?;
+        let Some(user) = user else {
+            self.failed_login(None, addr.as_deref(), "unknown user name", client)
+                .await?;
+            return Err(AuthError::LoginFailed);
+        };
+        if !password_ok {
+            self.failed_login(Some(&user), addr.as_deref(), "wrong password", client)
+                .await?;
+            return Err(AuthError::LoginFailed);
+        }
+        if user.disabled {
+            self.failed_login(Some(&user), addr.as_deref(), "account disabled", client)
+                .await?;
+            return Err(AuthError::LoginFailed);
+        }
+        self.second_factor(
+            &user,
+            request.totp,
+            request.recovery_code,
+            addr.as_deref(),
+            client,
+            now,
+        )
+        .await?;
+        users::clear_failures(&self.db, user.id).await?;
+        if let Some(addr) = &addr {
+            login_throttle::clear(&self.db, addr).await?;
+        }
+        let session_id = SessionId::new_random();
+        let csrf = tokens::generate_csrf_token();
+        let expires_at = now + secs(self.settings.session_ttl_secs);
+        let session = SessionRow {
+            id: session_id,
+            user_id: user.id,
+            csrf_hash: tokens::hash_token(&csrf),
+            expires_at,
+            revoked_at: None,
+        };
+        let refresh = self.sign(TokenKind::Refresh, &session, now, expires_at)?;
+        sessions::insert(&self.db, &session, &tokens::hash_token(&refresh), now).await?;
+        let issued = self.issue(&session, refresh, Some(csrf), now)?;
+        let mut event = AccessEvent::new(
+            Actor::User(user.id.0),
+            Logged::LoginSucceeded,
+            Target::Session(session_id.0),
+            Outcome::Granted,
+        );
+        event.client = client.clone();
+        self.log(event).await?;
+        Ok(issued)
+    }
+
+    async fn second_factor(
+        &self,
+        user: &UserRow,
+        code: Option<SecretString>,
+        recovery: Option<SecretString>,
+        addr: Option<&str>,
+        client: &Client,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let only_recipient = user.roles.iter().all(|r| *r == Role::Recipient);
+        let required = !only_recipient || self.settings.require_totp_for_recipients;
+        if let Some(recovery) = recovery {
+            let hash = totp::hash_recovery_code(recovery.expose_secret());
+            if users::use_recovery_code(&self.db, user.id, &hash, now).await? {
+                return Ok(());
+            }
+            self.failed_login(Some(user), addr, "wrong or used recovery code", client)
+                .await?;
+            return Err(AuthError::LoginFailed);
+        }
+        let (Some(code), Some(secret)) = (code, user.totp_secret.as_deref()) else {
+            if !required {
+                return Ok(());
+            }
+            // The password was right: say what is missing, but count it (guessing continues
+            // to cost attempts).
+            self.login_event(
+                Actor::User(user.id.0),
+                Target::User(user.id.0),
+                Outcome::Denied,
+                "second factor missing",
+                client,
+            )
+            .await?;
+            return Err(AuthError::SecondFactorRequired);
+        };
+        let Some(step) = totp::matching_step(secret, code.expose_secret(), now) else {
+            self.failed_login(Some(user), addr, "wrong TOTP code", client)
+                .await?;
+            return Err(AuthError::LoginFailed);
+        };
+        if !users::claim_totp_step(&self.db, user.id, step).await? {
+            self.failed_login(Some(user), addr, "TOTP code already used", client)
+                .await?;
+            return Err(AuthError::LoginFailed);
+        }
+        Ok(())
+    }
+
+    async fn login_event(
+        &self,
+        actor: Actor,
+        target: Target,
+        outcome: Outcome,
+        reason: &'static str,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        let mut event = AccessEvent::new(actor, Logged::LoginFailed, target, outcome)
+            .with_reason(Reason::new(reason));
+        event.client = client.clone();
+        self.log(event).await
+    }
+
+    /// Logs a failure and counts it against the account and the address, locking either when
+    /// it reaches its limit.
+    async fn failed_login(
+        &self,
+        user: Option<&UserRow>,
+        addr: Option<&str>,
+        reason: &'static str,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        let (actor, target) = match user {
+            Some(u) => (Actor::User(u.id.0), Target::User(u.id.0)),
+            None => (Actor::Anonymous, Target::UnknownAccount),
+        };
+        self.login_event(actor, target.clone(), Outcome::Denied, reason, client)
+            .await?;
+        if let Some(user) = user {
+            let limit = i64::from(self.settings.max_failed_logins_per_account);
+            if user.failed_logins + 1 >= limit {
+                let until = now + lockout::lockout_duration(&self.settings, user.lockouts);
+                users::record_failure(&self.db, user.id, Some(until)).await?;
+                let mut event =
+                    AccessEvent::new(actor, Logged::AccountLockedOut, target, Outcome::Succeeded)
+                        .with_reason(Reason::new("too many failed logins on the account"));
+                event.client = client.clone();
+                self.log(event).await?;
+            } else {
+                users::record_failure(&self.db, user.id, None).await?;
+            }
+        }
+        if let Some(addr) = addr {
+            let mut state = login_throttle::get(&self.db, addr).await?;
+            state.failures += 1;
+            if state.failures >= i64::from(self.settings.max_failed_logins_per_address) {
+                state = ThrottleRow {
+                    failures: 0,
+                    lockouts: state.lockouts + 1,
+                    locked_until: Some(
+                        now + lockout::lockout_duration(&self.settings, state.lockouts),
+                    ),
+                };
+                let mut event = AccessEvent::new(
+                    Actor::Anonymous,
+                    Logged::AddressLockedOut,
+                    Target::Service,
+                    Outcome::Succeeded,
+                )
+                .with_reason(Reason::new(
+                    "too many failed logins from the client address",
+                ));
+                event.client = client.clone();
+                self.log(event).await?;
+            }
+            login_throttle::put(&self.db, addr, &state).await?;
+        }
+        Ok(())
+    }
+
+    fn sign(
+        &self,
+        kind: TokenKind,
+        session: &SessionRow,
+        now: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> Result<String, AuthError> {
+        let claims = Claims::new(
+            &self.settings.issuer,
+            kind,
+            session.user_id.0,
+            session.id.0,
+            now,
+            expires,
+        );
+        Ok(self.keyring.sign(&claims)?)
+    }
+
+    fn issue(
+        &self,
+        session: &SessionRow,
+        refresh: String,
+        csrf: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<IssuedSession, AuthError> {
+        let access_expires =
+            (now + secs(self.settings.access_token_ttl_secs)).min(session.expires_at);
+        let access = self.sign(TokenKind::Access, session, now, access_expires)?;
+        Ok(IssuedSession {
+            user_id: session.user_id,
+            session_id: session.id,
+            access_token: SecretString::from(access),
+            refresh_token: SecretString::from(refresh),
+            csrf_token: csrf.map(SecretString::from),
+            access_expires_in: whole_secs(access_expires - now),
+            session_expires_in: whole_secs(session.expires_at - now),
+        })
+    }
+
+    /// Exchanges a refresh token for new tokens. A token used before revokes its whole session.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(
+        &self,
+        token: &SecretString,
+        route: &'static str,
+        client: &Client,
+    ) -> Result<IssuedSession, AuthError> {
+        let now = self.clock.now();
+        let claims = match tokens::verify(
+            &self.keyring,
+            token.expose_secret(),
+            TokenKind::Refresh,
+            &self.settings.issuer,
+            now,
+            self.settings.jwt_leeway_secs,
+        ) {
+            Ok(claims) => claims,
+            Err(rejected) => {
+                return Err(self
+                    .refuse(Actor::Anonymous, route, rejected.0, client)
+                    .await)
+            }
+        };
+        let hash = tokens::hash_token(token.expose_secret());
+        let session_id = match sessions::use_refresh_token(&self.db, &hash, now).await? {
+            RefreshUse::Fresh(id) => id,
+            RefreshUse::Reused(id) => {
+                sessions::revoke(&self.db, id, "refresh token reused", now).await?;
+                let mut event = AccessEvent::new(
+                    actor_of(&claims),
+                    Logged::RefreshTokenReused,
+                    Target::Session(id.0),
+                    Outcome::Denied,
+                )
+                .with_reason(Reason::new("refresh token used twice: session revoked"));
+                event.client = client.clone();
+                self.log(event).await?;
+                return Err(AuthError::Unauthenticated(Reason::new(
+                    "refresh token used twice: session revoked",
+                )));
+            }
+            RefreshUse::Unknown => {
+                return Err(self
+                    .refuse(
+                        actor_of(&claims),
+                        route,
+                        Reason::new("unknown refresh token"),
+                        client,
+                    )
+                    .await)
+            }
+        };
+        let session = self
+            .live_session(session_id, &claims, route, client, now)
+            .await?;
+        let refresh = self.sign(TokenKind::Refresh, &session, now, session.expires_at)?;
+        sessions::add_refresh_token(&self.db, session.id, &tokens::hash_token(&refresh), now)
+            .await?;
+        let issued = self.issue(&session, refresh, None, now)?;
+        let mut event = AccessEvent::new(
+            Actor::User(session.user_id.0),
+            Logged::SessionRefreshed,
+            Target::Session(session.id.0),
+            Outcome::Granted,
+        );
+        event.client = client.clone();
+        self.log(event).await?;
+        Ok(issued)
+    }
+
+    /// Revokes the principal's session.
+    pub async fn logout(&self, principal: &Principal, client: &Client) -> Result<(), AuthError> {
+        let Credential::Session { session, .. } = principal.credential else {
+            return Err(AuthError::Invalid(
+                "an API token has no session to end; revoke it with DELETE /api/v1/me/tokens/{id}"
+                    .into(),
+            ));
+        };
+        sessions::revoke(&self.db, session, "logout", self.clock.now()).await?;
+        let mut event = AccessEvent::new(
+            Actor::User(principal.user_id.0),
+            Logged::LoggedOut,
+            Target::Session(session.0),
+            Outcome::Succeeded,
+        );
+        event.client = client.clone();
+        self.log(event).await
+    }
+
+    /// Logs a refused credential and returns the 401 to send.
+    async fn refuse(
+        &self,
+        actor: Actor,
+        route: &'static str,
+        reason: Reason,
+        client: &Client,
+    ) -> AuthError {
+        let mut event = AccessEvent::new(
+            actor,
+            Logged::Authentication,
+            Target::Route(route),
+            Outcome::Denied,
+        )
+        .with_reason(reason);
+        event.client = client.clone();
+        match self.log(event).await {
+            Ok(()) => AuthError::Unauthenticated(reason),
+            Err(e) => e,
+        }
+    }
+
+    /// The session named by verified claims, if it is still live and its user enabled.
+    async fn live_session(
+        &self,
+        id: SessionId,
+        claims: &Claims,
+        route: &'static str,
+        client: &Client,
+        now: OffsetDateTime,
+    ) -> Result<SessionRow, AuthError> {
+        let actor = actor_of(claims);
+        let Some(session) = sessions::find(&self.db, id).await? else {
+            return Err(self
+                .refuse(actor, route, Reason::new("unknown session"), client)
+                .await);
+        };
+        if session.id.to_string() != claims.sid || session.user_id.to_string() != claims.sub {
+            return Err(self
+                .refuse(
+                    actor,
+                    route,
+                    Reason::new("token does not match its session"),
+                    client,
+                )
+                .await);
+        }
+        if session.revoked_at.is_some() {
+            return Err(self
+                .refuse(actor, route, Reason::new("session revoked"), client)
+                .await);
+        }
+        if session.expires_at <= now {
+            return Err(self
+                .refuse(actor, route, Reason::new("session expired"), client)
+                .await);
+        }
+        let user = users::find_by_id(&self.db, session.user_id).await?;
+        if user.is_none_or(|u| u.disabled) {
+            return Err(self
+                .refuse(actor, route, Reason::new("user disabled"), client)
+                .await);
+        }
+        Ok(session)
+    }
+
+    /// Turns the presented credential into a principal, or logs the refusal and returns a 401.
+    pub async fn authenticate(
+        &self,
+        presented: PresentedCredential,
+        route: &'static str,
+        client: &Client,
+    ) -> Result<Principal, AuthError> {
+        let now = self.clock.now();
+        let (token, via_cookie) = match presented {
+            PresentedCredential::None => {
+                return Err(self
+                    .refuse(
+                        Actor::Anonymous,
+                        route,
+                        Reason::new("no credentials"),
+                        client,
+                    )
+                    .await)
+            }
+            PresentedCredential::Bearer(token) => (token, false),
+            PresentedCredential::Cookie(token) => (token, true),
+        };
+        if !via_cookie && token.expose_secret().starts_with(API_TOKEN_PREFIX) {
+            return self
+                .authenticate_api_token(&token, route, client, now)
+                .await;
+        }
+        let claims = match tokens::verify(
+            &self.keyring,
+            token.expose_secret(),
+            TokenKind::Access,
+            &self.settings.issuer,
+            now,
+            self.settings.jwt_leeway_secs,
+        ) {
+            Ok(claims) => claims,
+            Err(rejected) => {
+                return Err(self
+                    .refuse(Actor::Anonymous, route, rejected.0, client)
+                    .await)
+            }
+        };
+        let Ok(session_id) = claims.sid.parse::<SessionId>() else {
+            return Err(self
+                .refuse(
+                    Actor::Anonymous,
+                    route,
+                    Reason::new("malformed token"),
+                    client,
+                )
+                .await);
+        };
+        let session = self
+            .live_session(session_id, &claims, route, client, now)
+            .await?;
+        let user = users::find_by_id(&self.db, session.user_id)
+            .await?
+            .ok_or(AuthError::NotFound(NOT_FOUND_USER))?;
+        Ok(Principal {
+            user_id: user.id,
+            org_id: user.org_id,
+            roles: user.roles,
+            credential: Credential::Session {
+                session: session.id,
+                via_cookie,
+            },
+        })
+    }
+
+    async fn authenticate_api_token(
+        &self,
+        token: &SecretString,
+        route: &'static str,
+        client: &Client,
+        now: OffsetDateTime,
+    ) -> Result<Principal, AuthError> {
+        let hash = tokens::hash_token(token.expose_secret());
+        let Some(row) = api_tokens::find_by_hash(&self.db, &hash).await? else {
+            return Err(self
+                .refuse(
+                    Actor::Anonymous,
+                    route,
+                    Reason::new("unknown API token"),
+                    client,
+                )
+                .await);
+        };
+        let actor = Actor::User(row.user_id.0);
+        if row.revoked_at.is_some() {
+            return Err(self
+                .refuse(actor, route, Reason::new("API token revoked"), client)
+                .await);
+        }
+        if row.expires_at <= now {
+            return Err(self
+                .refuse(actor, route, Reason::new("API token expired"), client)
+                .await);
+        }
+        let user = users::find_by_id(&self.db, row.user_id).await?;
+        let Some(user) = user.filter(|u| !u.disabled) else {
+            return Err(self
+                .refuse(actor, route, Reason::new("user disabled"), client)
+                .await);
+        };
+        // Scoped to the owner's roles: never more than they hold today.
+        let roles = row
+            .roles
+            .iter()
+            .copied()
+            .filter(|r| user.roles.contains(r))
+            .collect();
+        Ok(Principal {
+            user_id: user.id,
+            org_id: user.org_id,
+            roles,
+            credential: Credential::ApiToken(row.id),
+        })
+    }
+
+    /// Whether `presented` is the CSRF token of the principal's cookie session.
+    pub async fn csrf_matches(
+        &self,
+        session: SessionId,
+        presented: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        let Some(presented) = presented else {
+            return Ok(false);
+        };
+        let Some(row) = sessions::find(&self.db, session).await? else {
+            return Ok(false);
+        };
+        Ok(totp::constant_time_eq(
+            row.csrf_hash.as_bytes(),
+            tokens::hash_token(presented).as_bytes(),
+        ))
+    }
+
+    /// Changes the principal's password after checking the current one and the policy.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: SecretString,
+        new: SecretString,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        let user = users::find_by_id(&self.db, principal.user_id)
+            .await?
+            .ok_or(AuthError::NotFound(NOT_FOUND_USER))?;
+        if !self
+            .hasher
+            .verify(current, Some(&user.password_hash))
+            .await?
+        {
+            return Err(AuthError::Invalid("current_password is wrong".into()));
+        }
+        self.hasher.check_policy(&new, &user.username)?;
+        let hash = self.hasher.hash(new).await?;
+        users::set_password_hash(&self.db, user.id, &hash).await?;
+        let mut event = AccessEvent::new(
+            Actor::User(user.id.0),
+            Logged::PasswordChanged,
+            Target::User(user.id.0),
+            Outcome::Succeeded,
+        );
+        event.client = client.clone();
+        self.log(event).await
+    }
+
+    // ----- API tokens -----
+
+    /// Creates an API token for the principal, scoped to `roles` (default: all the principal's
+    /// roles); returns it with its secret, shown once.
+    pub async fn create_api_token(
+        &self,
+        principal: &Principal,
+        name: &str,
+        ttl_days: Option<u32>,
+        roles: Option<Vec<Role>>,
+        client: &Client,
+    ) -> Result<(ApiTokenRow, SecretString), AuthError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(AuthError::Invalid(
+                "a token name must have 1 to 100 characters".into(),
+            ));
+        }
+        let days = ttl_days.unwrap_or(self.settings.api_token_default_ttl_days);
+        if days == 0 || days > self.settings.api_token_max_ttl_days {
+            return Err(AuthError::Invalid(format!(
+                "expires_in_days must be between 1 and {}",
+                self.settings.api_token_max_ttl_days
+            )));
+        }
+        let mut roles = roles.unwrap_or_else(|| principal.roles.clone());
+        if let Some(extra) = roles.iter().find(|r| !principal.roles.contains(r)) {
+            return Err(AuthError::Invalid(format!(
+                "role `{extra}` is not held by the token's owner"
+            )));
+        }
+        roles.sort();
+        roles.dedup();
+        let now = self.clock.now();
+        let secret = tokens::generate_api_token();
+        let row = ApiTokenRow {
+            id: ApiTokenId::new_random(),
+            user_id: principal.user_id,
+            name: name.to_owned(),
+            roles,
+            created_at: now,
+            expires_at: now + Duration::days(i64::from(days)),
+            revoked_at: None,
+        };
+        api_tokens::insert(&self.db, &row, &tokens::hash_token(&secret)).await?;
+        let mut event = AccessEvent::new(
+            Actor::User(principal.user_id.0),
+            Logged::ApiTokenCreated,
+            Target::ApiToken(row.id.0),
+            Outcome::Succeeded,
+        );
+        event.client = client.clone();
+        self.log(event).await?;
+        Ok((row, SecretString::from(secret)))
+    }
+
+    /// A user's API tokens.
+    pub async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiTokenRow>, AuthError> {
+        Ok(api_tokens::list_for_user(&self.db, user).await?)
+    }
+
+    /// The API token with this id.
+    pub async fn api_token(&self, id: ApiTokenId) -> Result<ApiTokenRow, AuthError> {
+        api_tokens::find(&self.db, id)
+            .await?
+            .ok_or(AuthError::NotFound("API token"))
+    }
+
+    /// Revokes an API token (the caller has authorized it).
+    pub async fn revoke_api_token(
+        &self,
+        actor: &Principal,
+        id: ApiTokenId,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        if !api_tokens::revoke(&self.db, id, self.clock.now()).await? {
+            return Err(AuthError::Conflict(
+                "the API token is revoked already".into(),
+            ));
+        }
+        let mut event = AccessEvent::new(
+            Actor::User(actor.user_id.0),
+            Logged::ApiTokenRevoked,
+            Target::ApiToken(id.0),
+            Outcome::Succeeded,
+        );
+        event.client = client.clone();
+        self.log(event).await
+    }
+
+    // ----- recipient keys -----
+
+    /// Registers a public key for the principal after parsing it.
+    pub async fn add_recipient_key(
+        &self,
+        principal: &Principal,
+        public_key: &str,
+        label: &str,
+        client: &Client,
+    ) -> Result<RecipientKeyRow, AuthError> {
+        let key = parse_recipient_key(public_key)?;
+        if label.len() > 100 {
+            return Err(AuthError::Invalid(
+                "a key label must have at most 100 characters".into(),
+            ));
+        }
+        let row = RecipientKeyRow {
+            id: RecipientKeyId::new_random(),
+            user_id: principal.user_id,
+            kind: key.kind.to_owned(),
+            public_key: key.text,
+            label: label.trim().to_owned(),
+            created_at: self.clock.now(),
+        };
+        if !recipient_keys::insert(&self.db, &row).await? {
+            return Err(AuthError::Conflict(
+                "this public key is registered already".into(),
+            ));
+        }
+        let mut event = AccessEvent::new(
+            Actor::User(principal.user_id.0),
+            Logged::RecipientKeyAdded,
+            Target::RecipientKey(row.id.0),
+            Outcome::Succeeded,
+        );
+        event.client = client.clone();
+        self.log(event).await?;
+        Ok(row)
+    }
+
+    /// A user's registered keys.
+    pub async fn list_recipient_keys(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<RecipientKeyRow>, AuthError> {
+        Ok(recipient_keys::list_for_user(&self.db, user).await?)
+    }
+
+    /// Removes one of the principal's keys.
+    pub async fn remove_recipient_key(
+        &self,
+        principal: &Principal,
+        id: RecipientKeyId,
+        client: &Client,
+    ) -> Result<(), AuthError> {
+        if !recipient_keys::delete(&self.db, principal.user_id, id).await? {
+            return Err(AuthError::NotFound("recipient key"));
+        }
+        let mut event = AccessEvent::new(
+            Actor::User(principal.user_id.0),
+            Logged::RecipientKeyRemoved,
+            Target::RecipientKey(id.0),
+            Outcome::Succeeded,
+        );
+        event.client = client.clone();
+        self.log(event).await
+    }
+}
+
+fn actor_of(claims: &Claims) -> Actor {
+    claims.sub.parse().map_or(Actor::Anonymous, Actor::User)
+}
+
+fn secs(value: u64) -> Duration {
+    Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX / 2))
+}
+
+fn whole_secs(d: Duration) -> u64 {
+    u64::try_from(d.whole_seconds()).unwrap_or(0)
+}

@@ -1,0 +1,196 @@
+//! `steward admin ...`: the first admin, users and organizations, from the server's shell.
+//! Acts as `system` in the access log (whoever can run this can read the data directory).
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+use secrecy::ExposeSecret;
+
+use crate::app::{build_authenticator, connect_database, StartupError};
+use crate::audit::{Actor, AuditLog};
+use crate::auth::{AuthError, Authenticator, NewAccount};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::domain::role::Role;
+
+/// `steward admin ...`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create the first admin on a database without one; prints a one-time password, the TOTP
+    /// URI and recovery codes. Refuses if any admin exists.
+    #[command(
+        after_help = "Example:\n  steward admin bootstrap --username admin --org \"State Health Data Agency\""
+    )]
+    Bootstrap {
+        /// Login name of the admin.
+        #[arg(long, default_value = "admin")]
+        username: String,
+        /// The agency's organization (created if missing).
+        #[arg(long, default_value = "Agency")]
+        org: String,
+    },
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+}
+
+/// `steward admin user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints a one-time password, the TOTP URI and recovery codes.
+    #[command(
+        after_help = "Example:\n  steward admin user add --username jdoe --org \"University\" --role recipient"
+    )]
+    Add {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Name shown to people (defaults to the login name).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// A role (repeat for several): recipient, it_staff, executive_director, privacy_officer, admin.
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+    },
+    /// List users.
+    List,
+    /// Disable a user (accounts are never deleted: the access log refers to them).
+    Disable {
+        /// User id or login name.
+        user: String,
+    },
+    /// Replace a user's roles.
+    #[command(
+        after_help = "Example:\n  steward admin user roles jdoe --role recipient --role it_staff"
+    )]
+    Roles {
+        /// User id or login name.
+        user: String,
+        /// The new roles (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+    },
+    /// Lift a user's login lockout.
+    Unlock {
+        /// User id or login name.
+        user: String,
+    },
+}
+
+/// `steward admin org ...`
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization.
+    Add {
+        /// Its unique name.
+        name: String,
+    },
+    /// List organizations.
+    List,
+}
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Steward's database, keyring or settings are unusable.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The change was refused or failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// Runs an admin command against the configured database (migrating it first).
+pub async fn run(settings: &Settings, command: AdminCommand) -> Result<(), AdminError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
+    let db = connect_database(settings).await?;
+    db.migrate().await.map_err(StartupError::from)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let audit = AuditLog::new(db.clone(), clock.clone());
+    let auth = build_authenticator(settings, &db, &audit, &clock).await?;
+    let result = execute(&auth, command).await;
+    db.close().await;
+    result
+}
+
+async fn execute(auth: &Authenticator, command: AdminCommand) -> Result<(), AdminError> {
+    match command {
+        AdminCommand::Bootstrap { username, org } => {
+            let account = auth.bootstrap(&username, &org).await?;
+            print_account(&account);
+        }
+        AdminCommand::User(UserCommand::Add {
+            username,
+            name,
+            org,
+            roles,
+        }) => {
+            let account = auth
+                .create_user(Actor::System, &username, &name, &org, &roles)
+                .await?;
+            print_account(&account);
+        }
+        AdminCommand::User(UserCommand::List) => {
+            println!("{:<36}  {:<20} {:<8} roles", "id", "username", "status");
+            for user in auth.list_users().await? {
+                let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+                let status = if user.disabled { "disabled" } else { "active" };
+                println!(
+                    "{:<36}  {:<20} {:<8} {}",
+                    user.id,
+                    user.username,
+                    status,
+                    roles.join(",")
+                );
+            }
+        }
+        AdminCommand::User(UserCommand::Disable { user }) => {
+            let found = auth.find_user(&user).await?;
+            auth.disable_user(Actor::System, found.id).await?;
+            println!("user {} disabled", found.username);
+        }
+        AdminCommand::User(UserCommand::Roles { user, roles }) => {
+            let found = auth.find_user(&user).await?;
+            let roles = auth.set_roles(Actor::System, found.id, &roles).await?;
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            println!("user {} now holds: {}", found.username, names.join(", "));
+        }
+        AdminCommand::User(UserCommand::Unlock { user }) => {
+            let found = auth.find_user(&user).await?;
+            auth.unlock_user(Actor::System, found.id).await?;
+            println!("user {} unlocked", found.username);
+        }
+        AdminCommand::Org(OrgCommand::Add { name }) => {
+            let org = auth.create_org(Actor::System, &name).await?;
+            println!("{}  {}", org.id, org.name);
+        }
+        AdminCommand::Org(OrgCommand::List) => {
+            for org in auth.list_orgs().await? {
+                println!("{}  {}", org.id, org.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints a new account's one-time secrets to stdout (never to the log).
+fn print_account(account: &NewAccount) {
+    println!("user:               {}", account.username);
+    println!("id:                 {}", account.user_id);
+    println!("one-time password:  {}", account.password.expose_secret());
+    println!("TOTP URI:           {}", account.totp_uri.expose_secret());
+    println!("recovery codes (each works once):");
+    for code in &account.recovery_codes {
+        println!("  {}", code.expose_secret());
+    }
+    println!("Store these now: they are not shown again.");
+}

@@ -1,0 +1,196 @@
+//! `manifest.json`: what an extract package holds (per file: plaintext and ciphertext size and
+//! SHA-256, rows, columns), signed with the server's Ed25519 key. It holds no PHI, so it is the
+//! one file of a package that is not encrypted.
+//!
+//! The signature covers the exact bytes of the `manifest` member as Steward serializes it. The
+//! manifest is made only of structs, vectors, strings and integers, so parsing and
+//! re-serializing reproduces those bytes: a verifier needs no JSON canonicalization scheme.
+
+use serde::{Deserialize, Serialize};
+
+use super::seal::StreamDigest;
+use crate::crypto::signing::{self, ServerSigner, SigningError};
+
+/// The format tag, so later formats can be told apart.
+pub const FORMAT: &str = "steward-manifest/v1";
+
+/// What kind of file an entry describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A dataset extract (`<dataset>.csv.zst.age`).
+    Data,
+    /// The signed approval letter (PDF, age-encrypted).
+    ApprovalLetter,
+    /// The data dictionary of the delivered columns (CSV, age-encrypted).
+    DataDictionary,
+}
+
+/// Size and SHA-256 (hex) of a byte stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digest {
+    /// Number of bytes.
+    pub bytes: u64,
+    /// SHA-256, 64 hex digits.
+    pub sha256: String,
+}
+
+impl From<StreamDigest> for Digest {
+    fn from(d: StreamDigest) -> Self {
+        Self {
+            bytes: d.bytes,
+            sha256: hex::encode(d.sha256),
+        }
+    }
+}
+
+/// One file of the package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// File name in the package (`med_claim.csv.zst.age`).
+    pub name: String,
+    /// What it is.
+    pub kind: FileKind,
+    /// Data rows, for data files.
+    pub rows: Option<u64>,
+    /// Delivered columns, for data files.
+    pub columns: Option<Vec<String>>,
+    /// The plaintext (before compression and encryption).
+    pub plaintext: Digest,
+    /// The stored ciphertext.
+    pub ciphertext: Digest,
+}
+
+/// The package description that is signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The release.
+    pub release_id: String,
+    /// Its level (`I`, `II`, `III`).
+    pub level: String,
+    /// The DUA number.
+    pub dua_number: String,
+    /// When the extract was built (RFC 3339 UTC).
+    pub created_at: String,
+    /// Every file of the package except the manifest.
+    pub files: Vec<ManifestFile>,
+}
+
+/// The signature block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSignature {
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// The server's public key, 64 hex digits.
+    pub public_key: String,
+    /// The signature over the serialized `manifest`, 128 hex digits.
+    pub value: String,
+}
+
+/// `manifest.json` as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedManifest {
+    /// What is signed.
+    pub manifest: Manifest,
+    /// The signature.
+    pub signature: ManifestSignature,
+}
+
+/// Manifest failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The JSON does not parse as a manifest.
+    #[error("manifest does not parse: {0}")]
+    Parse(#[from] serde_json::Error),
+    /// The signature does not verify (or names another algorithm or key).
+    #[error("manifest signature: {0}")]
+    Signature(#[from] SigningError),
+    /// The manifest is of a format this build does not know.
+    #[error("unknown manifest format {0:?}")]
+    Format(String),
+}
+
+impl Manifest {
+    /// Signs the manifest and returns the bytes of `manifest.json`.
+    pub fn sign(self, signer: &ServerSigner) -> Result<Vec<u8>, ManifestError> {
+        let signed_bytes = serde_json::to_vec(&self)?;
+        let signed = SignedManifest {
+            signature: ManifestSignature {
+                algorithm: "ed25519".into(),
+                public_key: signer.public_hex(),
+                value: signer.sign_hex(&signed_bytes),
+            },
+            manifest: self,
+        };
+        Ok(serde_json::to_vec_pretty(&signed)?)
+    }
+}
+
+/// Parses `manifest.json` and checks its signature against `expected_public_key` (hex).
+pub fn verify(json: &[u8], expected_public_key: &str) -> Result<Manifest, ManifestError> {
+    let signed: SignedManifest = serde_json::from_slice(json)?;
+    if signed.manifest.format != FORMAT {
+        return Err(ManifestError::Format(signed.manifest.format));
+    }
+    if signed.signature.algorithm != "ed25519" || signed.signature.public_key != expected_public_key
+    {
+        return Err(SigningError::BadSignature.into());
+    }
+    let signed_bytes = serde_json::to_vec(&signed.manifest)?;
+    signing::verify_hex(expected_public_key, &signed_bytes, &signed.signature.value)?;
+    Ok(signed.manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            release_id: "0b8c3a8e-4f57-4a59-9c1e-4f6f7a2b9d10".into(),
+            level: "III".into(),
+            dua_number: "DUA-2026-0007".into(),
+            created_at: "2026-03-01T12:00:00.000000Z".into(),
+            files: vec![ManifestFile {
+                name: "med_claim.csv.zst.age".into(),
+                kind: FileKind::Data,
+                rows: Some(3),
+                columns: Some(vec!["member_id".into(), "service_year".into()]),
+                plaintext: Digest {
+                    bytes: 10,
+                    sha256: "ab".repeat(32),
+                },
+                ciphertext: Digest {
+                    bytes: 300,
+                    sha256: "cd".repeat(32),
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn signed_manifest_verifies_and_any_change_is_detected() {
+        let signer = ServerSigner::from_seed([3; 32]);
+        let json = manifest().sign(&signer).unwrap();
+        assert_eq!(verify(&json, &signer.public_hex()).unwrap(), manifest());
+
+        let text = String::from_utf8(json.clone()).unwrap();
+        let tampered = text.replace("\"rows\": 3", "\"rows\": 4");
+        assert_ne!(tampered, text);
+        assert!(verify(tampered.as_bytes(), &signer.public_hex()).is_err());
+
+        let other = ServerSigner::from_seed([4; 32]);
+        assert!(
+            verify(&json, &other.public_hex()).is_err(),
+            "another key's public key is refused"
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The extract pipeline, per dataset of a release, streaming end to end:
+//!
+//! ```text
+//! source (CSV, .gz or .zst) -> BoundPlan::apply -> CSV writer     [transform thread]
+//!        -> zstd -> age (release identity + every recipient key) [seal thread]
+//!        -> ObjectStore::put (multipart)                          [async task]
+//! ```
+//!
+//! Stages are joined by bounded channels, so memory is the same for a 1 MB and a 100 GB source
+//! and a slow store slows the reader instead of filling memory. SHA-256 of the plaintext and
+//! the ciphertext and the row count are computed on the way.
+//!
+//! Architecture invariant: plaintext exists only in memory, inside this module's two
+//! threads; only [`seal`] produces bytes for the object store, and they are age ciphertext.
+
+pub mod manifest;
+mod pipeline;
+pub mod seal;
+mod source;
+
+pub use pipeline::{extract_dataset, DatasetRequest, JobControl, SealedFile};
+pub use source::{Compression, SourceLocation};
+
+/// Why a dataset could not be extracted. Nothing was published in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The source could not be opened or read.
+    #[error("source {source_name}: {error}")]
+    Source {
+        /// The source's name (path or object key), never its content.
+        source_name: String,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// A source row is malformed (wrong number of fields, broken quoting, bad UTF-8).
+    #[error("{file}, line {line}: {problem}")]
+    MalformedRow {
+        /// The source's name.
+        file: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it (never the row's values).
+        problem: String,
+    },
+    /// The plan could not be matched to the source's header.
+    #[error(transparent)]
+    Bind(#[from] crate::policy::BindError),
+    /// A row could not be transformed (for example an unparseable date).
+    #[error(transparent)]
+    Row(#[from] crate::policy::RowError),
+    /// The output could not be compressed or encrypted.
+    #[error("sealing failed: {0}")]
+    Seal(std::io::Error),
+    /// No recipient to encrypt to: the release identity is always one, so this is a bug.
+    #[error("no age recipient to encrypt to")]
+    NoRecipients,
+    /// The object store refused or failed the upload.
+    #[error(transparent)]
+    Store(#[from] crate::storage::StoreError),
+    /// The job was cancelled (or lost its lease) while running.
+    #[error("extraction cancelled")]
+    Cancelled,
+    /// A pipeline thread ended without saying why (a panic); nothing was published.
+    #[error("extraction stage {0} stopped unexpectedly")]
+    StageLost(&'static str),
+}

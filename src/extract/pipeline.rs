@@ -1,0 +1,310 @@
+//! One dataset through the three stages; see the module documentation.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio_util::io::StreamReader;
+
+use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
+use super::{ExtractError, SourceLocation};
+use crate::policy::{ExtractPlan, OptOutSet};
+use crate::storage::{ObjectKey, SharedStore};
+
+/// Plaintext is handed from the transform to the seal stage in pieces of about this size.
+const PLAIN_CHUNK: usize = 1024 * 1024;
+/// Pieces in flight between transform and seal, and between seal and upload. With the store's
+/// part buffer this bounds the pipeline's memory, whatever the source's size.
+const CHANNEL_DEPTH: usize = 4;
+/// How many rows pass between checks of the cancel flag and progress updates.
+const ROWS_PER_CHECK: u64 = 4096;
+
+/// Shared with the job runner: cancel from outside, progress from inside.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    cancelled: AtomicBool,
+    rows: AtomicU64,
+    source_bytes: AtomicU64,
+}
+
+impl JobControl {
+    /// Asks the pipeline to stop; it aborts its upload and returns `Cancelled`.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Rows transformed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Source bytes read so far (compressed size when the source is compressed).
+    pub fn source_bytes(&self) -> u64 {
+        self.source_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// One dataset to extract.
+pub struct DatasetRequest {
+    /// The release's plan for this dataset.
+    pub plan: Arc<ExtractPlan>,
+    /// Where the source is.
+    pub source: SourceLocation,
+    /// Opted-out members (consulted at Level III).
+    pub optouts: Arc<OptOutSet>,
+    /// Who can decrypt: the release identity and every authorized user's key.
+    pub recipients: Vec<Box<dyn age::Recipient + Send>>,
+    /// The server-chosen key of the encrypted output.
+    pub key: ObjectKey,
+}
+
+/// What was stored for one dataset: everything the manifest lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedFile {
+    /// Object key of the ciphertext.
+    pub key: ObjectKey,
+    /// Delivered columns, in order.
+    pub columns: Vec<String>,
+    /// Data rows (header excluded).
+    pub rows: u64,
+    /// Size and SHA-256 of the plaintext CSV.
+    pub plaintext: StreamDigest,
+    /// Size and SHA-256 of the stored ciphertext.
+    pub ciphertext: StreamDigest,
+}
+
+/// Extracts one dataset into `store`. On any error the upload is aborted: no object, no open
+/// multipart upload.
+pub async fn extract_dataset(
+    request: DatasetRequest,
+    store: SharedStore,
+    control: Arc<JobControl>,
+) -> Result<SealedFile, ExtractError> {
+    let (plain_tx, plain_rx) = sync_channel::<PlainChunk>(CHANNEL_DEPTH);
+    let (cipher_tx, mut cipher_rx) = tokio::sync::mpsc::channel::<CipherChunk>(CHANNEL_DEPTH);
+    let runtime = tokio::runtime::Handle::current();
+    let columns: Vec<String> = request
+        .plan
+        .header()
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+
+    let transform = {
+        let (plan, source, optouts) = (
+            request.plan.clone(),
+            request.source.clone(),
+            request.optouts.clone(),
+        );
+        let (store, control) = (store.clone(), control.clone());
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            transform_stage(
+                &plan, &source, &optouts, &store, &runtime, &control, plain_tx,
+            )
+        })
+    };
+    let sealing = {
+        let recipients = request.recipients;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            seal::run(plain_rx, &recipients, cipher_tx)
+        })
+    };
+    let stream = futures_util::stream::poll_fn(move |cx| cipher_rx.poll_recv(cx));
+    let mut body = StreamReader::new(stream);
+    let uploaded = store.put(&request.key, &mut body).await;
+    // Dropping the reader closes the channel, which stops the stages if the upload failed.
+    drop(body);
+
+    let transformed = transform
+        .await
+        .map_err(|_| ExtractError::StageLost("transform"))?;
+    let sealed = sealing.await.map_err(|_| ExtractError::StageLost("seal"))?;
+    // The first stage to fail explains the others' failures ("the upload stopped", "transform
+    // stopped"), so report errors upstream first.
+    let (rows, plaintext) = transformed?;
+    let ciphertext = sealed?;
+    let stored = uploaded?;
+    if stored != ciphertext.bytes {
+        // Cannot happen unless a stage lost bytes; never publish a file the manifest misdescribes.
+        store.delete(&request.key).await?;
+        return Err(ExtractError::StageLost("upload"));
+    }
+    Ok(SealedFile {
+        key: request.key,
+        columns,
+        rows,
+        plaintext,
+        ciphertext,
+    })
+}
+
+/// Counts the bytes read from the source, for progress.
+struct CountingReader<'a, R> {
+    inner: R,
+    control: &'a JobControl,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.control
+            .source_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads, transforms and writes CSV, sending plaintext chunks to the seal stage; sends `End`
+/// only when every row was transformed.
+fn transform_stage(
+    plan: &ExtractPlan,
+    source: &SourceLocation,
+    optouts: &OptOutSet,
+    store: &SharedStore,
+    runtime: &tokio::runtime::Handle,
+    control: &JobControl,
+    output: SyncSender<PlainChunk>,
+) -> Result<(u64, StreamDigest), ExtractError> {
+    let name = source.name();
+    let raw = source.open_blocking(store, runtime)?;
+    let counted = CountingReader {
+        inner: raw,
+        control,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(counted);
+    let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
+    let bound = plan.bind(&name, &header)?;
+
+    let sink = ChunkSink {
+        buffer: Vec::with_capacity(PLAIN_CHUNK + 64 * 1024),
+        output,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut writer = csv::WriterBuilder::new()
+        .buffer_capacity(64 * 1024)
+        .from_writer(sink);
+    let write_error = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(io) => ExtractError::Seal(io),
+        other => ExtractError::Seal(std::io::Error::other(format!("{other:?}"))),
+    };
+    writer.write_record(plan.header()).map_err(write_error)?;
+
+    let mut record = csv::ByteRecord::new();
+    let mut out = csv::ByteRecord::new();
+    let mut rows = 0u64;
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_error(&name, e))?
+    {
+        bound.apply(&record, optouts, &mut out)?;
+        writer.write_byte_record(&out).map_err(write_error)?;
+        rows += 1;
+        if rows % ROWS_PER_CHECK == 0 {
+            control.rows.store(rows, Ordering::Relaxed);
+            if control.is_cancelled() {
+                return Err(ExtractError::Cancelled);
+            }
+        }
+    }
+    control.rows.store(rows, Ordering::Relaxed);
+    if control.is_cancelled() {
+        return Err(ExtractError::Cancelled);
+    }
+    let sink = writer
+        .into_inner()
+        .map_err(|e| ExtractError::Seal(std::io::Error::other(e.to_string())))?;
+    let digest = sink.finish()?;
+    Ok((rows, digest))
+}
+
+/// Collects CSV output into [`PLAIN_CHUNK`] pieces for the seal stage, hashing on the way.
+struct ChunkSink {
+    buffer: Vec<u8>,
+    output: SyncSender<PlainChunk>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl ChunkSink {
+    fn send_buffer(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(PLAIN_CHUNK + 64 * 1024),
+        );
+        self.output.send(PlainChunk::Data(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the seal stage stopped")
+        })
+    }
+
+    /// Sends the last piece and the explicit end; only a complete transform gets here.
+    fn finish(mut self) -> Result<StreamDigest, ExtractError> {
+        self.send_buffer().map_err(ExtractError::Seal)?;
+        self.output
+            .send(PlainChunk::End)
+            .map_err(|_| ExtractError::StageLost("seal"))?;
+        Ok(StreamDigest {
+            bytes: self.bytes,
+            sha256: self.hasher.finalize().into(),
+        })
+    }
+}
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= PLAIN_CHUNK {
+            self.send_buffer()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Batching is the point; the last piece goes out in `finish`.
+        Ok(())
+    }
+}
+
+/// A CSV reader error as a precise, value-free message naming file and line.
+fn csv_error(file: &str, error: csv::Error) -> ExtractError {
+    let line = error.position().map_or(0, csv::Position::line);
+    let problem = match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("expected {expected_len} fields, found {len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".to_owned(),
+        csv::ErrorKind::Io(e) => {
+            return ExtractError::Source {
+                source_name: file.to_owned(),
+                error: std::io::Error::new(e.kind(), e.to_string()),
+            }
+        }
+        _ => "malformed CSV".to_owned(),
+    };
+    ExtractError::MalformedRow {
+        file: file.to_owned(),
+        line,
+        problem,
+    }
+}

@@ -1,0 +1,143 @@
+//! Sealing: plaintext CSV chunks in, zstd-compressed age ciphertext out, with the ciphertext's
+//! size and SHA-256. This is the only producer of bytes for the object store.
+
+use std::io::Write;
+use std::sync::mpsc::Receiver;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::Sender;
+
+use super::ExtractError;
+
+/// zstd level: the same ratio/speed point as `zstd -3`, the reference pipeline's.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Ciphertext is handed to the uploader in pieces of about this size.
+const CIPHER_CHUNK: usize = 1024 * 1024;
+
+/// What the transform stage sends: data, then an explicit end. A channel that closes without
+/// `End` means the transform failed, and the output must not be completed.
+#[derive(Debug)]
+pub enum PlainChunk {
+    /// Plaintext CSV bytes.
+    Data(Vec<u8>),
+    /// The transform finished successfully.
+    End,
+}
+
+/// What the uploader receives: ciphertext, or an error that must abort the upload.
+pub type CipherChunk = std::io::Result<Bytes>;
+
+/// Size and SHA-256 of a byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamDigest {
+    /// Number of bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: [u8; 32],
+}
+
+/// Runs the seal stage on the current (blocking) thread until the transform's `End`.
+/// On failure an error item is sent to the uploader so that it aborts instead of publishing
+/// a truncated object.
+pub fn run(
+    plaintext: Receiver<PlainChunk>,
+    recipients: &[Box<dyn age::Recipient + Send>],
+    ciphertext: Sender<CipherChunk>,
+) -> Result<StreamDigest, ExtractError> {
+    let abort = ciphertext.clone();
+    let result = seal(plaintext, recipients, ciphertext);
+    if let Err(error) = &result {
+        // The uploader may already be gone (it failed first); then there is nobody to tell.
+        let _ = abort.blocking_send(Err(std::io::Error::other(format!(
+            "sealing failed: {error}"
+        ))));
+    }
+    result
+}
+
+fn seal(
+    plaintext: Receiver<PlainChunk>,
+    recipients: &[Box<dyn age::Recipient + Send>],
+    ciphertext: Sender<CipherChunk>,
+) -> Result<StreamDigest, ExtractError> {
+    if recipients.is_empty() {
+        return Err(ExtractError::NoRecipients);
+    }
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| ExtractError::Seal(std::io::Error::other(e.to_string())))?;
+    let sink = ChannelWriter::new(ciphertext);
+    let age_writer = encryptor.wrap_output(sink).map_err(ExtractError::Seal)?;
+    let mut compressor =
+        zstd::stream::write::Encoder::new(age_writer, ZSTD_LEVEL).map_err(ExtractError::Seal)?;
+    loop {
+        match plaintext.recv() {
+            Ok(PlainChunk::Data(data)) => {
+                compressor.write_all(&data).map_err(ExtractError::Seal)?
+            }
+            Ok(PlainChunk::End) => break,
+            // The transform stopped without finishing: its own error explains why.
+            Err(_) => return Err(ExtractError::StageLost("transform")),
+        }
+    }
+    let age_writer = compressor.finish().map_err(ExtractError::Seal)?;
+    let sink = age_writer.finish().map_err(ExtractError::Seal)?;
+    sink.finish()
+}
+
+/// Batches ciphertext into [`CIPHER_CHUNK`] pieces for the uploader, hashing on the way.
+struct ChannelWriter {
+    sender: Sender<CipherChunk>,
+    buffer: Vec<u8>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl ChannelWriter {
+    fn new(sender: Sender<CipherChunk>) -> Self {
+        Self {
+            sender,
+            buffer: Vec::with_capacity(CIPHER_CHUNK),
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn send_buffer(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CIPHER_CHUNK));
+        self.sender
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    fn finish(mut self) -> Result<StreamDigest, ExtractError> {
+        self.send_buffer().map_err(ExtractError::Seal)?;
+        Ok(StreamDigest {
+            bytes: self.bytes,
+            sha256: self.hasher.finalize().into(),
+        })
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CIPHER_CHUNK {
+            self.send_buffer()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Batching is the point; the final piece goes out in `finish`.
+        Ok(())
+    }
+}

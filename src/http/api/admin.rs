@@ -1,0 +1,320 @@
+//! `/api/v1/admin/...`: organizations, users, roles, lockouts and API tokens, for admins.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::me::TokenDto;
+use super::{parse_json, rfc3339, Authed};
+use crate::audit::Actor;
+use crate::auth::{Action, NewAccount, Resource};
+use crate::db::users::{OrgRow, UserRow};
+use crate::domain::ids::{ApiTokenId, UserId};
+use crate::domain::role::Role;
+use crate::http::{ApiError, AppState};
+
+/// An organization.
+#[derive(Serialize)]
+pub struct OrgDto {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+impl From<OrgRow> for OrgDto {
+    fn from(row: OrgRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            name: row.name,
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+/// A user, as admins see it (no secrets).
+#[derive(Serialize)]
+pub struct UserDto {
+    id: String,
+    username: String,
+    display_name: String,
+    organization_id: String,
+    roles: Vec<Role>,
+    disabled: bool,
+    locked_until: Option<String>,
+    created_at: String,
+}
+
+impl From<UserRow> for UserDto {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            username: row.username,
+            display_name: row.display_name,
+            organization_id: row.org_id.to_string(),
+            roles: row.roles,
+            disabled: row.disabled,
+            locked_until: row.locked_until.map(rfc3339),
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+/// A new user's one-time secrets, shown once.
+#[derive(Serialize)]
+pub struct NewAccountDto {
+    id: String,
+    username: String,
+    one_time_password: String,
+    totp_uri: String,
+    recovery_codes: Vec<String>,
+}
+
+impl From<NewAccount> for NewAccountDto {
+    fn from(account: NewAccount) -> Self {
+        Self {
+            id: account.user_id.to_string(),
+            username: account.username,
+            one_time_password: account.password.expose_secret().to_owned(),
+            totp_uri: account.totp_uri.expose_secret().to_owned(),
+            recovery_codes: account
+                .recovery_codes
+                .iter()
+                .map(|c| c.expose_secret().to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// `POST /api/v1/admin/orgs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrgBody {
+    name: String,
+}
+
+/// `POST /api/v1/admin/users` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserBody {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    /// Organization id or name.
+    organization: String,
+    roles: Vec<Role>,
+}
+
+/// `PUT /api/v1/admin/users/{id}/roles` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesBody {
+    roles: Vec<Role>,
+}
+
+fn actor(a: &Authed) -> Actor {
+    Actor::User(a.principal.user_id.0)
+}
+
+pub(super) async fn list_orgs(
+    State(state): State<AppState>,
+    a: Authed,
+) -> Result<Json<Vec<OrgDto>>, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::ListOrganizations,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    Ok(Json(
+        state
+            .auth
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(OrgDto::from)
+            .collect(),
+    ))
+}
+
+pub(super) async fn create_org(
+    State(state): State<AppState>,
+    a: Authed,
+    body: Bytes,
+) -> Result<(StatusCode, Json<OrgDto>), ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::CreateOrganization,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    let body: NewOrgBody = parse_json(&body)?;
+    let org = state.auth.create_org(actor(&a), &body.name).await?;
+    Ok((StatusCode::CREATED, Json(org.into())))
+}
+
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    a: Authed,
+) -> Result<Json<Vec<UserDto>>, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::ListUsers,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    Ok(Json(
+        state
+            .auth
+            .list_users()
+            .await?
+            .into_iter()
+            .map(UserDto::from)
+            .collect(),
+    ))
+}
+
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    a: Authed,
+    body: Bytes,
+) -> Result<(StatusCode, Json<NewAccountDto>), ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::CreateUser,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    let body: NewUserBody = parse_json(&body)?;
+    let account = state
+        .auth
+        .create_user(
+            actor(&a),
+            &body.username,
+            &body.display_name,
+            &body.organization,
+            &body.roles,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(account.into())))
+}
+
+pub(super) async fn disable_user(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<UserId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::DisableUser,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    state.auth.disable_user(actor(&a), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn set_roles(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<UserId>,
+    body: Bytes,
+) -> Result<Json<Vec<Role>>, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::SetRoles,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    let body: RolesBody = parse_json(&body)?;
+    Ok(Json(
+        state.auth.set_roles(actor(&a), id, &body.roles).await?,
+    ))
+}
+
+pub(super) async fn unlock_user(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<UserId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::UnlockUser,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    state.auth.unlock_user(actor(&a), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn list_user_tokens(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<UserId>,
+) -> Result<Json<Vec<TokenDto>>, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::ListApiTokens,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    let tokens = state.auth.list_api_tokens(id).await?;
+    Ok(Json(tokens.into_iter().map(TokenDto::from).collect()))
+}
+
+pub(super) async fn revoke_token(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<ApiTokenId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .auth
+        .check(
+            &a.principal,
+            Action::RevokeApiToken,
+            &Resource::Directory,
+            a.route,
+            &a.client,
+        )
+        .await?;
+    state.auth.api_token(id).await?;
+    state
+        .auth
+        .revoke_api_token(&a.principal, id, &a.client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

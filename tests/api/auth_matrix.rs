@@ -1,0 +1,142 @@
+//! The authorization matrix: every API route x every role x unauthenticated, with the expected
+//! decision written down. A route missing from this table (or listed here but not served)
+//! fails the test.
+
+use std::collections::BTreeSet;
+
+use steward::domain::role::Role;
+use steward::http::api::{Access, ROUTES};
+
+use crate::helpers::{spawn_app, Db, Session};
+use crate::on_both_databases;
+
+on_both_databases!(every_route_every_role);
+
+/// Allowed (`A`) or denied (`D`) for recipient, it_staff, executive_director, privacy_officer,
+/// admin, in that order.
+const A: bool = true;
+const D: bool = false;
+
+/// (method, path, [recipient, it_staff, executive_director, privacy_officer, admin]).
+/// Logout comes last: it ends the session the other rows use.
+const MATRIX: &[(&str, &str, [bool; 5])] = &[
+    ("POST", "/api/v1/auth/login", [A, A, A, A, A]),
+    ("POST", "/api/v1/auth/refresh", [A, A, A, A, A]),
+    ("GET", "/api/v1/me", [A, A, A, A, A]),
+    ("PUT", "/api/v1/me/password", [A, A, A, A, A]),
+    ("GET", "/api/v1/me/keys", [A, D, D, D, D]),
+    ("POST", "/api/v1/me/keys", [A, D, D, D, D]),
+    ("DELETE", "/api/v1/me/keys/{id}", [A, D, D, D, D]),
+    ("GET", "/api/v1/me/tokens", [A, A, A, A, A]),
+    ("POST", "/api/v1/me/tokens", [A, A, A, A, A]),
+    ("DELETE", "/api/v1/me/tokens/{id}", [A, A, A, A, A]),
+    ("GET", "/api/v1/admin/orgs", [D, D, D, D, A]),
+    ("POST", "/api/v1/admin/orgs", [D, D, D, D, A]),
+    ("GET", "/api/v1/admin/users", [D, D, D, D, A]),
+    ("POST", "/api/v1/admin/users", [D, D, D, D, A]),
+    ("POST", "/api/v1/admin/users/{id}/disable", [D, D, D, D, A]),
+    ("PUT", "/api/v1/admin/users/{id}/roles", [D, D, D, D, A]),
+    ("POST", "/api/v1/admin/users/{id}/unlock", [D, D, D, D, A]),
+    ("GET", "/api/v1/admin/users/{id}/tokens", [D, D, D, D, A]),
+    ("DELETE", "/api/v1/admin/tokens/{id}", [D, D, D, D, A]),
+    ("POST", "/api/v1/auth/logout", [A, A, A, A, A]),
+];
+
+#[test]
+fn matrix_lists_exactly_the_served_routes() {
+    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+    let table: BTreeSet<(&str, &str)> = MATRIX.iter().map(|(m, p, _)| (*m, *p)).collect();
+    let missing: Vec<_> = served.difference(&table).collect();
+    let extra: Vec<_> = table.difference(&served).collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from the authorization matrix: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "matrix rows for routes that are not served: {extra:?}"
+    );
+    assert_eq!(table.len(), MATRIX.len(), "a route is listed twice");
+}
+
+async fn every_route_every_role(db: Db) {
+    matrix_lists_exactly_the_served_routes();
+    let app = spawn_app(db).await;
+    let mut sessions: Vec<(Role, Session)> = Vec::new();
+    for role in Role::ALL {
+        let user = app
+            .create_user(&format!("u_{}", role.as_str()), "Org A", &[role])
+            .await;
+        sessions.push((role, app.login(&user).await));
+    }
+    // A target user for the admin routes' `{id}`, and any id for tokens and keys.
+    let target = app.create_user("target", "Org B", &[Role::Recipient]).await;
+    let any_id = uuid::Uuid::new_v4().to_string();
+    for (method, template, expected) in MATRIX {
+        let access = ROUTES
+            .iter()
+            .find(|r| r.method == *method && r.path == *template)
+            .expect("checked above")
+            .access;
+        let path = if template.contains("/users/{id}") {
+            template.replace("{id}", &target.id.to_string())
+        } else {
+            template.replace("{id}", &any_id)
+        };
+        let body = (*method != "GET" && *method != "DELETE").then(|| serde_json::json!({}));
+        // Unauthenticated.
+        let status = app
+            .call(method, &path, None, body.as_ref())
+            .await
+            .status()
+            .as_u16();
+        match access {
+            Access::Authenticated => {
+                assert_eq!(status, 401, "{method} {template} without credentials")
+            }
+            Access::Public => assert!(
+                status != 401 && status != 403,
+                "{method} {template} is public but answered {status}"
+            ),
+        }
+        for (i, (role, session)) in sessions.iter().enumerate() {
+            let body = if *template == "/api/v1/auth/refresh" {
+                // The refresh route takes its credential in the body.
+                Some(serde_json::json!({ "refresh_token": "not-a-token" }))
+            } else {
+                body.clone()
+            };
+            let response = app
+                .call(method, &path, Some(&session.access_token), body.as_ref())
+                .await;
+            let status = response.status().as_u16();
+            let allowed = expected[i];
+            if allowed {
+                assert!(
+                    status != 403 && (status != 401 || access == Access::Public),
+                    "{method} {template} as {role} should be allowed, got {status}: {}",
+                    response.text().await.unwrap_or_default()
+                );
+            } else {
+                assert_eq!(
+                    status, 403,
+                    "{method} {template} as {role} should be denied"
+                );
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "forbidden");
+            }
+        }
+    }
+    // Every denial above is in the access log with its route and reason.
+    let denials = app
+        .events_after(0)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "authorization" && r.outcome == "denied")
+        .count();
+    let expected_denials: usize = MATRIX
+        .iter()
+        .map(|(_, _, row)| row.iter().filter(|allowed| !**allowed).count())
+        .sum();
+    assert_eq!(denials, expected_denials);
+}
