@@ -523,9 +523,7 @@ impl S3Settings {
 }
 
 /// `STEWARD_SERVER__LISTEN` -> `server.listen`; the test harness's own variables are not settings.
-fn env_provider(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> figment::providers::Serialized<figment::value::Dict> {
+fn env_provider(env: impl IntoIterator<Item = (String, String)>) -> EnvProvider {
     let mut root = figment::value::Dict::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -538,7 +536,23 @@ fn env_provider(
         let path: Vec<&str> = rest.split("__").collect();
         insert_env_value(&mut root, &path, &value);
     }
-    figment::providers::Serialized::defaults(root)
+    EnvProvider(root)
+}
+
+/// The `STEWARD_*` variables as a figment source, named so that errors say where a bad value
+/// came from.
+struct EnvProvider(figment::value::Dict);
+
+impl figment::Provider for EnvProvider {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("the STEWARD_* environment variables")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.0.clone()))
+    }
 }
 
 /// Places an environment value at its dotted path, parsing it like a TOML value when it is one
@@ -570,10 +584,23 @@ fn render_figment_error(error: figment::Error) -> String {
     error
         .into_iter()
         .map(|e| {
-            // figment prefixes keys with its profile and names environment sources generically.
-            e.to_string()
-                .replace("for key \"default.", "for key \"")
-                .replace("`Serialized` ", "STEWARD_* environment ")
+            // Written out here rather than with figment's Display, which shows file paths
+            // relative to the working directory and keys prefixed with its profile name.
+            let mut text = e.kind.to_string();
+            if !e.path.is_empty() {
+                text.push_str(&format!(" for key \"{}\"", e.path.join(".")));
+            }
+            match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(figment::Source::File(path)) => {
+                    text.push_str(&format!(" in {}", path.display()))
+                }
+                Some(_) | None => {
+                    if let Some(m) = &e.metadata {
+                        text.push_str(&format!(" in {}", m.name));
+                    }
+                }
+            }
+            text
         })
         .collect::<Vec<_>>()
         .join("; ")

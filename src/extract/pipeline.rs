@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio_util::io::StreamReader;
 
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
@@ -132,8 +131,11 @@ pub async fn extract_dataset(
     let sealed = sealing.await.map_err(|_| ExtractError::StageLost("seal"))?;
     // The first stage to fail explains the others' failures ("the upload stopped", "transform
     // stopped"), so report errors upstream first.
-    let (rows, plaintext) = transformed?;
-    let ciphertext = sealed?;
+    let rows = transformed?;
+    let seal::SealDigests {
+        plaintext,
+        ciphertext,
+    } = sealed?;
     let stored = uploaded?;
     if stored != ciphertext.bytes {
         // Cannot happen unless a stage lost bytes; never publish a file the manifest misdescribes.
@@ -175,7 +177,7 @@ fn transform_stage(
     runtime: &tokio::runtime::Handle,
     control: &JobControl,
     output: SyncSender<PlainChunk>,
-) -> Result<(u64, StreamDigest), ExtractError> {
+) -> Result<u64, ExtractError> {
     let name = source.name();
     let raw = source.open_blocking(store, runtime)?;
     let counted = CountingReader {
@@ -192,8 +194,6 @@ fn transform_stage(
     let sink = ChunkSink {
         buffer: Vec::with_capacity(PLAIN_CHUNK + 64 * 1024),
         output,
-        hasher: Sha256::new(),
-        bytes: 0,
     };
     let mut writer = csv::WriterBuilder::new()
         .buffer_capacity(64 * 1024)
@@ -228,16 +228,14 @@ fn transform_stage(
     let sink = writer
         .into_inner()
         .map_err(|e| ExtractError::Seal(std::io::Error::other(e.to_string())))?;
-    let digest = sink.finish()?;
-    Ok((rows, digest))
+    sink.finish()?;
+    Ok(rows)
 }
 
-/// Collects CSV output into [`PLAIN_CHUNK`] pieces for the seal stage, hashing on the way.
+/// Collects CSV output into [`PLAIN_CHUNK`] pieces for the seal stage.
 struct ChunkSink {
     buffer: Vec<u8>,
     output: SyncSender<PlainChunk>,
-    hasher: Sha256,
-    bytes: u64,
 }
 
 impl ChunkSink {
@@ -255,22 +253,16 @@ impl ChunkSink {
     }
 
     /// Sends the last piece and the explicit end; only a complete transform gets here.
-    fn finish(mut self) -> Result<StreamDigest, ExtractError> {
+    fn finish(mut self) -> Result<(), ExtractError> {
         self.send_buffer().map_err(ExtractError::Seal)?;
         self.output
             .send(PlainChunk::End)
-            .map_err(|_| ExtractError::StageLost("seal"))?;
-        Ok(StreamDigest {
-            bytes: self.bytes,
-            sha256: self.hasher.finalize().into(),
-        })
+            .map_err(|_| ExtractError::StageLost("seal"))
     }
 }
 
 impl std::io::Write for ChunkSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(data);
-        self.bytes += data.len() as u64;
         self.buffer.extend_from_slice(data);
         if self.buffer.len() >= PLAIN_CHUNK {
             self.send_buffer()?;

@@ -38,6 +38,15 @@ pub struct StreamDigest {
     pub sha256: [u8; 32],
 }
 
+/// Sizes and SHA-256 of what was sealed: the plaintext in, the ciphertext out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealDigests {
+    /// The plaintext CSV.
+    pub plaintext: StreamDigest,
+    /// The age ciphertext.
+    pub ciphertext: StreamDigest,
+}
+
 /// Runs the seal stage on the current (blocking) thread until the transform's `End`.
 /// On failure an error item is sent to the uploader so that it aborts instead of publishing
 /// a truncated object.
@@ -45,7 +54,7 @@ pub fn run(
     plaintext: Receiver<PlainChunk>,
     recipients: &[Box<dyn age::Recipient + Send>],
     ciphertext: Sender<CipherChunk>,
-) -> Result<StreamDigest, ExtractError> {
+) -> Result<SealDigests, ExtractError> {
     let abort = ciphertext.clone();
     let result = seal(plaintext, recipients, ciphertext);
     if let Err(error) = &result {
@@ -61,7 +70,7 @@ fn seal(
     plaintext: Receiver<PlainChunk>,
     recipients: &[Box<dyn age::Recipient + Send>],
     ciphertext: Sender<CipherChunk>,
-) -> Result<StreamDigest, ExtractError> {
+) -> Result<SealDigests, ExtractError> {
     if recipients.is_empty() {
         return Err(ExtractError::NoRecipients);
     }
@@ -73,10 +82,15 @@ fn seal(
     let age_writer = encryptor.wrap_output(sink).map_err(ExtractError::Seal)?;
     let mut compressor =
         zstd::stream::write::Encoder::new(age_writer, ZSTD_LEVEL).map_err(ExtractError::Seal)?;
+    // The plaintext is hashed here rather than in the transform thread, which is the busier one.
+    let mut plain_hasher = Sha256::new();
+    let mut plain_bytes = 0u64;
     loop {
         match plaintext.recv() {
             Ok(PlainChunk::Data(data)) => {
-                compressor.write_all(&data).map_err(ExtractError::Seal)?
+                plain_hasher.update(&data);
+                plain_bytes += data.len() as u64;
+                compressor.write_all(&data).map_err(ExtractError::Seal)?;
             }
             Ok(PlainChunk::End) => break,
             // The transform stopped without finishing: its own error explains why.
@@ -85,7 +99,13 @@ fn seal(
     }
     let age_writer = compressor.finish().map_err(ExtractError::Seal)?;
     let sink = age_writer.finish().map_err(ExtractError::Seal)?;
-    sink.finish()
+    Ok(SealDigests {
+        plaintext: StreamDigest {
+            bytes: plain_bytes,
+            sha256: plain_hasher.finalize().into(),
+        },
+        ciphertext: sink.finish()?,
+    })
 }
 
 /// Batches ciphertext into [`CIPHER_CHUNK`] pieces for the uploader, hashing on the way.
