@@ -14,11 +14,14 @@ use crate::audit::{AccessEvent, Action, Actor, AuditError, AuditLog, Outcome, Ta
 use crate::auth::{AuthError, Authenticator};
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, Settings, TlsMode};
+use crate::crypto::signing::ServerSigner;
 use crate::crypto::JwtKeyring;
 use crate::db::{ConnectOptions, Database, DbError};
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
 use crate::http::{self as web, AppState};
+use crate::policy::Catalog;
+use crate::release::ReleaseService;
 use crate::storage::{self, SharedStore, StoreError};
 
 /// Why Steward could not start; each names the component at fault.
@@ -63,6 +66,13 @@ pub enum StartupError {
     /// The JWT keyring or the password hasher could not be set up.
     #[error("identity and access: {0}")]
     Auth(#[from] AuthError),
+    /// The server's signing key could not be loaded or generated.
+    #[error("signing key: {0}")]
+    Signing(#[from] crate::crypto::signing::SigningError),
+    /// The element catalog requests are validated against could not be loaded (boxed: the
+    /// catalog's error is large and start-up errors travel by value).
+    #[error("element catalog: {0}")]
+    Catalog(Box<crate::policy::CatalogError>),
 }
 
 /// A built, bound, not yet serving Steward.
@@ -105,6 +115,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?;
         let audit = AuditLog::new(db.clone(), clock.clone());
         let auth = build_authenticator(&settings, &db, &audit, &clock).await?;
+        let (signer, releases) = build_release_service(&settings, &db, &audit, &clock)?;
         let state = AppState {
             db,
             store,
@@ -112,6 +123,8 @@ impl Application {
             clock,
             auth,
             settings: Arc::new(settings),
+            signer,
+            releases,
         };
         Ok(Self {
             listener,
@@ -167,6 +180,8 @@ impl Application {
         if settings.tls.mode == TlsMode::Files {
             spawn_certificate_reloader(self.resolver.clone(), &settings)?;
         }
+        // The scheduled DUA expiry runs beside the server and stops with it.
+        let expiry = tokio::spawn(state.releases.clone().run_expiry());
         let options = ServeOptions {
             handshake_timeout: Duration::from_secs(settings.server.tls_handshake_timeout_secs),
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
@@ -180,6 +195,7 @@ impl Application {
             shutdown,
         )
         .await;
+        expiry.abort();
         audit
             .append(&AccessEvent::new(
                 Actor::System,
@@ -210,6 +226,28 @@ pub async fn build_authenticator(
         keyring,
     )
     .await?)
+}
+
+/// Loads the signing key (generated on first start) and the element catalog, and wires the
+/// release service.
+pub fn build_release_service(
+    settings: &Settings,
+    db: &Database,
+    audit: &AuditLog,
+    clock: &SharedClock,
+) -> Result<(ServerSigner, ReleaseService), StartupError> {
+    let signer = ServerSigner::load_or_generate(&settings.signing_key_path())?;
+    let catalog = Catalog::load(&settings.policy.config_dir.join("policy"))
+        .map_err(|e| StartupError::Catalog(Box::new(e)))?;
+    let releases = ReleaseService::new(
+        db.clone(),
+        audit.clone(),
+        clock.clone(),
+        Arc::new(catalog),
+        signer.clone(),
+        settings.releases.clone(),
+    );
+    Ok((signer, releases))
 }
 
 /// Connects to the configured database (without migrating).

@@ -89,6 +89,18 @@ pub struct Settings {
     pub policy: PolicySettings,
     /// Accounts, passwords, second factors, sessions and tokens.
     pub auth: AuthSettings,
+    /// The release lifecycle: DUA expiry.
+    pub releases: ReleaseSettings,
+}
+
+/// The release lifecycle's scheduled work.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSettings {
+    /// How often `serve` looks for releases past their DUA expiry, in seconds.
+    pub expiry_check_secs: u64,
+    /// Whether expiry also demands return or destruction of the data.
+    pub destruction_demand_on_expiry: bool,
 }
 
 /// Accounts, passwords, second factors, sessions and tokens.
@@ -427,6 +439,12 @@ impl Settings {
                 problem: "must not exceed auth.api_token_max_ttl_days".into(),
             });
         }
+        if self.releases.expiry_check_secs == 0 {
+            return Err(ConfigError::Inconsistent {
+                key: "releases.expiry_check_secs",
+                problem: "must be at least 1".into(),
+            });
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Inconsistent {
                 key: "database.max_connections",
@@ -457,6 +475,11 @@ impl Settings {
     /// Directory of the JWT signing keys (0700, each key a 0600 file).
     pub fn jwt_keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys").join("jwt")
+    }
+
+    /// The server's Ed25519 signing key file (0600).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("keys").join("signing.key")
     }
 
     /// Directory of the self-signed certificate and its CA.

@@ -79,6 +79,16 @@ pub enum Action {
     RecipientKeyRemoved,
     /// A user changed their password.
     PasswordChanged,
+    /// A data request was filed as a draft release.
+    ReleaseRequested,
+    /// A release moved through its lifecycle; the target names the history entry.
+    ReleaseTransitioned,
+    /// A reviewer narrowed a release's approved elements.
+    ReleaseElementsNarrowed,
+    /// The release subcommittee's decision was recorded.
+    CommitteeDecisionRecorded,
+    /// An executed DUA was amended (a new version).
+    DuaAmended,
 }
 
 impl Action {
@@ -109,6 +119,11 @@ impl Action {
             Action::RecipientKeyAdded => "recipient_key_added",
             Action::RecipientKeyRemoved => "recipient_key_removed",
             Action::PasswordChanged => "password_changed",
+            Action::ReleaseRequested => "release_requested",
+            Action::ReleaseTransitioned => "release_transitioned",
+            Action::ReleaseElementsNarrowed => "release_elements_narrowed",
+            Action::CommitteeDecisionRecorded => "committee_decision_recorded",
+            Action::DuaAmended => "dua_amended",
         }
     }
 }
@@ -141,6 +156,13 @@ pub enum Target {
     RecipientKey(Uuid),
     /// An API route, by its template (never the concrete path, which may hold a token).
     Route(&'static str),
+    /// A release, and the entry of its history table that holds the change and its reason.
+    Release {
+        /// The release.
+        id: Uuid,
+        /// The entry in `release_history`.
+        entry: i64,
+    },
 }
 
 impl fmt::Display for Target {
@@ -158,6 +180,7 @@ impl fmt::Display for Target {
             Target::ApiToken(id) => write!(f, "api_token:{id}"),
             Target::RecipientKey(id) => write!(f, "recipient_key:{id}"),
             Target::Route(route) => write!(f, "route:{route}"),
+            Target::Release { id, entry } => write!(f, "release:{id}#{entry}"),
         }
     }
 }

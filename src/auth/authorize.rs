@@ -5,6 +5,7 @@
 
 use crate::audit::Reason;
 use crate::domain::ids::{OrgId, UserId};
+use crate::domain::release::Transition;
 use crate::domain::role::Role;
 
 use super::Principal;
@@ -48,6 +49,20 @@ pub enum Action {
     ReadRelease,
     /// Give a release final approval.
     ApproveRelease,
+    /// File a data request for one's own organization.
+    CreateRequest,
+    /// List releases (each caller sees only what `ReadRelease` lets them read).
+    ListReleases,
+    /// Apply a lifecycle transition other than approval (which is `ApproveRelease`).
+    TransitionRelease(Transition),
+    /// Narrow a release's approved elements at review.
+    NarrowRelease,
+    /// Record the release subcommittee's decision.
+    RecordCommitteeDecision,
+    /// Amend an executed DUA.
+    AmendDua,
+    /// Read the server's public signing key.
+    ReadSigningKey,
 }
 
 /// What an action is applied to.
@@ -59,6 +74,10 @@ pub enum Resource<'a> {
     Directory,
     /// A release, described by the facts separation of duties needs.
     Release(&'a ReleaseFacts),
+    /// The set of releases as a whole (lists are filtered to what the caller may read).
+    Releases,
+    /// The server's public keys.
+    ServerKeys,
 }
 
 /// The facts about a release that decide who may see or approve it.
@@ -79,6 +98,9 @@ pub enum Scope {
     Own,
     /// Only releases whose DUA names the principal.
     NamedRecipient,
+    /// Requests of the principal's own organization: those the principal filed, and the
+    /// organization's others until a DUA names who may receive the data.
+    OwnOrganization,
     /// Anything.
     Any,
 }
@@ -96,6 +118,86 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::Recipient, Action::AddRecipientKey, Scope::Own),
     (Role::Recipient, Action::RemoveRecipientKey, Scope::Own),
     (Role::Recipient, Action::ReadRelease, Scope::NamedRecipient),
+    (Role::Recipient, Action::ReadRelease, Scope::OwnOrganization),
+    (Role::Recipient, Action::CreateRequest, Scope::Any),
+    (Role::Recipient, Action::ListReleases, Scope::Any),
+    (
+        Role::Recipient,
+        Action::TransitionRelease(Transition::Submit),
+        Scope::OwnOrganization,
+    ),
+    (
+        Role::Recipient,
+        Action::TransitionRelease(Transition::Withdraw),
+        Scope::OwnOrganization,
+    ),
+    (Role::ItStaff, Action::ListReleases, Scope::Any),
+    (
+        Role::ItStaff,
+        Action::TransitionRelease(Transition::StartExtraction),
+        Scope::Any,
+    ),
+    (
+        Role::ItStaff,
+        Action::TransitionRelease(Transition::CancelExtraction),
+        Scope::Any,
+    ),
+    (Role::ExecutiveDirector, Action::ListReleases, Scope::Any),
+    (
+        Role::ExecutiveDirector,
+        Action::TransitionRelease(Transition::StartReview),
+        Scope::Any,
+    ),
+    (
+        Role::ExecutiveDirector,
+        Action::TransitionRelease(Transition::Deny),
+        Scope::Any,
+    ),
+    (
+        Role::ExecutiveDirector,
+        Action::TransitionRelease(Transition::ExecuteDua),
+        Scope::Any,
+    ),
+    (
+        Role::ExecutiveDirector,
+        Action::TransitionRelease(Transition::Revoke),
+        Scope::Any,
+    ),
+    (
+        Role::ExecutiveDirector,
+        Action::TransitionRelease(Transition::DemandDestruction),
+        Scope::Any,
+    ),
+    (Role::ExecutiveDirector, Action::NarrowRelease, Scope::Any),
+    (
+        Role::ExecutiveDirector,
+        Action::RecordCommitteeDecision,
+        Scope::Any,
+    ),
+    (Role::ExecutiveDirector, Action::AmendDua, Scope::Any),
+    (Role::PrivacyOfficer, Action::ListReleases, Scope::Any),
+    (
+        Role::PrivacyOfficer,
+        Action::TransitionRelease(Transition::StartReview),
+        Scope::Any,
+    ),
+    (
+        Role::PrivacyOfficer,
+        Action::TransitionRelease(Transition::ExecuteDua),
+        Scope::Any,
+    ),
+    (
+        Role::PrivacyOfficer,
+        Action::TransitionRelease(Transition::ConfirmDestruction),
+        Scope::Any,
+    ),
+    (Role::PrivacyOfficer, Action::NarrowRelease, Scope::Any),
+    (Role::PrivacyOfficer, Action::AmendDua, Scope::Any),
+    (Role::Recipient, Action::ReadSigningKey, Scope::Any),
+    (Role::ItStaff, Action::ReadSigningKey, Scope::Any),
+    (Role::ExecutiveDirector, Action::ReadSigningKey, Scope::Any),
+    (Role::PrivacyOfficer, Action::ReadSigningKey, Scope::Any),
+    (Role::Admin, Action::ReadSigningKey, Scope::Any),
     (Role::ItStaff, Action::ReadRelease, Scope::Any),
     (Role::ExecutiveDirector, Action::ReadRelease, Scope::Any),
     (Role::ExecutiveDirector, Action::ApproveRelease, Scope::Any),
@@ -155,7 +257,11 @@ fn in_scope(principal: &Principal, scope: Scope, resource: &Resource<'_>) -> boo
         (Scope::NamedRecipient, Resource::Release(facts)) => {
             facts.named_recipients.contains(&principal.user_id)
         }
-        (Scope::Own | Scope::NamedRecipient, _) => false,
+        (Scope::OwnOrganization, Resource::Release(facts)) => {
+            facts.requested_by == principal.user_id
+                || (facts.requesting_org == principal.org_id && facts.named_recipients.is_empty())
+        }
+        (Scope::Own | Scope::NamedRecipient | Scope::OwnOrganization, _) => false,
     }
 }
 

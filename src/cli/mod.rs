@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod policy;
+pub mod release;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Accounts and organizations: the first admin, users, roles.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Releases: list, show, export the signed approval letter, run the DUA expiry check.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
 }
 
 /// `steward optout ...`
@@ -127,6 +131,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 report(policy::optout_import(&settings, Arc::new(SystemClock), &file).await)
             }
             Command::Admin(command) => report(admin::run(&settings, command).await),
+            Command::Release(command) => report(release::run(&settings, command).await),
             // Handled above, before the runtime starts.
             Command::Config(_) | Command::Synth { .. } => ExitCode::SUCCESS,
         }

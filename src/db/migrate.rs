@@ -38,6 +38,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_jobs.sql"),
         postgres: include_str!("../../migrations/postgres/0004_jobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "releases",
+        sqlite: include_str!("../../migrations/sqlite/0005_releases.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_releases.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -9,6 +9,7 @@ pub mod login_throttle;
 mod migrate;
 pub mod optout;
 pub mod recipient_keys;
+pub mod releases;
 pub mod sessions;
 pub mod timestamp;
 pub mod users;

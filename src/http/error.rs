@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::release::ServiceError;
 
 /// What a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,9 @@ pub enum ApiError {
     /// Identity and access refused or failed the request.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The release service refused or failed the request.
+    #[error(transparent)]
+    Release(#[from] ServiceError),
     /// A dependency the request needs is down.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -46,6 +50,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Auth(error) => auth_status_and_code(error),
+            ApiError::Release(error) => release_status_and_code(error),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -69,6 +74,40 @@ fn auth_status_and_code(error: &AuthError) -> (StatusCode, &'static str) {
         AuthError::Keyring(_) | AuthError::Hashing(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
+    }
+}
+
+/// Status and stable code for each release-service failure.
+fn release_status_and_code(error: &ServiceError) -> (StatusCode, &'static str) {
+    use crate::domain::committee::CommitteeError;
+    match error {
+        ServiceError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        ServiceError::Request(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        ServiceError::Illegal(_) => (StatusCode::CONFLICT, "illegal_transition"),
+        ServiceError::WrongState { .. } => (StatusCode::CONFLICT, "wrong_state"),
+        ServiceError::BadDecision(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_decision"),
+        ServiceError::CommitteeRequired(CommitteeError::DecisionMissing) => {
+            (StatusCode::CONFLICT, "committee_decision_missing")
+        }
+        ServiceError::CommitteeRequired(_) => (StatusCode::CONFLICT, "committee_not_approved"),
+        ServiceError::Dua(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_dua"),
+        ServiceError::UnknownUser(_) => (StatusCode::UNPROCESSABLE_ENTITY, "dua_unknown_user"),
+        ServiceError::UserOfOtherOrganization(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "dua_user_of_other_organization",
+        ),
+        ServiceError::UserDisabled(_) => (StatusCode::UNPROCESSABLE_ENTITY, "dua_user_disabled"),
+        ServiceError::UserWithoutKey(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "dua_user_without_key")
+        }
+        ServiceError::DuaNumberTaken(_) => (StatusCode::CONFLICT, "dua_number_taken"),
+        ServiceError::BadReason(_) => (StatusCode::BAD_REQUEST, "bad_reason"),
+        ServiceError::Concurrent => (StatusCode::CONFLICT, "concurrent_change"),
+        ServiceError::Database(_) | ServiceError::Stored(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+        ServiceError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
     }
 }
 

@@ -30,7 +30,9 @@ use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::crypto::signing::ServerSigner;
 use crate::db::Database;
+use crate::release::ReleaseService;
 use crate::storage::SharedStore;
 
 /// What every handler can reach.
@@ -48,6 +50,10 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The effective settings.
     pub settings: Arc<Settings>,
+    /// The server's Ed25519 signing key (letters, manifests).
+    pub signer: ServerSigner,
+    /// Requests, the release lifecycle and DUAs.
+    pub releases: ReleaseService,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

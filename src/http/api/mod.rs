@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod me;
+mod releases;
 
 use std::net::SocketAddr;
 
@@ -84,6 +85,26 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/admin/users/{id}/unlock", Authn),
     route("GET", "/api/v1/admin/users/{id}/tokens", Authn),
     route("DELETE", "/api/v1/admin/tokens/{id}", Authn),
+    route("POST", "/api/v1/requests", Authn),
+    route("GET", "/api/v1/requests", Authn),
+    route("GET", "/api/v1/releases", Authn),
+    route("GET", "/api/v1/releases/{id}", Authn),
+    route("GET", "/api/v1/releases/{id}/history", Authn),
+    route("POST", "/api/v1/releases/{id}/submit", Authn),
+    route("POST", "/api/v1/releases/{id}/review", Authn),
+    route("POST", "/api/v1/releases/{id}/approve", Authn),
+    route("POST", "/api/v1/releases/{id}/deny", Authn),
+    route("POST", "/api/v1/releases/{id}/withdraw", Authn),
+    route("POST", "/api/v1/releases/{id}/revoke", Authn),
+    route("POST", "/api/v1/releases/{id}/demand-destruction", Authn),
+    route("POST", "/api/v1/releases/{id}/confirm-destruction", Authn),
+    route("PUT", "/api/v1/releases/{id}/elements", Authn),
+    route("POST", "/api/v1/releases/{id}/committee", Authn),
+    route("POST", "/api/v1/releases/{id}/dua", Authn),
+    route("PUT", "/api/v1/releases/{id}/dua", Authn),
+    route("GET", "/api/v1/releases/{id}/letter", Authn),
+    route("GET", "/api/v1/releases/{id}/letter/signature", Authn),
+    route("GET", "/api/v1/server/signing-key", Authn),
 ];
 
 /// The handler of a route in [`ROUTES`].
@@ -109,6 +130,28 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/admin/users/{id}/unlock") => post(admin::unlock_user),
         ("GET", "/api/v1/admin/users/{id}/tokens") => get(admin::list_user_tokens),
         ("DELETE", "/api/v1/admin/tokens/{id}") => delete(admin::revoke_token),
+        ("POST", "/api/v1/requests") => post(releases::create_request),
+        ("GET", "/api/v1/requests") => get(releases::list_requests),
+        ("GET", "/api/v1/releases") => get(releases::list_releases),
+        ("GET", "/api/v1/releases/{id}") => get(releases::show),
+        ("GET", "/api/v1/releases/{id}/history") => get(releases::history),
+        ("POST", "/api/v1/releases/{id}/submit") => post(releases::submit),
+        ("POST", "/api/v1/releases/{id}/review") => post(releases::review),
+        ("POST", "/api/v1/releases/{id}/approve") => post(releases::approve),
+        ("POST", "/api/v1/releases/{id}/deny") => post(releases::deny),
+        ("POST", "/api/v1/releases/{id}/withdraw") => post(releases::withdraw),
+        ("POST", "/api/v1/releases/{id}/revoke") => post(releases::revoke),
+        ("POST", "/api/v1/releases/{id}/demand-destruction") => post(releases::demand_destruction),
+        ("POST", "/api/v1/releases/{id}/confirm-destruction") => {
+            post(releases::confirm_destruction)
+        }
+        ("PUT", "/api/v1/releases/{id}/elements") => put(releases::narrow),
+        ("POST", "/api/v1/releases/{id}/committee") => post(releases::record_committee),
+        ("POST", "/api/v1/releases/{id}/dua") => post(releases::execute_dua),
+        ("PUT", "/api/v1/releases/{id}/dua") => put(releases::amend_dua),
+        ("GET", "/api/v1/releases/{id}/letter") => get(releases::letter),
+        ("GET", "/api/v1/releases/{id}/letter/signature") => get(releases::letter_signature),
+        ("GET", "/api/v1/server/signing-key") => get(releases::signing_key),
         _ => return None,
     })
 }

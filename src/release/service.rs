@@ -1,0 +1,942 @@
+//! The release service: the one place a request is filed, a release moves through its
+//! lifecycle, a subcommittee decision or DUA is recorded and an approval letter is issued.
+//! The HTTP API, the CLI and the scheduled expiry all call it.
+//!
+//! Every change is: load, check (role through `auth::authorize`, the state machine, the
+//! change's own rules), compare-and-swap in the database with a history entry that holds the
+//! human reason, then one access-log event that references that entry.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use time::{Date, OffsetDateTime};
+
+use super::letter::{render_approval_letter, LetterData, LetterElement};
+use super::stored::{self, StoredError};
+use crate::audit::{
+    AccessEvent, Action as Logged, Actor, AuditError, AuditLog, Client, Outcome, Reason, Target,
+};
+use crate::auth::{authorize, Action, Denied, Principal, ReleaseFacts, Resource};
+use crate::clock::SharedClock;
+use crate::config::ReleaseSettings;
+use crate::crypto::signing::ServerSigner;
+use crate::db::releases::{self as rows, Change, DuaRow, HistoryRow, LetterRow, ReleaseRow};
+use crate::db::{users, Database, DbError};
+use crate::domain::committee::{self, CommitteeError, Decision};
+use crate::domain::dua::{
+    Amendment, Cidr, DownloadLimit, Dua, DuaError, DuaNumber, DuaTerms, Networks,
+};
+use crate::domain::ids::{OrgId, UserId};
+use crate::domain::level::Level;
+use crate::domain::release::{IllegalTransition, Performer, ReleaseId, ReleaseStatus, Transition};
+use crate::domain::request::{DataRequest, RequestError};
+use crate::policy::{Catalog, ElementId};
+
+/// Longest reason text accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 2_000;
+
+/// Everything the release service can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No release has this id (or the caller may not know it exists).
+    #[error("no such release")]
+    NotFound,
+    /// The caller may not do this.
+    #[error("forbidden: {}", .0 .0.as_str())]
+    Forbidden(Denied),
+    /// The request is invalid against the catalog.
+    #[error("invalid request: {0}")]
+    Request(#[from] RequestError),
+    /// The transition is not allowed from the release's state.
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// The change is not allowed in the release's state.
+    #[error("cannot {action} a release that is {status}; allowed only when it is {allowed}")]
+    WrongState {
+        /// What was attempted.
+        action: &'static str,
+        /// The current state.
+        status: ReleaseStatus,
+        /// The states that allow it.
+        allowed: &'static str,
+    },
+    /// The subcommittee's record is malformed.
+    #[error("invalid subcommittee decision: {0}")]
+    BadDecision(CommitteeError),
+    /// Level III approval without an approving subcommittee decision.
+    #[error("{0}")]
+    CommitteeRequired(CommitteeError),
+    /// The DUA terms are invalid.
+    #[error("invalid DUA: {0}")]
+    Dua(#[from] DuaError),
+    /// A user named by the DUA does not exist.
+    #[error("invalid DUA: user {0} does not exist")]
+    UnknownUser(UserId),
+    /// A user named by the DUA belongs to another organization.
+    #[error("invalid DUA: user {0} is not a user of the requesting organization")]
+    UserOfOtherOrganization(UserId),
+    /// A user named by the DUA is disabled.
+    #[error("invalid DUA: user {0} is disabled")]
+    UserDisabled(UserId),
+    /// An authorized user has no registered recipient key, so nothing could be encrypted to
+    /// them.
+    #[error("invalid DUA: authorized user {0} has no registered recipient key")]
+    UserWithoutKey(UserId),
+    /// The DUA number belongs to another release.
+    #[error("DUA number {0} is already used by another release")]
+    DuaNumberTaken(DuaNumber),
+    /// The reason text is unacceptable.
+    #[error("reason: {0}")]
+    BadReason(&'static str),
+    /// Another change got there first.
+    #[error("the release changed while this request was handled; reload it and try again")]
+    Concurrent,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The access log could not be written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Stored data does not parse back.
+    #[error(transparent)]
+    Stored(#[from] StoredError),
+}
+
+/// Who acts: a signed-in person, or the server (expiry).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A person, with their roles.
+    Person(&'a Principal),
+    /// Steward itself.
+    System,
+}
+
+impl Caller<'_> {
+    fn actor(self) -> Actor {
+        match self {
+            Caller::Person(p) => Actor::User(p.user_id.0),
+            Caller::System => Actor::System,
+        }
+    }
+
+    fn actor_text(self) -> String {
+        match self {
+            Caller::Person(p) => p.user_id.to_string(),
+            Caller::System => "system".to_owned(),
+        }
+    }
+}
+
+/// A release with everything decided about it, parsed.
+#[derive(Debug, Clone)]
+pub struct ReleaseRecord {
+    /// The stored row.
+    pub row: ReleaseRow,
+    /// The request as filed.
+    pub request: DataRequest,
+    /// The approved elements (what extraction obeys).
+    pub approved: BTreeSet<ElementId>,
+    /// The recorded subcommittee decision.
+    pub committee: Option<Decision>,
+    /// The DUA version in force.
+    pub dua: Option<DuaRow>,
+}
+
+impl ReleaseRecord {
+    /// The facts authorization decides on.
+    pub fn facts(&self) -> ReleaseFacts {
+        ReleaseFacts {
+            requesting_org: self.row.org_id,
+            requested_by: self.row.requested_by,
+            named_recipients: self
+                .dua
+                .as_ref()
+                .map(|d| d.users.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The DUA in force as domain terms.
+    pub fn dua_terms(&self) -> Result<Option<Dua>, ServiceError> {
+        self.dua.as_ref().map(dua_from_row).transpose()
+    }
+}
+
+/// Facts that match no real release: used to authorize a request for an id that does not
+/// exist, so a caller who may not read a release cannot tell "absent" from "not yours".
+pub fn nobody_facts() -> ReleaseFacts {
+    ReleaseFacts {
+        requesting_org: OrgId(uuid::Uuid::nil()),
+        requested_by: UserId(uuid::Uuid::nil()),
+        named_recipients: Vec::new(),
+    }
+}
+
+/// The action `auth::authorize` decides for a transition.
+pub fn action_for(transition: Transition) -> Action {
+    match transition {
+        Transition::Approve => Action::ApproveRelease,
+        other => Action::TransitionRelease(other),
+    }
+}
+
+/// Filters for [`ReleaseService::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only these statuses (empty: any).
+    pub statuses: Vec<ReleaseStatus>,
+    /// Only this organization.
+    pub org: Option<OrgId>,
+    /// Only this level.
+    pub level: Option<Level>,
+}
+
+/// What expiry did to one release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// The release.
+    pub id: ReleaseId,
+    /// Where it ended up (`expired` or `destruction_demanded`).
+    pub status: ReleaseStatus,
+}
+
+/// The release service.
+#[derive(Debug, Clone)]
+pub struct ReleaseService {
+    db: Database,
+    audit: AuditLog,
+    clock: SharedClock,
+    catalog: Arc<Catalog>,
+    signer: ServerSigner,
+    settings: ReleaseSettings,
+}
+
+fn check_reason(reason: Option<&str>) -> Result<Option<String>, ServiceError> {
+    let Some(text) = reason.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if text.chars().count() > MAX_REASON_CHARS {
+        return Err(ServiceError::BadReason("longer than 2000 characters"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ServiceError::BadReason(
+            "control characters other than newline are not allowed",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+const DATE_FORMAT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+fn date_text(date: Date) -> Result<String, ServiceError> {
+    date.format(DATE_FORMAT)
+        .map_err(|e| ServiceError::Stored(StoredError::Value(e.to_string())))
+}
+
+fn parse_date(text: &str) -> Result<Date, ServiceError> {
+    Date::parse(text, DATE_FORMAT)
+        .map_err(|e| ServiceError::Stored(StoredError::Value(e.to_string())))
+}
+
+fn dua_from_row(row: &DuaRow) -> Result<Dua, ServiceError> {
+    let cidrs: Vec<String> = serde_json::from_str(&row.networks).map_err(StoredError::from)?;
+    let networks = if cidrs.is_empty() {
+        Networks::Any
+    } else {
+        Networks::only(
+            cidrs
+                .iter()
+                .map(|c| Cidr::parse(c))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?
+    };
+    let terms = DuaTerms {
+        number: DuaNumber::parse(&row.number)?,
+        effective: parse_date(&row.effective)?,
+        expiry: parse_date(&row.expiry)?,
+        authorized_users: row.users.iter().copied().collect(),
+        responsible: row.responsible,
+        download_limit: DownloadLimit::new(u32::try_from(row.download_limit).unwrap_or(0))?,
+        networks,
+        destruction_days: u16::try_from(row.destruction_days).unwrap_or(u16::MAX),
+    };
+    let version = u32::try_from(row.version).map_err(|_| DuaError::BadVersion(0))?;
+    Ok(Dua::restore(terms, version)?)
+}
+
+impl ReleaseService {
+    /// Wires the service. The catalog is the one loaded at start-up.
+    pub fn new(
+        db: Database,
+        audit: AuditLog,
+        clock: SharedClock,
+        catalog: Arc<Catalog>,
+        signer: ServerSigner,
+        settings: ReleaseSettings,
+    ) -> Self {
+        Self {
+            db,
+            audit,
+            clock,
+            catalog,
+            signer,
+            settings,
+        }
+    }
+
+    /// The server's public signing key (hex), which verifies approval letters.
+    pub fn signing_public_key(&self) -> String {
+        self.signer.public_hex()
+    }
+
+    /// The element catalog requests are validated against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    async fn log(
+        &self,
+        caller: Caller<'_>,
+        action: Logged,
+        id: ReleaseId,
+        entry: i64,
+        reason: Reason,
+        client: &Client,
+    ) -> Result<(), ServiceError> {
+        let mut event = AccessEvent::new(
+            caller.actor(),
+            action,
+            Target::Release { id: id.0, entry },
+            Outcome::Succeeded,
+        )
+        .with_reason(reason);
+        event.client = client.clone();
+        self.audit.append(&event).await?;
+        Ok(())
+    }
+
+    fn authorize(
+        &self,
+        caller: Caller<'_>,
+        action: Action,
+        facts: &ReleaseFacts,
+    ) -> Result<(), ServiceError> {
+        match caller {
+            Caller::Person(p) => {
+                authorize(p, action, &Resource::Release(facts)).map_err(ServiceError::Forbidden)
+            }
+            // The server acts only through transitions whose performers include it, checked by
+            // the caller of this function.
+            Caller::System => Ok(()),
+        }
+    }
+
+    /// Files a request as a draft of the caller's organization, after checking it against the
+    /// catalog.
+    pub async fn create_request(
+        &self,
+        principal: &Principal,
+        mut request: DataRequest,
+        client: &Client,
+    ) -> Result<ReleaseRecord, ServiceError> {
+        authorize(principal, Action::CreateRequest, &Resource::Releases)
+            .map_err(ServiceError::Forbidden)?;
+        // A request is always filed for the caller's own organization, by the caller.
+        request.organization = principal.org_id;
+        request.contact = principal.user_id;
+        let validated = request.validate(&self.catalog)?;
+        let now = self.clock.now();
+        let row = ReleaseRow {
+            id: ReleaseId::new_random(),
+            org_id: principal.org_id,
+            requested_by: principal.user_id,
+            level: request.level,
+            status: ReleaseStatus::Draft,
+            request_json: stored::request_to_json(&request)?,
+            approved_elements: stored::elements_to_json(validated.elements())?,
+            committee_json: None,
+            approved_by: None,
+            approved_at: None,
+            dua_version: 0,
+            revision: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let caller = Caller::Person(principal);
+        rows::insert(&self.db, &row, &caller.actor_text()).await?;
+        self.log(
+            caller,
+            Logged::ReleaseRequested,
+            row.id,
+            1,
+            Reason::new("request filed as a draft"),
+            client,
+        )
+        .await?;
+        self.record(row.id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// A release with its request, decision and DUA, or `None`.
+    pub async fn record(&self, id: ReleaseId) -> Result<Option<ReleaseRecord>, ServiceError> {
+        let Some(row) = rows::find(&self.db, id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.parse(row).await?))
+    }
+
+    async fn parse(&self, row: ReleaseRow) -> Result<ReleaseRecord, ServiceError> {
+        let request = stored::request_from_json(&row.request_json)?;
+        let approved = stored::elements_from_json(&row.approved_elements)?;
+        let committee = row
+            .committee_json
+            .as_deref()
+            .map(stored::decision_from_json)
+            .transpose()?;
+        let dua = if row.dua_version > 0 {
+            rows::dua(&self.db, row.id, row.dua_version).await?
+        } else {
+            None
+        };
+        Ok(ReleaseRecord {
+            row,
+            request,
+            approved,
+            committee,
+            dua,
+        })
+    }
+
+    /// Releases matching `filter` that `caller` may read: recipients see what they filed,
+    /// their organization's requests not yet under a DUA, and releases whose DUA names them;
+    /// other readers see all.
+    pub async fn list(
+        &self,
+        caller: Caller<'_>,
+        filter: &ListFilter,
+    ) -> Result<Vec<ReleaseRecord>, ServiceError> {
+        let mut db_filter = rows::ReleaseFilter {
+            statuses: filter.statuses.clone(),
+            org: filter.org,
+            level: filter.level,
+            visible_to: None,
+        };
+        if let Caller::Person(p) = caller {
+            authorize(p, Action::ListReleases, &Resource::Releases)
+                .map_err(ServiceError::Forbidden)?;
+            // Whoever may read any release (a grant of scope "any") sees everything; the rest
+            // see what their organization filed or their DUA names.
+            let reads_all =
+                authorize(p, Action::ReadRelease, &Resource::Release(&nobody_facts())).is_ok();
+            if !reads_all {
+                db_filter.visible_to = Some((p.user_id, p.org_id));
+            }
+        }
+        let mut out = Vec::new();
+        for row in rows::list(&self.db, &db_filter).await? {
+            out.push(self.parse(row).await?);
+        }
+        Ok(out)
+    }
+
+    /// The release's history, oldest first.
+    pub async fn history(&self, id: ReleaseId) -> Result<Vec<HistoryRow>, ServiceError> {
+        Ok(rows::history(&self.db, id).await?)
+    }
+
+    /// The newest signed approval letter.
+    pub async fn letter(&self, id: ReleaseId) -> Result<Option<LetterRow>, ServiceError> {
+        Ok(rows::latest_letter(&self.db, id).await?)
+    }
+
+    /// The PDF bytes of a stored letter.
+    pub fn letter_pdf(letter: &LetterRow) -> Result<Vec<u8>, ServiceError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&letter.pdf_base64)
+            .map_err(|e| ServiceError::Stored(StoredError::Value(e.to_string())))
+    }
+
+    async fn load(&self, id: ReleaseId) -> Result<ReleaseRecord, ServiceError> {
+        self.record(id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// Applies a lifecycle transition (not `execute_dua`, which needs the DUA terms: see
+    /// [`ReleaseService::execute_dua`]). `reason` is kept in the release's history.
+    pub async fn transition(
+        &self,
+        caller: Caller<'_>,
+        id: ReleaseId,
+        transition: Transition,
+        reason: Option<&str>,
+        client: &Client,
+    ) -> Result<ReleaseRecord, ServiceError> {
+        let reason = check_reason(reason)?;
+        let record = self.load(id).await?;
+        self.check_performer(caller, transition, &record)?;
+        let to = record.row.status.apply(transition)?;
+        let mut change = self.change(caller, &record, to, transition.as_str(), reason.as_deref());
+        match transition {
+            Transition::ExecuteDua => {
+                return Err(ServiceError::WrongState {
+                    action: "execute a DUA without its terms for",
+                    status: record.row.status,
+                    allowed: "approved, with the DUA terms (POST /api/v1/releases/{id}/dua)",
+                })
+            }
+            // Validation happens again at submission: the catalog may have changed since the
+            // draft was written, and an element must be refused now, not at extraction.
+            Transition::Submit => {
+                record.request.validate(&self.catalog)?;
+            }
+            Transition::Approve => {
+                let outcome = record
+                    .committee
+                    .as_ref()
+                    .map(committee::decide)
+                    .transpose()
+                    .map_err(ServiceError::BadDecision)?;
+                committee::check_approval_allowed(record.row.level, outcome.as_ref())
+                    .map_err(ServiceError::CommitteeRequired)?;
+                if let Caller::Person(p) = caller {
+                    change.approved_by = Some(p.user_id);
+                }
+            }
+            _ => {}
+        }
+        let entry = self.apply(id, &change).await?;
+        self.log(
+            caller,
+            Logged::ReleaseTransitioned,
+            id,
+            entry,
+            Reason::new(transition.as_str()),
+            client,
+        )
+        .await?;
+        self.load(id).await
+    }
+
+    fn check_performer(
+        &self,
+        caller: Caller<'_>,
+        transition: Transition,
+        record: &ReleaseRecord,
+    ) -> Result<(), ServiceError> {
+        match caller {
+            Caller::Person(_) => self.authorize(caller, action_for(transition), &record.facts()),
+            Caller::System if transition.performers().contains(&Performer::System) => Ok(()),
+            Caller::System => Err(ServiceError::Forbidden(Denied(Reason::new(
+                "only a person may perform this transition",
+            )))),
+        }
+    }
+
+    fn change<'a>(
+        &self,
+        caller: Caller<'_>,
+        record: &ReleaseRecord,
+        to: ReleaseStatus,
+        kind: &'a str,
+        reason: Option<&'a str>,
+    ) -> Change<'a> {
+        Change {
+            expected: record.row.status,
+            revision: record.row.revision,
+            to,
+            kind,
+            actor: caller.actor_text(),
+            reason,
+            at: self.clock.now(),
+            approved_elements: None,
+            committee_json: None,
+            approved_by: None,
+            dua: None,
+            letter: None,
+        }
+    }
+
+    async fn apply(&self, id: ReleaseId, change: &Change<'_>) -> Result<i64, ServiceError> {
+        match rows::apply(&self.db, id, change).await {
+            Ok(Some(entry)) => Ok(entry),
+            Ok(None) => Err(ServiceError::Concurrent),
+            Err(DbError::Sqlx(e)) if crate::db::is_write_conflict(&e) => {
+                Err(ServiceError::Concurrent)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Narrows the approved elements at review: `elements` must be a non-empty subset of what
+    /// is approved so far (never wider than the request).
+    pub async fn narrow(
+        &self,
+        principal: &Principal,
+        id: ReleaseId,
+        elements: &BTreeSet<ElementId>,
+        reason: Option<&str>,
+        client: &Client,
+    ) -> Result<ReleaseRecord, ServiceError> {
+        let reason = check_reason(reason)?;
+        let record = self.load(id).await?;
+        let caller = Caller::Person(principal);
+        self.authorize(caller, Action::NarrowRelease, &record.facts())?;
+        if record.row.status != ReleaseStatus::InReview {
+            return Err(ServiceError::WrongState {
+                action: "narrow the elements of",
+                status: record.row.status,
+                allowed: "in_review",
+            });
+        }
+        let validated = record.request.validate(&self.catalog)?;
+        let current = validated.approve_all().narrow(&record.approved)?;
+        let narrowed = current.narrow(elements)?;
+        let mut change = self.change(
+            caller,
+            &record,
+            record.row.status,
+            "narrowed",
+            reason.as_deref(),
+        );
+        change.approved_elements = Some(stored::elements_to_json(narrowed.elements())?);
+        let entry = self.apply(id, &change).await?;
+        self.log(
+            caller,
+            Logged::ReleaseElementsNarrowed,
+            id,
+            entry,
+            Reason::new("approved elements narrowed at review"),
+            client,
+        )
+        .await?;
+        self.load(id).await
+    }
+
+    /// Records the subcommittee's decision (seed 001 section 12); refused when the record
+    /// does not make sense.
+    pub async fn record_decision(
+        &self,
+        principal: &Principal,
+        id: ReleaseId,
+        decision: &Decision,
+        reason: Option<&str>,
+        client: &Client,
+    ) -> Result<(ReleaseRecord, committee::Outcome), ServiceError> {
+        let reason = check_reason(reason)?;
+        let record = self.load(id).await?;
+        let caller = Caller::Person(principal);
+        self.authorize(caller, Action::RecordCommitteeDecision, &record.facts())?;
+        if !matches!(
+            record.row.status,
+            ReleaseStatus::Submitted | ReleaseStatus::InReview
+        ) {
+            return Err(ServiceError::WrongState {
+                action: "record a subcommittee decision for",
+                status: record.row.status,
+                allowed: "submitted or in_review",
+            });
+        }
+        let outcome = committee::decide(decision).map_err(ServiceError::BadDecision)?;
+        let mut change = self.change(
+            caller,
+            &record,
+            record.row.status,
+            "committee_decision",
+            reason.as_deref(),
+        );
+        change.committee_json = Some(stored::decision_to_json(decision)?);
+        let entry = self.apply(id, &change).await?;
+        self.log(
+            caller,
+            Logged::CommitteeDecisionRecorded,
+            id,
+            entry,
+            Reason::new(match outcome {
+                committee::Outcome::Approved(_) => "subcommittee approved",
+                committee::Outcome::NotApproved(_) => "subcommittee did not approve",
+            }),
+            client,
+        )
+        .await?;
+        Ok((self.load(id).await?, outcome))
+    }
+
+    /// Checks every user a DUA names: a user of the requesting organization, enabled, and
+    /// (for authorized users, who receive the files) with a registered recipient key.
+    async fn check_dua_users(&self, org: OrgId, terms: &DuaTerms) -> Result<(), ServiceError> {
+        let mut people: Vec<(UserId, bool)> =
+            terms.authorized_users.iter().map(|u| (*u, true)).collect();
+        if !terms.authorized_users.contains(&terms.responsible) {
+            people.push((terms.responsible, false));
+        }
+        for (user, needs_key) in people {
+            let (user_org, disabled, keys) = rows::user_standing(&self.db, user)
+                .await?
+                .ok_or(ServiceError::UnknownUser(user))?;
+            if user_org != org {
+                return Err(ServiceError::UserOfOtherOrganization(user));
+            }
+            if disabled {
+                return Err(ServiceError::UserDisabled(user));
+            }
+            if needs_key && keys == 0 {
+                return Err(ServiceError::UserWithoutKey(user));
+            }
+        }
+        Ok(())
+    }
+
+    fn dua_row(
+        &self,
+        caller: Caller<'_>,
+        id: ReleaseId,
+        dua: &Dua,
+    ) -> Result<DuaRow, ServiceError> {
+        let terms = dua.terms();
+        let networks: Vec<String> = match &terms.networks {
+            Networks::Any => Vec::new(),
+            Networks::Only(set) => set.iter().map(ToString::to_string).collect(),
+        };
+        Ok(DuaRow {
+            release_id: id,
+            version: i64::from(dua.version()),
+            number: terms.number.as_str().to_owned(),
+            effective: date_text(terms.effective)?,
+            expiry: date_text(terms.expiry)?,
+            responsible: terms.responsible,
+            users: terms.authorized_users.iter().copied().collect(),
+            download_limit: i64::from(terms.download_limit.get()),
+            networks: serde_json::to_string(&networks).map_err(StoredError::from)?,
+            destruction_days: i64::from(terms.destruction_days),
+            recorded_by: caller.actor_text(),
+            recorded_at: self.clock.now(),
+        })
+    }
+
+    /// Renders and signs the approval letter for `dua`.
+    async fn issue_letter(
+        &self,
+        record: &ReleaseRecord,
+        dua: &Dua,
+    ) -> Result<LetterRow, ServiceError> {
+        let org = users::find_org(&self.db, &record.row.org_id.to_string())
+            .await?
+            .map_or_else(|| record.row.org_id.to_string(), |o| o.name);
+        let director = match record.row.approved_by {
+            Some(id) => users::find_by_id(&self.db, id).await?.map_or_else(
+                || id.to_string(),
+                |u| {
+                    if u.display_name.trim().is_empty() {
+                        u.username
+                    } else {
+                        u.display_name
+                    }
+                },
+            ),
+            None => "Executive Director".to_owned(),
+        };
+        let approved_on = record
+            .row
+            .approved_at
+            .unwrap_or_else(|| self.clock.now())
+            .date();
+        let datasets: BTreeSet<_> = record.approved.iter().map(ElementId::file_type).collect();
+        let data = LetterData {
+            release_id: record.row.id,
+            organization: org,
+            level: record.row.level,
+            datasets: datasets.into_iter().collect(),
+            elements: record
+                .approved
+                .iter()
+                .map(|id| LetterElement {
+                    id: id.clone(),
+                    name: self
+                        .catalog
+                        .get(id)
+                        .map_or_else(|| id.to_string(), |e| e.name.clone()),
+                })
+                .collect(),
+            dua_number: dua.number().clone(),
+            dua_effective: dua.terms().effective,
+            dua_expiry: dua.terms().expiry,
+            approved_on,
+            director_name: director,
+        };
+        let pdf = render_approval_letter(&data);
+        Ok(LetterRow {
+            release_id: record.row.id,
+            dua_version: i64::from(dua.version()),
+            signature: self.signer.sign_hex(&pdf),
+            public_key: self.signer.public_hex(),
+            pdf_base64: base64::engine::general_purpose::STANDARD.encode(&pdf),
+            created_at: self.clock.now(),
+        })
+    }
+
+    /// Records the executed DUA (`approved -> dua_executed`) and issues the signed approval
+    /// letter, which needs the DUA number and term.
+    pub async fn execute_dua(
+        &self,
+        principal: &Principal,
+        id: ReleaseId,
+        terms: DuaTerms,
+        reason: Option<&str>,
+        client: &Client,
+    ) -> Result<ReleaseRecord, ServiceError> {
+        let reason = check_reason(reason)?;
+        let record = self.load(id).await?;
+        let caller = Caller::Person(principal);
+        self.check_performer(caller, Transition::ExecuteDua, &record)?;
+        let to = record.row.status.apply(Transition::ExecuteDua)?;
+        let dua = Dua::execute(terms)?;
+        self.check_dua_users(record.row.org_id, dua.terms()).await?;
+        if let Some(owner) = rows::dua_number_owner(&self.db, dua.number().as_str()).await? {
+            if owner != id {
+                return Err(ServiceError::DuaNumberTaken(dua.number().clone()));
+            }
+        }
+        let dua_row = self.dua_row(caller, id, &dua)?;
+        let letter = self.issue_letter(&record, &dua).await?;
+        let mut change = self.change(
+            caller,
+            &record,
+            to,
+            Transition::ExecuteDua.as_str(),
+            reason.as_deref(),
+        );
+        change.dua = Some(&dua_row);
+        change.letter = Some(&letter);
+        let entry = match self.apply(id, &change).await {
+            // The unique number index lost a race with another release.
+            Err(ServiceError::Concurrent)
+                if rows::dua_number_owner(&self.db, dua.number().as_str())
+                    .await?
+                    .is_some_and(|owner| owner != id) =>
+            {
+                return Err(ServiceError::DuaNumberTaken(dua.number().clone()))
+            }
+            other => other?,
+        };
+        self.log(
+            caller,
+            Logged::ReleaseTransitioned,
+            id,
+            entry,
+            Reason::new(Transition::ExecuteDua.as_str()),
+            client,
+        )
+        .await?;
+        self.load(id).await
+    }
+
+    /// Amends the executed DUA: a new version, recorded in the history and the access log,
+    /// with a new signed letter (the term may have changed).
+    pub async fn amend_dua(
+        &self,
+        principal: &Principal,
+        id: ReleaseId,
+        amendment: &Amendment,
+        reason: Option<&str>,
+        client: &Client,
+    ) -> Result<ReleaseRecord, ServiceError> {
+        let reason = check_reason(reason)?;
+        let record = self.load(id).await?;
+        let caller = Caller::Person(principal);
+        self.authorize(caller, Action::AmendDua, &record.facts())?;
+        let current = match (record.row.status, record.dua_terms()?) {
+            (
+                ReleaseStatus::DuaExecuted | ReleaseStatus::Extracting | ReleaseStatus::Available,
+                Some(dua),
+            ) => dua,
+            (status, _) => {
+                return Err(ServiceError::WrongState {
+                    action: "amend the DUA of",
+                    status,
+                    allowed: "dua_executed, extracting or available",
+                })
+            }
+        };
+        let amended = current.amend(amendment)?;
+        self.check_dua_users(record.row.org_id, amended.terms())
+            .await?;
+        let dua_row = self.dua_row(caller, id, &amended)?;
+        let letter = self.issue_letter(&record, &amended).await?;
+        let mut change = self.change(
+            caller,
+            &record,
+            record.row.status,
+            "dua_amended",
+            reason.as_deref(),
+        );
+        change.dua = Some(&dua_row);
+        change.letter = Some(&letter);
+        let entry = self.apply(id, &change).await?;
+        self.log(
+            caller,
+            Logged::DuaAmended,
+            id,
+            entry,
+            Reason::new("DUA amended: new version"),
+            client,
+        )
+        .await?;
+        self.load(id).await
+    }
+
+    /// Moves every release whose DUA expired before `now`'s date to `expired` and, when
+    /// configured, on to `destruction_demanded`. Releases changed concurrently are left for
+    /// the next run.
+    pub async fn expire_due(&self, now: OffsetDateTime) -> Result<Vec<Expired>, ServiceError> {
+        let today = date_text(now.date())?;
+        let mut done = Vec::new();
+        let client = Client::default();
+        for row in rows::due_for_expiry(&self.db, &today).await? {
+            let id = row.id;
+            let status = match self
+                .transition(Caller::System, id, Transition::Expire, None, &client)
+                .await
+            {
+                Ok(record) => record.row.status,
+                Err(ServiceError::Concurrent | ServiceError::Illegal(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let status = if self.settings.destruction_demand_on_expiry {
+                match self
+                    .transition(
+                        Caller::System,
+                        id,
+                        Transition::DemandDestruction,
+                        None,
+                        &client,
+                    )
+                    .await
+                {
+                    Ok(record) => record.row.status,
+                    Err(ServiceError::Concurrent | ServiceError::Illegal(_)) => status,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                status
+            };
+            done.push(Expired { id, status });
+        }
+        Ok(done)
+    }
+
+    /// Runs [`ReleaseService::expire_due`] every `expiry_check_secs` until the task is dropped.
+    pub async fn run_expiry(self) {
+        let period = std::time::Duration::from_secs(self.settings.expiry_check_secs.max(1));
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            ticks.tick().await;
+            match self.expire_due(self.clock.now()).await {
+                Ok(done) if !done.is_empty() => {
+                    tracing::info!(count = done.len(), "releases expired")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "release expiry check failed"),
+            }
+        }
+    }
+}

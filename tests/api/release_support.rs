@@ -1,0 +1,207 @@
+//! Shared set-up for the release tests: the people of a release, over HTTPS.
+
+use serde_json::{json, Value};
+use steward::domain::role::Role;
+
+use crate::helpers::{Session, TestApp, TestUser};
+
+/// Everyone a release involves, signed in.
+pub struct People {
+    pub requester: (TestUser, Session),
+    pub colleague: (TestUser, Session),
+    pub no_key: (TestUser, Session),
+    pub outsider: (TestUser, Session),
+    pub director: (TestUser, Session),
+    pub director_of_university: (TestUser, Session),
+    pub privacy: (TestUser, Session),
+    pub it: (TestUser, Session),
+}
+
+pub const UNIVERSITY: &str = "State University";
+
+async fn person(app: &TestApp, name: &str, org: &str, role: Role) -> (TestUser, Session) {
+    let user = app.create_user(name, org, &[role]).await;
+    let session = app.login(&user).await;
+    (user, session)
+}
+
+async fn register_key(app: &TestApp, session: &Session) {
+    let key = age::x25519::Identity::generate().to_public().to_string();
+    let response = app
+        .post_json(
+            "/api/v1/me/keys",
+            Some(&session.access_token),
+            &json!({ "public_key": key, "label": "laptop" }),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "key registered");
+}
+
+/// Creates and signs in every person; the requester, colleague and outsider register a key.
+pub async fn people(app: &TestApp) -> People {
+    let p = People {
+        requester: person(app, "requester", UNIVERSITY, Role::Recipient).await,
+        colleague: person(app, "colleague", UNIVERSITY, Role::Recipient).await,
+        no_key: person(app, "nokey", UNIVERSITY, Role::Recipient).await,
+        outsider: person(app, "outsider", "Other Org", Role::Recipient).await,
+        director: person(app, "director", "Agency", Role::ExecutiveDirector).await,
+        director_of_university: person(app, "uni_director", UNIVERSITY, Role::ExecutiveDirector)
+            .await,
+        privacy: person(app, "privacy", "Agency", Role::PrivacyOfficer).await,
+        it: person(app, "it", "Agency", Role::ItStaff).await,
+    };
+    register_key(app, &p.requester.1).await;
+    register_key(app, &p.colleague.1).await;
+    register_key(app, &p.outsider.1).await;
+    p
+}
+
+/// A Level I request for de-identified eligibility data.
+pub fn level_one_request() -> Value {
+    json!({
+        "level": "I",
+        "datasets": ["med_elig"],
+        "elements": [
+            { "element": "med_elig.member_gender" },
+            { "element": "med_elig.member_state" },
+            { "element": "med_elig.year" }
+        ],
+        "purpose": "Coverage trends by state",
+        "ultimate_recipient": "State University health policy group",
+        "security_measures": "Encrypted laptops, access limited to the named analysts",
+        "publication_plan": "Aggregate tables only, no cell under 11",
+        "filters": { "years": { "first": 2020, "last": 2023 } }
+    })
+}
+
+/// A Level III request: a Level II and a Level III element, each with its reason.
+pub fn level_three_request() -> Value {
+    json!({
+        "level": "III",
+        "datasets": ["med_elig"],
+        "elements": [
+            { "element": "med_elig.member_gender" },
+            { "element": "med_elig.member_zip", "reason": "Linkage to the cancer registry by ZIP" },
+            { "element": "med_elig.member_last_name", "reason": "Linkage to the cancer registry by name" }
+        ],
+        "purpose": "Registry linkage study",
+        "irb": { "board": "State University IRB", "protocol": "2026-017" },
+        "ultimate_recipient": "State University cancer epidemiology unit",
+        "security_measures": "Enclave without internet access",
+        "publication_plan": "Peer-reviewed article, aggregate results only",
+        "filters": { "years": { "first": 2021, "last": 2022 }, "payers": ["P01"] }
+    })
+}
+
+/// `method path` as `session`, returning status and JSON body (null when not JSON).
+pub async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    session: &Session,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let response = app
+        .call(method, path, Some(&session.access_token), body)
+        .await;
+    let status = response.status().as_u16();
+    let json = response.json().await.unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// Asserts `status` and returns the body.
+pub async fn expect(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    session: &Session,
+    body: Option<&Value>,
+    want: u16,
+) -> Value {
+    let (status, json) = call(app, method, path, session, body).await;
+    assert_eq!(status, want, "{method} {path}: {json}");
+    json
+}
+
+/// The release's current status.
+pub async fn status_of(app: &TestApp, id: &str, session: &Session) -> String {
+    let json = expect(
+        app,
+        "GET",
+        &format!("/api/v1/releases/{id}"),
+        session,
+        None,
+        200,
+    )
+    .await;
+    json["status"].as_str().expect("status").to_owned()
+}
+
+/// DUA terms naming `users`, effective 2026-03-01 until 2026-12-31.
+pub fn dua_body(number: &str, users: &[&TestUser], responsible: &TestUser) -> Value {
+    json!({
+        "number": number,
+        "effective": "2026-03-01",
+        "expiry": "2026-12-31",
+        "authorized_users": users.iter().map(|u| u.id.to_string()).collect::<Vec<_>>(),
+        "responsible": responsible.id.to_string(),
+        "download_limit": 3,
+        "networks": ["192.0.2.0/24"],
+        "destruction_days": 30,
+        "reason": "Signed by both parties on 2026-03-01"
+    })
+}
+
+/// Takes a fresh Level I request to `dua_executed` and returns its id.
+pub async fn executed_level_one(app: &TestApp, p: &People, number: &str) -> String {
+    let created = expect(
+        app,
+        "POST",
+        "/api/v1/requests",
+        &p.requester.1,
+        Some(&level_one_request()),
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let base = format!("/api/v1/releases/{id}");
+    expect(
+        app,
+        "POST",
+        &format!("{base}/submit"),
+        &p.requester.1,
+        None,
+        200,
+    )
+    .await;
+    expect(
+        app,
+        "POST",
+        &format!("{base}/review"),
+        &p.privacy.1,
+        None,
+        200,
+    )
+    .await;
+    expect(
+        app,
+        "POST",
+        &format!("{base}/approve"),
+        &p.director.1,
+        None,
+        200,
+    )
+    .await;
+    let body = dua_body(number, &[&p.requester.0], &p.requester.0);
+    let json = expect(
+        app,
+        "POST",
+        &format!("{base}/dua"),
+        &p.director.1,
+        Some(&body),
+        200,
+    )
+    .await;
+    assert_eq!(json["status"], "dua_executed");
+    id
+}
