@@ -14,12 +14,14 @@ use crate::audit::{AccessEvent, Action, Actor, AuditError, AuditLog, Outcome, Ta
 use crate::auth::{AuthError, Authenticator};
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, Settings, TlsMode};
+use crate::crypto::master::{MasterIdentity, MasterKeyError};
 use crate::crypto::signing::ServerSigner;
 use crate::crypto::JwtKeyring;
 use crate::db::{ConnectOptions, Database, DbError};
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
 use crate::http::{self as web, AppState};
+use crate::jobs::JobQueue;
 use crate::policy::Catalog;
 use crate::release::ReleaseService;
 use crate::storage::{self, SharedStore, StoreError};
@@ -73,6 +75,9 @@ pub enum StartupError {
     /// catalog's error is large and start-up errors travel by value).
     #[error("element catalog: {0}")]
     Catalog(Box<crate::policy::CatalogError>),
+    /// The master identity could not be loaded or made.
+    #[error("master identity: {0}")]
+    MasterKey(#[from] MasterKeyError),
 }
 
 /// A built, bound, not yet serving Steward.
@@ -116,6 +121,8 @@ impl Application {
         let audit = AuditLog::new(db.clone(), clock.clone());
         let auth = build_authenticator(&settings, &db, &audit, &clock).await?;
         let (signer, releases) = build_release_service(&settings, &db, &audit, &clock)?;
+        let master = MasterIdentity::load_or_generate(&settings.master_identity_path())?;
+        let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
         let state = AppState {
             db,
             store,
@@ -125,6 +132,8 @@ impl Application {
             settings: Arc::new(settings),
             signer,
             releases,
+            master: Arc::new(master),
+            jobs,
         };
         Ok(Self {
             listener,

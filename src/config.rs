@@ -91,6 +91,53 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The release lifecycle: DUA expiry.
     pub releases: ReleaseSettings,
+    /// The durable job queue and its runners.
+    pub jobs: JobSettings,
+    /// Extract jobs: where source datasets are.
+    pub extract: ExtractSettings,
+    /// Key files that live outside the database.
+    pub keys: KeySettings,
+}
+
+/// The durable job queue and its runners.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Whether `steward serve` also runs jobs (the embedded mode); production may run
+    /// `steward worker` processes instead.
+    pub run_in_serve: bool,
+    /// Lease length: a runner that has not renewed its lease for this long loses the job.
+    pub lease_secs: u64,
+    /// How often a busy runner renews its lease (well under `lease_secs`).
+    pub heartbeat_secs: u64,
+    /// How often an idle runner looks for work.
+    pub poll_secs: u64,
+    /// Attempts before a job fails for good.
+    pub max_attempts: i64,
+    /// Back-off before the second attempt, doubled for each further one.
+    pub backoff_base_secs: u64,
+    /// Longest back-off.
+    pub backoff_max_secs: u64,
+}
+
+/// Extract jobs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractSettings {
+    /// Source file of each dataset, by file type (`med_claim = "/data/apcd/med_claim_2024.csv.zst"`);
+    /// a value starting with `object:` names an object in the store instead of a path. Plain,
+    /// `.gz` or `.zst` CSV.
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, String>,
+}
+
+/// Key files that live outside the database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    /// The master age identity that wraps every release identity (0600); empty means
+    /// `data_dir/keys/master.age`, generated on first start.
+    pub master_identity_file: PathBuf,
 }
 
 /// The release lifecycle's scheduled work.
@@ -439,6 +486,29 @@ impl Settings {
                 problem: "must not exceed auth.api_token_max_ttl_days".into(),
             });
         }
+        if self.jobs.heartbeat_secs == 0 || self.jobs.heartbeat_secs * 2 > self.jobs.lease_secs {
+            return Err(ConfigError::Inconsistent {
+                key: "jobs.heartbeat_secs",
+                problem: "must be at least 1 and at most half of jobs.lease_secs".into(),
+            });
+        }
+        if self.jobs.max_attempts < 1 || self.jobs.poll_secs == 0 {
+            return Err(ConfigError::Inconsistent {
+                key: "jobs.max_attempts",
+                problem: "max_attempts and poll_secs must be at least 1".into(),
+            });
+        }
+        if let Some(unknown) = self
+            .extract
+            .sources
+            .keys()
+            .find(|k| k.parse::<crate::policy::FileType>().is_err())
+        {
+            return Err(ConfigError::Inconsistent {
+                key: "extract.sources",
+                problem: format!("{unknown:?} is not a file type (med_claim, med_elig, ...)"),
+            });
+        }
         if self.releases.expiry_check_secs == 0 {
             return Err(ConfigError::Inconsistent {
                 key: "releases.expiry_check_secs",
@@ -475,6 +545,26 @@ impl Settings {
     /// Directory of the JWT signing keys (0700, each key a 0600 file).
     pub fn jwt_keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys").join("jwt")
+    }
+
+    /// The master identity file (0600).
+    pub fn master_identity_path(&self) -> PathBuf {
+        if self.keys.master_identity_file.as_os_str().is_empty() {
+            self.data_dir.join("keys").join("master.age")
+        } else {
+            self.keys.master_identity_file.clone()
+        }
+    }
+
+    /// The job queue's timing.
+    pub fn queue_config(&self) -> crate::jobs::QueueConfig {
+        use std::time::Duration;
+        crate::jobs::QueueConfig {
+            lease: Duration::from_secs(self.jobs.lease_secs),
+            max_attempts: self.jobs.max_attempts,
+            backoff_base: Duration::from_secs(self.jobs.backoff_base_secs),
+            backoff_max: Duration::from_secs(self.jobs.backoff_max_secs),
+        }
     }
 
     /// The server's Ed25519 signing key file (0600).

@@ -54,6 +54,10 @@ pub struct AppState {
     pub signer: ServerSigner,
     /// Requests, the release lifecycle and DUAs.
     pub releases: ReleaseService,
+    /// The master identity wrapping every release identity.
+    pub master: Arc<crate::crypto::master::MasterIdentity>,
+    /// The durable job queue.
+    pub jobs: crate::jobs::JobQueue,
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
