@@ -18,10 +18,11 @@ use crate::crypto::master::{MasterIdentity, MasterKeyError};
 use crate::crypto::signing::ServerSigner;
 use crate::crypto::JwtKeyring;
 use crate::db::{ConnectOptions, Database, DbError};
+use crate::extract::job::ExtractExecutor;
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
 use crate::http::{self as web, AppState};
-use crate::jobs::JobQueue;
+use crate::jobs::{JobExecutor, JobQueue, Runner, RunnerConfig};
 use crate::policy::Catalog;
 use crate::release::ReleaseService;
 use crate::storage::{self, SharedStore, StoreError};
@@ -95,17 +96,15 @@ impl Application {
     /// Connects to everything the settings name, migrates the database, loads or makes the
     /// certificate and binds the listener. Fails naming the first component that is unusable.
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartupError> {
-        create_private_dir(&settings.data_dir)?;
-        let db = connect_database(&settings).await?;
-        db.migrate().await?;
-        let store = open_store(&settings).await?;
+        let state = build_state(settings, clock).await?;
+        let settings = &state.settings;
         let (resolver, local_ca) = match settings.tls.mode {
             TlsMode::SelfSigned => {
                 let (resolver, ca) = tls::self_signed(&settings.tls_dir())?;
                 (resolver, Some(ca))
             }
             TlsMode::Files => {
-                let (cert, key) = tls_files(&settings)?;
+                let (cert, key) = tls_files(settings)?;
                 (CertResolver::from_files(cert, key)?, None)
             }
         };
@@ -118,23 +117,6 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let audit = AuditLog::new(db.clone(), clock.clone());
-        let auth = build_authenticator(&settings, &db, &audit, &clock).await?;
-        let (signer, releases) = build_release_service(&settings, &db, &audit, &clock)?;
-        let master = MasterIdentity::load_or_generate(&settings.master_identity_path())?;
-        let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
-        let state = AppState {
-            db,
-            store,
-            audit,
-            clock,
-            auth,
-            settings: Arc::new(settings),
-            signer,
-            releases,
-            master: Arc::new(master),
-            jobs,
-        };
         Ok(Self {
             listener,
             local_addr,
@@ -191,6 +173,15 @@ impl Application {
         }
         // The scheduled DUA expiry runs beside the server and stops with it.
         let expiry = tokio::spawn(state.releases.clone().run_expiry());
+        // In the embedded mode a job runner works beside the server; it stops once the server
+        // has drained, and a job it was running is left to its lease (another runner retries).
+        let (stop_runner, runner_stop) = tokio::sync::oneshot::channel::<()>();
+        let runner = settings.jobs.run_in_serve.then(|| {
+            let runner = extract_runner(&state, runner_owner("serve"));
+            tokio::spawn(runner.run_until(async {
+                let _ = runner_stop.await;
+            }))
+        });
         let options = ServeOptions {
             handshake_timeout: Duration::from_secs(settings.server.tls_handshake_timeout_secs),
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
@@ -205,6 +196,13 @@ impl Application {
         )
         .await;
         expiry.abort();
+        // The receiver is gone only if the runner task already ended, which is fine.
+        let _ = stop_runner.send(());
+        if let Some(runner) = runner {
+            if let Err(error) = runner.await {
+                tracing::error!(%error, "job runner task failed");
+            }
+        }
         audit
             .append(&AccessEvent::new(
                 Actor::System,
@@ -215,6 +213,67 @@ impl Application {
             .await?;
         Ok(())
     }
+}
+
+/// Everything Steward works with except the listener: the data directory (0700), the database
+/// (connected and migrated), the object store (checked), the access log, identity and access,
+/// the release service, the master identity and the job queue. `steward serve` and
+/// `steward worker` share it.
+pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppState, StartupError> {
+    create_private_dir(&settings.data_dir)?;
+    let db = connect_database(&settings).await?;
+    db.migrate().await?;
+    let store = open_store(&settings).await?;
+    let audit = AuditLog::new(db.clone(), clock.clone());
+    let auth = build_authenticator(&settings, &db, &audit, &clock).await?;
+    let (signer, releases) = build_release_service(&settings, &db, &audit, &clock)?;
+    let master = MasterIdentity::load_or_generate(&settings.master_identity_path())?;
+    let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
+    Ok(AppState {
+        db,
+        store,
+        audit,
+        clock,
+        auth,
+        settings: Arc::new(settings),
+        signer,
+        releases,
+        master: Arc::new(master),
+        jobs,
+    })
+}
+
+/// The runner timing the settings ask for.
+pub fn runner_config(settings: &Settings) -> RunnerConfig {
+    RunnerConfig {
+        poll_interval: Duration::from_secs(settings.jobs.poll_secs),
+        heartbeat_interval: Duration::from_secs(settings.jobs.heartbeat_secs),
+    }
+}
+
+/// A runner name unique to this process: `<role>-<host>-<pid>`. Leases are fenced on it, so
+/// two processes must never share one.
+pub fn runner_owner(role: &str) -> String {
+    // Linux exposes the host name here; elsewhere the environment's guess is good enough, since
+    // the process id already makes the name unique on one machine.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{role}-{host}-{}", std::process::id())
+}
+
+/// A job runner over the state's queue with the extract executor.
+pub fn extract_runner(state: &AppState, owner: String) -> Runner {
+    let executor = Arc::new(ExtractExecutor::new(state)) as Arc<dyn JobExecutor>;
+    Runner::new(
+        state.jobs.clone(),
+        executor,
+        owner,
+        runner_config(&state.settings),
+    )
 }
 
 /// Opens the JWT keyring under the data directory (generating its first key) and wires the

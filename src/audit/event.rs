@@ -89,6 +89,12 @@ pub enum Action {
     CommitteeDecisionRecorded,
     /// An executed DUA was amended (a new version).
     DuaAmended,
+    /// An extract job was queued for a release.
+    JobStarted,
+    /// A job was cancelled (queued) or asked to stop (running).
+    JobCancelled,
+    /// A failed or cancelled job was queued again.
+    JobRetried,
 }
 
 impl Action {
@@ -124,6 +130,9 @@ impl Action {
             Action::ReleaseElementsNarrowed => "release_elements_narrowed",
             Action::CommitteeDecisionRecorded => "committee_decision_recorded",
             Action::DuaAmended => "dua_amended",
+            Action::JobStarted => "job_started",
+            Action::JobCancelled => "job_cancelled",
+            Action::JobRetried => "job_retried",
         }
     }
 }
@@ -163,6 +172,11 @@ pub enum Target {
         /// The entry in `release_history`.
         entry: i64,
     },
+    /// A durable job (extract), by id.
+    Job {
+        /// The job.
+        id: Uuid,
+    },
 }
 
 impl fmt::Display for Target {
@@ -181,6 +195,7 @@ impl fmt::Display for Target {
             Target::RecipientKey(id) => write!(f, "recipient_key:{id}"),
             Target::Route(route) => write!(f, "route:{route}"),
             Target::Release { id, entry } => write!(f, "release:{id}#{entry}"),
+            Target::Job { id } => write!(f, "job:{id}"),
         }
     }
 }

@@ -63,6 +63,14 @@ pub enum Action {
     AmendDua,
     /// Read the server's public signing key.
     ReadSigningKey,
+    /// Start the extract job of a release in `dua_executed`.
+    StartExtract,
+    /// List jobs and see one job's state, progress and log.
+    ReadJobs,
+    /// Cancel a queued or running job.
+    CancelJob,
+    /// Queue a failed or cancelled job again.
+    RetryJob,
 }
 
 /// What an action is applied to.
@@ -78,6 +86,8 @@ pub enum Resource<'a> {
     Releases,
     /// The server's public keys.
     ServerKeys,
+    /// The job queue as a whole (jobs carry no personal data and belong to no organization).
+    Jobs,
 }
 
 /// The facts about a release that decide who may see or approve it.
@@ -211,6 +221,14 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::Admin, Action::DisableUser, Scope::Any),
     (Role::Admin, Action::SetRoles, Scope::Any),
     (Role::Admin, Action::UnlockUser, Scope::Any),
+    // Extract jobs: IT runs them; the privacy officer and administrators watch them.
+    // Recipients never see jobs: their files are offered only once the release is available.
+    (Role::ItStaff, Action::StartExtract, Scope::Any),
+    (Role::ItStaff, Action::CancelJob, Scope::Any),
+    (Role::ItStaff, Action::RetryJob, Scope::Any),
+    (Role::ItStaff, Action::ReadJobs, Scope::Any),
+    (Role::PrivacyOfficer, Action::ReadJobs, Scope::Any),
+    (Role::Admin, Action::ReadJobs, Scope::Any),
 ];
 
 /// What every role may do to what it owns.

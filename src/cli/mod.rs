@@ -2,8 +2,10 @@
 //! library; nothing here decides policy.
 
 pub mod admin;
+pub mod jobs;
 mod policy;
 pub mod release;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +68,15 @@ pub enum Command {
     /// Releases: list, show, export the signed approval letter, run the DUA expiry check.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Extract jobs: start, list, show, cancel, retry.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Run jobs without serving HTTPS until Ctrl-C or SIGTERM; any number of workers may share
+    /// one database and one bucket.
+    #[command(
+        after_help = "Example:\n  STEWARD_DATABASE__URL=postgres://steward@db/steward steward worker"
+    )]
+    Worker,
 }
 
 /// `steward optout ...`
@@ -132,6 +143,8 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Admin(command) => report(admin::run(&settings, command).await),
             Command::Release(command) => report(release::run(&settings, command).await),
+            Command::Jobs(command) => report(jobs::run(&settings, command).await),
+            Command::Worker => report(worker::run(settings).await),
             // Handled above, before the runtime starts.
             Command::Config(_) | Command::Synth { .. } => ExitCode::SUCCESS,
         }

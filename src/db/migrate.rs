@@ -44,6 +44,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_releases.sql"),
         postgres: include_str!("../../migrations/postgres/0005_releases.sql"),
     },
+    Migration {
+        version: 6,
+        name: "extracts",
+        sqlite: include_str!("../../migrations/sqlite/0006_extracts.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_extracts.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -5,6 +5,7 @@
 //! where they differ (locking, notifications) pick their own statement.
 
 pub mod api_tokens;
+pub mod extracts;
 pub mod login_throttle;
 mod migrate;
 pub mod optout;

@@ -335,8 +335,12 @@ impl Transition {
                 Person(Role::ExecutiveDirector),
                 Person(Role::PrivacyOfficer),
             ],
-            // "IT processes the data extract" (seed 000 step 6).
-            Transition::StartExtraction | Transition::CancelExtraction => &[Person(Role::ItStaff)],
+            // "IT processes the data extract" (seed 000 step 6): over the API, or from the
+            // server's shell (`steward jobs start|cancel|retry`), where the operator acts as
+            // the server; a cancelled extract job also hands the release back itself.
+            Transition::StartExtraction | Transition::CancelExtraction => {
+                &[Person(Role::ItStaff), System]
+            }
             // Only the job knows whether every file was sealed and stored.
             Transition::ExtractionFinished | Transition::ExtractionFailed => &[System],
             // Expiry follows the DUA's dates; a person cannot expire a release early (that is a
@@ -583,10 +587,10 @@ mod tests {
                 T::ExecuteDua,
                 &[Person(ExecutiveDirector), Person(PrivacyOfficer)],
             ),
-            (T::StartExtraction, &[Person(ItStaff)]),
+            (T::StartExtraction, &[Person(ItStaff), System]),
             (T::ExtractionFinished, &[System]),
             (T::ExtractionFailed, &[System]),
-            (T::CancelExtraction, &[Person(ItStaff)]),
+            (T::CancelExtraction, &[Person(ItStaff), System]),
             (T::Expire, &[System]),
             (T::Revoke, &[Person(ExecutiveDirector)]),
             (T::DemandDestruction, &[Person(ExecutiveDirector), System]),

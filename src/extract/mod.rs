@@ -13,6 +13,7 @@
 //! Architecture invariant: plaintext exists only in memory, inside this module's two
 //! threads; only [`seal`] produces bytes for the object store, and they are age ciphertext.
 
+pub mod job;
 pub mod manifest;
 mod pipeline;
 pub mod seal;

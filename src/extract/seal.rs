@@ -47,6 +47,20 @@ pub struct SealDigests {
     pub ciphertext: StreamDigest,
 }
 
+impl SealDigests {
+    /// Digests of a file stored as it is (the manifest): plaintext and stored bytes agree.
+    pub fn of_plain(bytes: &[u8]) -> Self {
+        let digest = StreamDigest {
+            bytes: bytes.len() as u64,
+            sha256: Sha256::digest(bytes).into(),
+        };
+        Self {
+            plaintext: digest,
+            ciphertext: digest,
+        }
+    }
+}
+
 /// Runs the seal stage on the current (blocking) thread until the transform's `End`.
 /// On failure an error item is sent to the uploader so that it aborts instead of publishing
 /// a truncated object.
@@ -106,6 +120,36 @@ fn seal(
         },
         ciphertext: sink.finish()?,
     })
+}
+
+/// Encrypts a small file (the approval letter, the data dictionary) whole, in memory, to the
+/// same recipients as the data files. Returns the ciphertext with both digests.
+pub fn seal_small(
+    plaintext: &[u8],
+    recipients: &[Box<dyn age::Recipient + Send>],
+) -> Result<(Vec<u8>, SealDigests), ExtractError> {
+    if recipients.is_empty() {
+        return Err(ExtractError::NoRecipients);
+    }
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| ExtractError::Seal(std::io::Error::other(e.to_string())))?;
+    let mut ciphertext = Vec::with_capacity(plaintext.len() + 1024);
+    let mut writer = encryptor
+        .wrap_output(&mut ciphertext)
+        .map_err(ExtractError::Seal)?;
+    writer.write_all(plaintext).map_err(ExtractError::Seal)?;
+    writer.finish().map_err(ExtractError::Seal)?;
+    let digest = |bytes: &[u8]| StreamDigest {
+        bytes: bytes.len() as u64,
+        sha256: Sha256::digest(bytes).into(),
+    };
+    let digests = SealDigests {
+        plaintext: digest(plaintext),
+        ciphertext: digest(&ciphertext),
+    };
+    Ok((ciphertext, digests))
 }
 
 /// Batches ciphertext into [`CIPHER_CHUNK`] pieces for the uploader, hashing on the way.

@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::jobs::{JobServiceError, QueueError};
 use crate::release::ServiceError;
 
 /// What a handler can fail with.
@@ -26,6 +27,9 @@ pub enum ApiError {
     /// The release service refused or failed the request.
     #[error(transparent)]
     Release(#[from] ServiceError),
+    /// The job service refused or failed the request.
+    #[error(transparent)]
+    Jobs(#[from] JobServiceError),
     /// A dependency the request needs is down.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -51,6 +55,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Auth(error) => auth_status_and_code(error),
             ApiError::Release(error) => release_status_and_code(error),
+            ApiError::Jobs(error) => job_status_and_code(error),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -108,6 +113,35 @@ fn release_status_and_code(error: &ServiceError) -> (StatusCode, &'static str) {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
         ServiceError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+    }
+}
+
+/// Status and stable code for each job-service failure.
+fn job_status_and_code(error: &JobServiceError) -> (StatusCode, &'static str) {
+    match error {
+        JobServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        JobServiceError::ReleaseNotFound | JobServiceError::JobNotFound => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        JobServiceError::ReleaseWrongState { .. } => (StatusCode::CONFLICT, "wrong_state"),
+        JobServiceError::AlreadyActive { .. } => (StatusCode::CONFLICT, "job_already_active"),
+        JobServiceError::JobWrongState { .. } => (StatusCode::CONFLICT, "job_wrong_state"),
+        JobServiceError::Release(error) => release_status_and_code(error),
+        JobServiceError::Queue(error) => queue_status_and_code(error),
+        JobServiceError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+    }
+}
+
+/// Status and stable code for each queue failure.
+fn queue_status_and_code(error: &QueueError) -> (StatusCode, &'static str) {
+    match error {
+        QueueError::AlreadyActive { .. } => (StatusCode::CONFLICT, "job_already_active"),
+        QueueError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        QueueError::WrongState { .. } => (StatusCode::CONFLICT, "job_wrong_state"),
+        // Only runners hold leases; a request never should.
+        QueueError::LeaseLost(_) | QueueError::Corrupt(_) | QueueError::Database(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod queue;
 pub mod runner;
+pub mod service;
 
 pub use queue::{HeartbeatAck, Job, JobKind, JobQueue, JobState, Lease, QueueConfig, QueueError};
 pub use runner::{ExecutionError, JobExecutor, RunOutcome, Runner, RunnerConfig};
+pub use service::{Cancelled, JobDetail, JobId, JobService, JobServiceError};

@@ -33,7 +33,14 @@ pub trait JobExecutor: Send + Sync {
         lease: &Lease,
         control: Arc<JobControl>,
     ) -> Result<(), ExecutionError>;
+
+    /// Removes what no live job owns any more (a failed attempt whose clean-up also failed, a
+    /// job that ended while its runner was cut off). Called periodically by idle runners.
+    async fn sweep_orphans(&self) -> Result<u64, ExecutionError>;
 }
+
+/// How often an idle runner sweeps orphaned objects and uploads.
+const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// Runner timing.
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +177,10 @@ impl Runner {
     /// cleanly by dropping its work (its lease expires and another runner retries it).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // The first idle pass sweeps: a restarted runner cleans up after its predecessor.
+        let mut last_orphan_sweep = std::time::Instant::now()
+            .checked_sub(ORPHAN_SWEEP_EVERY)
+            .unwrap_or_else(std::time::Instant::now);
         loop {
             let pass = tokio::select! {
                 pass = self.run_once() => pass,
@@ -185,6 +196,14 @@ impl Runner {
             };
             if let Err(error) = self.queue.sweep().await {
                 tracing::error!(%error, "job sweep failed");
+            }
+            if idle && last_orphan_sweep.elapsed() >= ORPHAN_SWEEP_EVERY {
+                last_orphan_sweep = std::time::Instant::now();
+                match self.executor.sweep_orphans().await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "orphaned objects and uploads removed"),
+                    Err(error) => tracing::error!(%error, "orphan sweep failed"),
+                }
             }
             if idle {
                 tokio::select! {

@@ -224,10 +224,21 @@ pub async fn spawn_app(db: Db) -> TestApp {
 
 /// Builds and starts a Steward on `db` and `store`.
 pub async fn spawn_app_with(db: Db, store: Store) -> TestApp {
+    spawn_app_configured(db, store, &[]).await
+}
+
+/// Builds and starts a Steward on `db` and `store` with extra `STEWARD_*` variables.
+pub async fn spawn_app_configured(db: Db, store: Store, extra: &[(&str, &str)]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let test_db = TestDatabase::create(db, data_dir.path()).await;
     let test_store = TestStore::create(store, data_dir.path()).await;
-    let settings = test_settings(data_dir.path(), &test_db.url, &test_store.env);
+    let mut vars = test_store.env.clone();
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings = test_settings(data_dir.path(), &test_db.url, &vars);
     let clock = Arc::new(ManualClock::new(
         time::macros::datetime!(2026-03-01 12:00 UTC),
     ));
@@ -276,6 +287,18 @@ pub fn client_trusting(ca_path: &Path) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// The `STEWARD_*` variables that point another process (a `steward worker`) at this app's
+    /// data directory, database and object store.
+    pub fn shared_env(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            env("DATA_DIR", self._data_dir.path().display()),
+            env("DATABASE__URL", &self._db.url),
+            env("STORAGE__PART_SIZE_BYTES", 5 * 1024 * 1024),
+        ];
+        vars.extend(self._store.env.iter().cloned());
+        vars
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.url))

@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod jobs;
 mod me;
 mod releases;
 
@@ -105,6 +106,11 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/releases/{id}/letter", Authn),
     route("GET", "/api/v1/releases/{id}/letter/signature", Authn),
     route("GET", "/api/v1/server/signing-key", Authn),
+    route("POST", "/api/v1/releases/{id}/extract", Authn),
+    route("GET", "/api/v1/jobs", Authn),
+    route("GET", "/api/v1/jobs/{id}", Authn),
+    route("POST", "/api/v1/jobs/{id}/cancel", Authn),
+    route("POST", "/api/v1/jobs/{id}/retry", Authn),
 ];
 
 /// The handler of a route in [`ROUTES`].
@@ -152,6 +158,11 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/releases/{id}/letter") => get(releases::letter),
         ("GET", "/api/v1/releases/{id}/letter/signature") => get(releases::letter_signature),
         ("GET", "/api/v1/server/signing-key") => get(releases::signing_key),
+        ("POST", "/api/v1/releases/{id}/extract") => post(jobs::start),
+        ("GET", "/api/v1/jobs") => get(jobs::list),
+        ("GET", "/api/v1/jobs/{id}") => get(jobs::show),
+        ("POST", "/api/v1/jobs/{id}/cancel") => post(jobs::cancel),
+        ("POST", "/api/v1/jobs/{id}/retry") => post(jobs::retry),
         _ => return None,
     })
 }

@@ -1,0 +1,155 @@
+//! `steward jobs ...`: start, list, show, cancel and retry extract jobs from the server's
+//! shell, through the same `JobService` the API uses. The CLI acts as `system`, like
+//! `steward release`, and its changes are access-log events with the system as actor.
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::app::{build_release_service, connect_database, StartupError};
+use crate::audit::{AuditLog, Client};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::domain::release::ReleaseId;
+use crate::jobs::{Cancelled, Job, JobId, JobQueue, JobService, JobServiceError};
+use crate::release::Caller;
+
+/// `steward jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Start the extract of a release in dua_executed (the release moves to extracting).
+    #[command(
+        after_help = "Example:\n  steward jobs start --release 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10"
+    )]
+    Start {
+        /// The release id.
+        #[arg(long)]
+        release: ReleaseId,
+    },
+    /// List jobs, newest first, optionally of one release.
+    #[command(
+        after_help = "Examples:\n  steward jobs list\n  steward jobs list --release 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10"
+    )]
+    List {
+        /// Only jobs of this release.
+        #[arg(long)]
+        release: Option<ReleaseId>,
+    },
+    /// Show one job: state, attempts, progress, error, times and its log.
+    #[command(after_help = "Example:\n  steward jobs show 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50")]
+    Show {
+        /// The job id.
+        id: JobId,
+    },
+    /// Cancel a queued job now, or ask a running job to stop at its next heartbeat.
+    #[command(after_help = "Example:\n  steward jobs cancel 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50")]
+    Cancel {
+        /// The job id.
+        id: JobId,
+    },
+    /// Queue a failed or cancelled job again (its release must be back in dua_executed).
+    #[command(after_help = "Example:\n  steward jobs retry 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50")]
+    Retry {
+        /// The job id.
+        id: JobId,
+    },
+}
+
+/// Why a jobs command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsCommandError {
+    /// Steward's database, keys or settings are unusable.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The job service refused or failed.
+    #[error(transparent)]
+    Jobs(#[from] JobServiceError),
+}
+
+/// Runs a jobs command against the configured (already migrated) database.
+pub async fn run(settings: &Settings, command: JobsCommand) -> Result<(), JobsCommandError> {
+    let db = connect_database(settings).await?;
+    db.check_schema().await.map_err(StartupError::from)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let audit = AuditLog::new(db.clone(), clock.clone());
+    let (_, releases) = build_release_service(settings, &db, &audit, &clock)?;
+    let queue = JobQueue::new(db.clone(), clock, settings.queue_config());
+    let service = JobService::new(queue, releases, audit);
+    let result = execute(&service, command).await;
+    db.close().await;
+    result
+}
+
+fn time_text(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn summary(job: &Job) -> String {
+    format!(
+        "{}  {:<8} {:<10} {}/{}  {}  {}",
+        job.id,
+        job.kind.as_str(),
+        job.state.as_str(),
+        job.attempts,
+        job.max_attempts,
+        job.release_id,
+        time_text(job.created_at)
+    )
+}
+
+async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsCommandError> {
+    // The shell has no peer address or user agent.
+    let client = Client::default();
+    match command {
+        JobsCommand::Start { release } => {
+            let job = service.start(Caller::System, release, &client).await?;
+            println!("queued extract job {} for release {release}", job.id);
+        }
+        JobsCommand::List { release } => {
+            println!(
+                "{:<36}  {:<8} {:<10} {:<4}  {:<36}  created",
+                "id", "kind", "state", "try", "release"
+            );
+            for job in service.list(Caller::System, release).await? {
+                println!("{}", summary(&job));
+            }
+        }
+        JobsCommand::Show { id } => {
+            let detail = service.show(Caller::System, id).await?;
+            let job = &detail.job;
+            println!("{}", summary(job));
+            println!("state:       {}", job.state.as_str());
+            println!("attempts:    {} of {}", job.attempts, job.max_attempts);
+            println!("progress:    {}", job.progress);
+            println!("error:       {}", job.error.as_deref().unwrap_or("-"));
+            println!("lease owner: {}", job.lease_owner.as_deref().unwrap_or("-"));
+            println!(
+                "heartbeat:   {}",
+                job.heartbeat_at.map_or("-".to_owned(), time_text)
+            );
+            println!(
+                "finished:    {}",
+                job.finished_at.map_or("-".to_owned(), time_text)
+            );
+            println!("log:");
+            for line in &detail.log {
+                println!("  {line}");
+            }
+        }
+        JobsCommand::Cancel { id } => {
+            let (_, outcome) = service.cancel(Caller::System, id, &client).await?;
+            match outcome {
+                Cancelled::Now => println!("job {id} cancelled"),
+                Cancelled::Requested => {
+                    println!("job {id} is running; its runner stops it at the next heartbeat")
+                }
+            }
+        }
+        JobsCommand::Retry { id } => {
+            service.retry(Caller::System, id, &client).await?;
+            println!("job {id} queued again");
+        }
+    }
+    Ok(())
+}

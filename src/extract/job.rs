@@ -1,0 +1,740 @@
+//! The extract job: everything between "IT staff started the extract" and "the release is
+//! available". It runs under a lease held by the job runner:
+//!
+//! 1. check the release is `extracting` (a predecessor may already have finished it);
+//! 2. sweep what a dead predecessor left under the release's prefix (objects, open uploads);
+//! 3. get the release identity (made and wrapped under the master identity on the first run);
+//! 4. encrypt to it and to every key of every user the DUA names (a user without a key fails
+//!    the job: they could never decrypt);
+//! 5. per dataset: plan against the approved elements and run the streaming pipeline;
+//! 6. add the approval letter and the data dictionary (encrypted) and the signed manifest;
+//! 7. record the files only while the lease is still held (fencing), then make the release
+//!    `available`.
+//!
+//! Any failure deletes this attempt's objects; the last failed attempt (or a cancel) returns
+//! the release to `dua_executed` so IT staff can start again.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::manifest::{self, FileKind, Manifest, ManifestFile};
+use super::seal::{self, SealDigests};
+use super::{
+    extract_dataset, DatasetRequest, ExtractError, JobControl, SealedFile, SourceLocation,
+};
+use crate::audit::Client;
+use crate::config::PolicySecret;
+use crate::crypto::master::ReleaseIdentity;
+use crate::db::extracts::{self, ExtractFileRow, ExtractStoreError, WrappedKey};
+use crate::db::{optout, recipient_keys};
+use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
+use crate::http::AppState;
+use crate::jobs::{ExecutionError, Job, JobExecutor, Lease};
+use crate::policy::{
+    plan, DatasetSchema, ElementId, FileType, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec,
+};
+use crate::release::service::{Caller, ReleaseRecord};
+use crate::storage::{KeyPrefix, ObjectKey};
+
+/// Runs extract jobs.
+pub struct ExtractExecutor {
+    state: AppState,
+}
+
+impl ExtractExecutor {
+    /// An executor over the application's database, store, keys and settings.
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            state: state.clone(),
+        }
+    }
+}
+
+/// The object key prefix of everything a release's extracts store.
+pub fn release_prefix(release: Uuid) -> String {
+    format!("releases/{release}/")
+}
+
+/// A failure, as the job records it: Steward's own message, never a value from the data.
+fn failed(context: &str, error: impl std::fmt::Display) -> ExecutionError {
+    ExecutionError::Failed(format!("{context}: {error}"))
+}
+
+#[async_trait]
+impl JobExecutor for ExtractExecutor {
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, release_id = %job.release_id, attempt = lease.attempt))]
+    async fn execute(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        control: Arc<JobControl>,
+    ) -> Result<(), ExecutionError> {
+        let release_id = ReleaseId(job.release_id);
+        let record = self
+            .state
+            .releases
+            .record(release_id)
+            .await
+            .map_err(|e| failed("loading the release", e))?
+            .ok_or_else(|| ExecutionError::Failed(format!("release {release_id} not found")))?;
+        match record.row.status {
+            ReleaseStatus::Extracting => {}
+            // A predecessor finished and published before losing its lease: nothing to redo.
+            ReleaseStatus::Available => return Ok(()),
+            other => {
+                return Err(ExecutionError::Failed(format!(
+                    "release {release_id} is {other}, not extracting"
+                )))
+            }
+        }
+        let attempt_prefix = format!(
+            "{}{}-a{}/",
+            release_prefix(job.release_id),
+            job.id,
+            lease.attempt
+        );
+        let result = self
+            .build(job, lease, &record, &attempt_prefix, &control)
+            .await;
+        match result {
+            Ok(()) => {
+                self.state
+                    .releases
+                    .transition(
+                        Caller::System,
+                        release_id,
+                        Transition::ExtractionFinished,
+                        None,
+                        &Client::default(),
+                    )
+                    .await
+                    .map_err(|e| failed("making the release available", e))?;
+                let _ = self
+                    .state
+                    .jobs
+                    .log(job.id, "extract published; release available")
+                    .await;
+                Ok(())
+            }
+            Err(error) => {
+                self.discard(&attempt_prefix).await;
+                let cancelled = matches!(error, ExecutionError::Cancelled);
+                // The release goes back to dua_executed once no attempt is left (or on cancel),
+                // so IT staff can fix the cause and start again.
+                if cancelled || lease.attempt >= job.max_attempts {
+                    let reason = if cancelled {
+                        "cancelled"
+                    } else {
+                        "extraction failed"
+                    };
+                    if let Err(e) = self
+                        .state
+                        .releases
+                        .transition(
+                            Caller::System,
+                            release_id,
+                            Transition::ExtractionFailed,
+                            Some(reason),
+                            &Client::default(),
+                        )
+                        .await
+                    {
+                        tracing::error!(error = %e, "could not return the release to dua_executed");
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Aborts open uploads and deletes unrecorded objects of releases that have no live job:
+    /// nothing can still be writing them, and no manifest lists them.
+    async fn sweep_orphans(&self) -> Result<u64, ExecutionError> {
+        let store = &self.state.store;
+        let prefix = KeyPrefix::parse("releases/").map_err(|e| failed("prefix", e))?;
+        let mut removed = 0;
+        let mut verdicts: std::collections::BTreeMap<Uuid, bool> =
+            std::collections::BTreeMap::new();
+        for upload in store
+            .pending_uploads(&prefix)
+            .await
+            .map_err(|e| failed("listing open uploads", e))?
+        {
+            if self.is_orphaned(&upload.key, &mut verdicts).await? {
+                store
+                    .abort_upload(&upload)
+                    .await
+                    .map_err(|e| failed("aborting an open upload", e))?;
+                removed += 1;
+            }
+        }
+        for object in store
+            .list(&prefix)
+            .await
+            .map_err(|e| failed("listing objects", e))?
+        {
+            if self.is_orphaned(&object.key, &mut verdicts).await? {
+                store
+                    .delete(&object.key)
+                    .await
+                    .map_err(|e| failed("deleting an orphaned object", e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl ExtractExecutor {
+    /// Whether `key` (under `releases/<id>/`) belongs to no live job and no recorded extract.
+    async fn is_orphaned(
+        &self,
+        key: &ObjectKey,
+        live: &mut std::collections::BTreeMap<Uuid, bool>,
+    ) -> Result<bool, ExecutionError> {
+        let Some(release) = key
+            .as_str()
+            .strip_prefix("releases/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|id| Uuid::parse_str(id).ok())
+        else {
+            return Ok(false);
+        };
+        let busy = match live.get(&release) {
+            Some(busy) => *busy,
+            None => {
+                let jobs = self
+                    .state
+                    .jobs
+                    .list(Some(release))
+                    .await
+                    .map_err(|e| failed("listing jobs", e))?;
+                let busy = jobs.iter().any(|j| {
+                    matches!(
+                        j.state,
+                        crate::jobs::JobState::Queued | crate::jobs::JobState::Running
+                    )
+                });
+                live.insert(release, busy);
+                busy
+            }
+        };
+        if busy {
+            return Ok(false);
+        }
+        let recorded = extracts::files(&self.state.db, release)
+            .await
+            .map_err(|e| failed("listing recorded files", e))?;
+        Ok(!recorded.iter().any(|f| f.object_key == key.as_str()))
+    }
+
+    async fn build(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        record: &ReleaseRecord,
+        attempt_prefix: &str,
+        control: &Arc<JobControl>,
+    ) -> Result<(), ExecutionError> {
+        let state = &self.state;
+        self.sweep_predecessors(job.release_id).await?;
+        let identity = self.release_identity(job.release_id).await?;
+        let recipients = self.recipients(record, &identity).await?;
+        let optouts = Arc::new(self.optouts().await?);
+        let linkage_secret = state
+            .settings
+            .policy_secret(PolicySecret::Linkage)
+            .map_err(|e| failed("linkage secret", e))?;
+        let linkage = LinkageKey::derive(
+            linkage_secret.expose_secret().as_bytes(),
+            &record.row.org_id.to_string(),
+        )
+        .map_err(|e| failed("linkage key", e))?;
+
+        let mut files = Vec::new();
+        let datasets: BTreeSet<FileType> = record.request.datasets.iter().copied().collect();
+        for file_type in &datasets {
+            if control.is_cancelled() {
+                return Err(ExecutionError::Cancelled);
+            }
+            let sealed = self
+                .extract_one(
+                    *file_type,
+                    record,
+                    &linkage,
+                    &optouts,
+                    &recipients,
+                    attempt_prefix,
+                    control,
+                )
+                .await?;
+            let _ = state
+                .jobs
+                .log(
+                    job.id,
+                    &format!(
+                        "dataset {}: {} rows sealed",
+                        file_type.as_str(),
+                        sealed.rows
+                    ),
+                )
+                .await;
+            files.push(ManifestFile {
+                name: file_name(&sealed.key),
+                kind: FileKind::Data,
+                rows: Some(sealed.rows),
+                columns: Some(sealed.columns.clone()),
+                plaintext: sealed.plaintext.into(),
+                ciphertext: sealed.ciphertext.into(),
+            });
+        }
+        files.push(
+            self.put_small(
+                attempt_prefix,
+                "approval_letter.pdf.age",
+                FileKind::ApprovalLetter,
+                &self.letter(record).await?,
+                &recipients,
+            )
+            .await?,
+        );
+        let dictionary = self.data_dictionary(record, &datasets)?;
+        files.push(
+            self.put_small(
+                attempt_prefix,
+                "data_dictionary.csv.age",
+                FileKind::DataDictionary,
+                &dictionary,
+                &recipients,
+            )
+            .await?,
+        );
+
+        let manifest = Manifest {
+            format: manifest::FORMAT.into(),
+            release_id: record.row.id.to_string(),
+            level: record.row.level.to_string(),
+            dua_number: record
+                .dua
+                .as_ref()
+                .map(|d| d.number.clone())
+                .unwrap_or_default(),
+            created_at: crate::db::timestamp::encode(state.clock.now())
+                .map_err(|e| failed("time", e))?,
+            files: files.clone(),
+        };
+        let manifest_json = manifest
+            .sign(&state.signer)
+            .map_err(|e| failed("signing the manifest", e))?;
+        let manifest_key = object_key(attempt_prefix, "manifest.json")?;
+        state
+            .store
+            .put(&manifest_key, &mut manifest_json.as_slice())
+            .await
+            .map_err(|e| failed("storing the manifest", e))?;
+
+        let mut rows: Vec<ExtractFileRow> = files
+            .iter()
+            .map(|f| file_row(attempt_prefix, f))
+            .collect::<Result<_, _>>()?;
+        let manifest_digest = seal::SealDigests::of_plain(&manifest_json);
+        rows.push(ExtractFileRow {
+            name: "manifest.json".into(),
+            kind: "manifest".into(),
+            object_key: manifest_key.to_string(),
+            rows: None,
+            plaintext_bytes: manifest_digest.plaintext.bytes as i64,
+            plaintext_sha256: hex::encode(manifest_digest.plaintext.sha256),
+            ciphertext_bytes: manifest_digest.ciphertext.bytes as i64,
+            ciphertext_sha256: hex::encode(manifest_digest.ciphertext.sha256),
+        });
+        if control.is_cancelled() {
+            return Err(ExecutionError::Cancelled);
+        }
+        match extracts::record_files(&state.db, lease, job.release_id, &rows, state.clock.now())
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Another runner owns the job now: publish nothing; it cleans up after us.
+            Err(ExtractStoreError::LeaseLost(_)) => Err(ExecutionError::Cancelled),
+            Err(e) => Err(failed("recording the extract", e)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one dataset's inputs, each distinct; a struct would only rename them
+    async fn extract_one(
+        &self,
+        file_type: FileType,
+        record: &ReleaseRecord,
+        linkage: &LinkageKey,
+        optouts: &Arc<OptOutSet>,
+        recipients: &Recipients,
+        attempt_prefix: &str,
+        control: &Arc<JobControl>,
+    ) -> Result<SealedFile, ExecutionError> {
+        let state = &self.state;
+        let catalog = state.releases.catalog();
+        let schema_path = state
+            .settings
+            .policy
+            .config_dir
+            .join("datasets")
+            .join(format!("{}.toml", file_type.as_str()));
+        let schema =
+            DatasetSchema::load(&schema_path, catalog).map_err(|e| failed("dataset schema", e))?;
+        let of_this_file = |ids: &mut dyn Iterator<Item = &ElementId>| -> BTreeSet<ElementId> {
+            ids.filter(|id| id.file_type() == file_type)
+                .cloned()
+                .collect()
+        };
+        let spec = ReleaseSpec {
+            level: record.row.level,
+            approved: of_this_file(&mut record.approved.iter()),
+            supplemental_requested: of_this_file(&mut record.request.supplemental.iter()),
+            linkage: linkage.clone(),
+        };
+        let plan = plan(&spec, &schema, catalog).map_err(|e| failed("planning", e))?;
+        let source = state
+            .settings
+            .extract
+            .sources
+            .get(file_type.as_str())
+            .map(|s| source_location(s))
+            .transpose()?
+            .ok_or_else(|| {
+                ExecutionError::Failed(format!(
+                    "no source configured for dataset {0} (extract.sources.{0})",
+                    file_type.as_str()
+                ))
+            })?;
+        let key = object_key(
+            attempt_prefix,
+            &format!("{}.csv.zst.age", file_type.as_str()),
+        )?;
+        let request = DatasetRequest {
+            plan: Arc::new(plan),
+            source,
+            optouts: optouts.clone(),
+            recipients: recipients.boxed(),
+            key,
+        };
+        match extract_dataset(request, state.store.clone(), control.clone()).await {
+            Ok(sealed) => Ok(sealed),
+            Err(ExtractError::Cancelled) => Err(ExecutionError::Cancelled),
+            Err(e) => Err(failed(&format!("dataset {}", file_type.as_str()), e)),
+        }
+    }
+
+    /// Deletes what earlier attempts of this release left behind: they never recorded it, so
+    /// it is not part of any extract.
+    async fn sweep_predecessors(&self, release: Uuid) -> Result<(), ExecutionError> {
+        let prefix = KeyPrefix::parse(&release_prefix(release)).map_err(|e| failed("prefix", e))?;
+        let recorded: BTreeSet<String> = extracts::files(&self.state.db, release)
+            .await
+            .map_err(|e| failed("listing recorded files", e))?
+            .into_iter()
+            .map(|f| f.object_key)
+            .collect();
+        let store = &self.state.store;
+        for upload in store
+            .pending_uploads(&prefix)
+            .await
+            .map_err(|e| failed("listing open uploads", e))?
+        {
+            store
+                .abort_upload(&upload)
+                .await
+                .map_err(|e| failed("aborting an open upload", e))?;
+        }
+        for object in store
+            .list(&prefix)
+            .await
+            .map_err(|e| failed("listing objects", e))?
+        {
+            if !recorded.contains(object.key.as_str()) {
+                store
+                    .delete(&object.key)
+                    .await
+                    .map_err(|e| failed("deleting a leftover object", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Best effort: removes this attempt's objects and uploads after a failure; what remains is
+    /// swept by the next attempt.
+    async fn discard(&self, attempt_prefix: &str) {
+        let Ok(prefix) = KeyPrefix::parse(attempt_prefix) else {
+            return;
+        };
+        let store = &self.state.store;
+        if let Ok(uploads) = store.pending_uploads(&prefix).await {
+            for upload in uploads {
+                let _ = store.abort_upload(&upload).await;
+            }
+        }
+        if let Ok(objects) = store.list(&prefix).await {
+            for object in objects {
+                let _ = store.delete(&object.key).await;
+            }
+        }
+    }
+
+    /// The release's own identity: unwrapped from the database, or made and wrapped now.
+    async fn release_identity(&self, release: Uuid) -> Result<ReleaseIdentity, ExecutionError> {
+        let state = &self.state;
+        let stored = match extracts::wrapped_key(&state.db, release)
+            .await
+            .map_err(|e| failed("release key", e))?
+        {
+            Some(stored) => stored,
+            None => {
+                let fresh = ReleaseIdentity::generate();
+                let wrapped = WrappedKey {
+                    recipient: fresh.recipient().to_string(),
+                    wrapped: state
+                        .master
+                        .wrap(&fresh)
+                        .map_err(|e| failed("wrapping the release key", e))?,
+                };
+                extracts::insert_wrapped_key(&state.db, release, &wrapped, state.clock.now())
+                    .await
+                    .map_err(|e| failed("storing the release key", e))?
+            }
+        };
+        let identity = state
+            .master
+            .unwrap(&stored.wrapped)
+            .map_err(|e| failed("release key", e))?;
+        if identity.recipient().to_string() != stored.recipient {
+            return Err(ExecutionError::Failed(
+                "release key does not match its recipient".into(),
+            ));
+        }
+        Ok(identity)
+    }
+
+    /// The release identity plus every registered key of every user the DUA names.
+    async fn recipients(
+        &self,
+        record: &ReleaseRecord,
+        identity: &ReleaseIdentity,
+    ) -> Result<Recipients, ExecutionError> {
+        let mut recipients = vec![identity.recipient().to_string()];
+        let users = record
+            .dua
+            .as_ref()
+            .map(|d| d.users.clone())
+            .unwrap_or_default();
+        if users.is_empty() {
+            return Err(ExecutionError::Failed(
+                "the DUA names no authorized user".into(),
+            ));
+        }
+        for user in users {
+            let keys = recipient_keys::list_for_user(&self.state.db, user)
+                .await
+                .map_err(|e| failed("recipient keys", e))?;
+            if keys.is_empty() {
+                return Err(ExecutionError::Failed(format!(
+                    "authorized user {user} has no registered key; they could never decrypt the extract"
+                )));
+            }
+            for key in keys {
+                if parse_recipient(&key.public_key).is_none() {
+                    return Err(ExecutionError::Failed(format!(
+                        "recipient key {} of user {user} does not parse",
+                        key.id
+                    )));
+                }
+                recipients.push(key.public_key);
+            }
+        }
+        Ok(Recipients(recipients))
+    }
+
+    async fn optouts(&self) -> Result<OptOutSet, ExecutionError> {
+        let secret = self
+            .state
+            .settings
+            .policy_secret(PolicySecret::OptOut)
+            .map_err(|e| failed("opt-out secret", e))?;
+        let hasher = OptOutHasher::new(secret.expose_secret().as_bytes())
+            .map_err(|e| failed("opt-out secret", e))?;
+        let keys = optout::all_keys(&self.state.db)
+            .await
+            .map_err(|e| failed("opt-out registry", e))?;
+        Ok(OptOutSet::new(hasher, keys))
+    }
+
+    async fn letter(&self, record: &ReleaseRecord) -> Result<Vec<u8>, ExecutionError> {
+        let letter = self
+            .state
+            .releases
+            .letter(record.row.id)
+            .await
+            .map_err(|e| failed("approval letter", e))?
+            .ok_or_else(|| ExecutionError::Failed("the release has no approval letter".into()))?;
+        crate::release::service::ReleaseService::letter_pdf(&letter)
+            .map_err(|e| failed("approval letter", e))
+    }
+
+    /// The delivered columns of every dataset: element, name, and the transform applied.
+    fn data_dictionary(
+        &self,
+        record: &ReleaseRecord,
+        datasets: &BTreeSet<FileType>,
+    ) -> Result<Vec<u8>, ExecutionError> {
+        let catalog = self.state.releases.catalog();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let write_error = |e: csv::Error| failed("data dictionary", e);
+        writer
+            .write_record(["dataset", "column", "element", "name", "transform"])
+            .map_err(write_error)?;
+        for file_type in datasets {
+            let schema_path = self
+                .state
+                .settings
+                .policy
+                .config_dir
+                .join("datasets")
+                .join(format!("{}.toml", file_type.as_str()));
+            let schema = DatasetSchema::load(&schema_path, catalog)
+                .map_err(|e| failed("dataset schema", e))?;
+            let spec = ReleaseSpec {
+                level: record.row.level,
+                approved: record
+                    .approved
+                    .iter()
+                    .filter(|id| id.file_type() == *file_type)
+                    .cloned()
+                    .collect(),
+                supplemental_requested: record
+                    .request
+                    .supplemental
+                    .iter()
+                    .filter(|id| id.file_type() == *file_type)
+                    .cloned()
+                    .collect(),
+                linkage: LinkageKey::derive(&[0u8; 32], "dictionary")
+                    .map_err(|e| failed("dictionary", e))?,
+            };
+            let plan = plan(&spec, &schema, catalog).map_err(|e| failed("planning", e))?;
+            for column in plan.columns() {
+                let name = catalog.get(&column.element).map_or("", |e| e.name.as_str());
+                writer
+                    .write_record([
+                        file_type.as_str(),
+                        column.header.as_str(),
+                        column.element.as_str(),
+                        name,
+                        &format!("{:?}", column.transform),
+                    ])
+                    .map_err(write_error)?;
+            }
+        }
+        writer
+            .into_inner()
+            .map_err(|e| failed("data dictionary", e))
+    }
+
+    async fn put_small(
+        &self,
+        attempt_prefix: &str,
+        name: &str,
+        kind: FileKind,
+        plaintext: &[u8],
+        recipients: &Recipients,
+    ) -> Result<ManifestFile, ExecutionError> {
+        let boxed = recipients.boxed();
+        let (
+            ciphertext,
+            SealDigests {
+                plaintext: plain,
+                ciphertext: cipher,
+            },
+        ) = seal::seal_small(plaintext, &boxed).map_err(|e| failed(name, e))?;
+        let key = object_key(attempt_prefix, name)?;
+        self.state
+            .store
+            .put(&key, &mut ciphertext.as_slice())
+            .await
+            .map_err(|e| failed(name, e))?;
+        Ok(ManifestFile {
+            name: name.into(),
+            kind,
+            rows: None,
+            columns: None,
+            plaintext: plain.into(),
+            ciphertext: cipher.into(),
+        })
+    }
+}
+
+/// Everyone an extract is encrypted to, as validated key texts (the release identity's
+/// recipient first); each file gets its own parsed copies, as the pipeline takes ownership.
+struct Recipients(Vec<String>);
+
+impl Recipients {
+    fn boxed(&self) -> Vec<Box<dyn age::Recipient + Send>> {
+        self.0
+            .iter()
+            .filter_map(|text| parse_recipient(text))
+            .collect()
+    }
+}
+
+/// `age1...` or `ssh-ed25519 ...`, as registered (validated then; parsed again here).
+fn parse_recipient(text: &str) -> Option<Box<dyn age::Recipient + Send>> {
+    if let Ok(x25519) = age::x25519::Recipient::from_str(text) {
+        return Some(Box::new(x25519));
+    }
+    age::ssh::Recipient::from_str(text)
+        .ok()
+        .map(|ssh| Box::new(ssh) as Box<dyn age::Recipient + Send>)
+}
+
+/// `object:KEY` names an object in the store; anything else is a path.
+fn source_location(text: &str) -> Result<SourceLocation, ExecutionError> {
+    match text.strip_prefix("object:") {
+        Some(key) => ObjectKey::parse(key)
+            .map(SourceLocation::Object)
+            .map_err(|e| failed("source object key", e)),
+        None => Ok(SourceLocation::Path(text.into())),
+    }
+}
+
+fn object_key(prefix: &str, name: &str) -> Result<ObjectKey, ExecutionError> {
+    ObjectKey::parse(&format!("{prefix}{name}")).map_err(|e| failed("object key", e))
+}
+
+fn file_name(key: &ObjectKey) -> String {
+    key.as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn file_row(prefix: &str, file: &ManifestFile) -> Result<ExtractFileRow, ExecutionError> {
+    let kind = match file.kind {
+        FileKind::Data => "data",
+        FileKind::ApprovalLetter => "approval_letter",
+        FileKind::DataDictionary => "data_dictionary",
+    };
+    Ok(ExtractFileRow {
+        name: file.name.clone(),
+        kind: kind.into(),
+        object_key: object_key(prefix, &file.name)?.to_string(),
+        rows: file.rows.map(|r| r as i64),
+        plaintext_bytes: file.plaintext.bytes as i64,
+        plaintext_sha256: file.plaintext.sha256.clone(),
+        ciphertext_bytes: file.ciphertext.bytes as i64,
+        ciphertext_sha256: file.ciphertext.sha256.clone(),
+    })
+}
