@@ -79,6 +79,9 @@ pub enum StartupError {
     /// The master identity could not be loaded or made.
     #[error("master identity: {0}")]
     MasterKey(#[from] MasterKeyError),
+    /// The shutdown signal handlers could not be installed.
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A built, bound, not yet serving Steward.

@@ -164,6 +164,7 @@ fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
 
 async fn serve(settings: Settings) -> Result<(), StartupError> {
     let app = Application::build(settings, Arc::new(SystemClock)).await?;
+    let shutdown = shutdown_signal().map_err(StartupError::Signal)?;
     println!("Steward is listening on {}", app.url());
     if let Some(ca) = app.local_ca() {
         println!("CA certificate: {}", ca.cert_path.display());
@@ -174,7 +175,7 @@ async fn serve(settings: Settings) -> Result<(), StartupError> {
             app.url()
         );
     }
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown).await
 }
 
 async fn migrate(settings: Settings) -> Result<(), StartupError> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::signal::unix::{signal, SignalKind};
+use crate::http::server::shutdown_signal;
 
 use crate::app::{build_state, extract_runner, runner_owner, StartupError};
 use crate::clock::SystemClock;
@@ -30,22 +30,11 @@ pub enum WorkerError {
 /// it over once the lease expires.
 pub async fn run(settings: Settings) -> Result<(), WorkerError> {
     let state = build_state(settings, Arc::new(SystemClock)).await?;
-    // The handlers are installed before the owner id is printed: whoever reads that line (a
-    // supervisor, a test) may signal at once, and an uninstalled handler would mean a hard kill.
-    let listen = |kind: SignalKind, name: &'static str| {
-        signal(kind).map_err(|source| WorkerError::Signal {
-            signal: name,
-            source,
-        })
-    };
-    let mut terminate = listen(SignalKind::terminate(), "SIGTERM")?;
-    let mut interrupt = listen(SignalKind::interrupt(), "Ctrl-C")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received; stopping"),
-            _ = interrupt.recv() => tracing::info!("Ctrl-C received; stopping"),
-        }
-    };
+    // Installed before the owner id is printed: whoever reads that line may signal at once.
+    let shutdown = shutdown_signal().map_err(|source| WorkerError::Signal {
+        signal: "SIGTERM and Ctrl-C",
+        source,
+    })?;
     let owner = runner_owner("worker");
     println!("Steward worker {owner} is running jobs (Ctrl-C or SIGTERM stops it)");
     tracing::info!(%owner, "worker started");
