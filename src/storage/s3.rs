@@ -17,6 +17,9 @@ use super::{
     ByteRange, GetObject, KeyPrefix, ObjectKey, ObjectMeta, ObjectStore, PendingUpload, StoreError,
 };
 
+/// Parts uploading at once: one going up while the next is filled, plus one of slack.
+const PARTS_IN_FLIGHT: usize = 2;
+
 /// What an [`S3Store`] needs.
 #[derive(Debug, Clone)]
 pub struct S3StoreConfig {
@@ -108,32 +111,39 @@ impl S3Store {
         body: &mut (dyn AsyncRead + Send + Unpin),
         upload_id: &str,
     ) -> Result<u64, StoreError> {
+        // Parts go up while the next one is read, up to PARTS_IN_FLIGHT at once, so the
+        // pipeline keeps producing while the network is busy; memory stays bounded by that many
+        // part buffers.
+        let mut in_flight = std::collections::VecDeque::new();
         let mut parts = Vec::new();
         let mut total = 0u64;
         let mut chunk = first;
-        for part_number in 1.. {
-            total += chunk.len() as u64;
-            let output = self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .upload_id(upload_id)
-                .part_number(part_number)
-                .body(ByteStream::from(chunk))
-                .send()
-                .await
-                .map_err(|e| self.error("UploadPart", key.as_str(), e))?;
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(part_number)
-                    .set_e_tag(output.e_tag)
-                    .build(),
-            );
-            chunk = read_part(key, body, self.part_size).await?;
-            if chunk.is_empty() {
-                break;
+        let result = async {
+            for part_number in 1.. {
+                total += chunk.len() as u64;
+                in_flight.push_back(self.spawn_part(key, upload_id, part_number, chunk));
+                if in_flight.len() >= PARTS_IN_FLIGHT {
+                    if let Some(oldest) = in_flight.pop_front() {
+                        parts.push(self.finish_part(key, oldest).await?);
+                    }
+                }
+                chunk = read_part(key, body, self.part_size).await?;
+                if chunk.is_empty() {
+                    break;
+                }
             }
+            while let Some(next) = in_flight.pop_front() {
+                parts.push(self.finish_part(key, next).await?);
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if let Err(error) = result {
+            // Stop the parts still going up before the caller aborts the whole upload.
+            for handle in in_flight {
+                handle.abort();
+            }
+            return Err(error);
         }
         self.client
             .complete_multipart_upload()
@@ -149,6 +159,55 @@ impl S3Store {
             .await
             .map_err(|e| self.error("CompleteMultipartUpload", key.as_str(), e))?;
         Ok(total)
+    }
+
+    /// Starts uploading one part on its own task.
+    fn spawn_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: i32,
+        chunk: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<CompletedPart, StoreError>> {
+        let (client, bucket, key, upload_id) = (
+            self.client.clone(),
+            self.bucket.clone(),
+            key.clone(),
+            upload_id.to_owned(),
+        );
+        tokio::spawn(async move {
+            let output = client
+                .upload_part()
+                .bucket(&bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .part_number(part_number)
+                .body(ByteStream::from(chunk))
+                .send()
+                .await
+                .map_err(|e| StoreError::S3 {
+                    op: "UploadPart",
+                    target: format!("s3://{bucket}/{key}"),
+                    message: DisplayErrorContext(&e).to_string(),
+                })?;
+            Ok(CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(output.e_tag)
+                .build())
+        })
+    }
+
+    /// Waits for one part's upload.
+    async fn finish_part(
+        &self,
+        key: &ObjectKey,
+        handle: tokio::task::JoinHandle<Result<CompletedPart, StoreError>>,
+    ) -> Result<CompletedPart, StoreError> {
+        handle.await.map_err(|e| StoreError::S3 {
+            op: "UploadPart",
+            target: key.to_string(),
+            message: format!("the upload task stopped: {e}"),
+        })?
     }
 
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
