@@ -5,7 +5,7 @@
 # Prints source MB/s, peak RSS and the wall-time ratio Steward / reference.
 #
 #   bench/extract.sh            # 1 GB
-#   SIZE_GB=5 bench/extract.sh  # 5 GB
+#   SIZE_GB=5 bench/extract.sh  # 5 GB (needs about 12 GB free under BENCH_DIR, /tmp by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_GB=${SIZE_GB:-1}
@@ -44,4 +44,7 @@ for LEVEL in I III; do
   RATIO=$(echo "$SECS / $REF" | bc -l)
   printf 'Level %-3s steward %6.2f s (%6.1f MB/s, %s rows, peak RSS %d MiB) | reference %6.2f s | ratio %.2fx\n' \
     "$LEVEL" "$SECS" "$MBPS" "$ROWS_OUT" $(( RSS / 1024 )) "$REF" "$RATIO"
+  # The outputs are as large as the source; keep only the source, for the next run.
+  rm -rf "$WORK/store-$LEVEL" "$WORK/reference-$LEVEL.age"
 done
+echo "source kept in $WORK/synth-$SIZE_GB (about $(( SIZE_GB * 2 )) GB of CSV); delete it when done"
