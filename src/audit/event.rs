@@ -319,4 +319,10 @@ impl AccessEvent {
         self.reason = Some(reason);
         self
     }
+
+    /// The same event, from the client that made the request.
+    pub fn with_client(mut self, client: &Client) -> Self {
+        self.client = client.clone();
+        self
+    }
 }

@@ -144,14 +144,14 @@ impl Authenticator {
         match authorize(principal, action, resource) {
             Ok(()) => Ok(()),
             Err(denied) => {
-                let mut event = AccessEvent::new(
+                let event = AccessEvent::new(
                     Actor::User(principal.user_id.0),
                     Logged::Authorization,
                     Target::Route(route),
                     Outcome::Denied,
                 )
-                .with_reason(denied.0);
-                event.client = client.clone();
+                .with_reason(denied.0)
+                .with_client(client);
                 self.log(event).await?;
                 Err(AuthError::Forbidden(denied))
             }
@@ -457,13 +457,13 @@ impl Authenticator {
         let refresh = self.sign(TokenKind::Refresh, &session, now, expires_at)?;
         sessions::insert(&self.db, &session, &tokens::hash_token(&refresh), now).await?;
         let issued = self.issue(&session, refresh, Some(csrf), now)?;
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(user.id.0),
             Logged::LoginSucceeded,
             Target::Session(session_id.0),
             Outcome::Granted,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await?;
         Ok(issued)
     }
@@ -525,9 +525,9 @@ impl Authenticator {
         reason: &'static str,
         client: &Client,
     ) -> Result<(), AuthError> {
-        let mut event = AccessEvent::new(actor, Logged::LoginFailed, target, outcome)
-            .with_reason(Reason::new(reason));
-        event.client = client.clone();
+        let event = AccessEvent::new(actor, Logged::LoginFailed, target, outcome)
+            .with_reason(Reason::new(reason))
+            .with_client(client);
         self.log(event).await
     }
 
@@ -552,10 +552,10 @@ impl Authenticator {
             if user.failed_logins + 1 >= limit {
                 let until = now + lockout::lockout_duration(&self.settings, user.lockouts);
                 users::record_failure(&self.db, user.id, Some(until)).await?;
-                let mut event =
+                let event =
                     AccessEvent::new(actor, Logged::AccountLockedOut, target, Outcome::Succeeded)
-                        .with_reason(Reason::new("too many failed logins on the account"));
-                event.client = client.clone();
+                        .with_reason(Reason::new("too many failed logins on the account"))
+                        .with_client(client);
                 self.log(event).await?;
             } else {
                 users::record_failure(&self.db, user.id, None).await?;
@@ -572,7 +572,7 @@ impl Authenticator {
                         now + lockout::lockout_duration(&self.settings, state.lockouts),
                     ),
                 };
-                let mut event = AccessEvent::new(
+                let event = AccessEvent::new(
                     Actor::Anonymous,
                     Logged::AddressLockedOut,
                     Target::Service,
@@ -580,8 +580,8 @@ impl Authenticator {
                 )
                 .with_reason(Reason::new(
                     "too many failed logins from the client address",
-                ));
-                event.client = client.clone();
+                ))
+                .with_client(client);
                 self.log(event).await?;
             }
             login_throttle::put(&self.db, addr, &state).await?;
@@ -657,14 +657,14 @@ impl Authenticator {
             RefreshUse::Fresh(id) => id,
             RefreshUse::Reused(id) => {
                 sessions::revoke(&self.db, id, "refresh token reused", now).await?;
-                let mut event = AccessEvent::new(
+                let event = AccessEvent::new(
                     actor_of(&claims),
                     Logged::RefreshTokenReused,
                     Target::Session(id.0),
                     Outcome::Denied,
                 )
-                .with_reason(Reason::new("refresh token used twice: session revoked"));
-                event.client = client.clone();
+                .with_reason(Reason::new("refresh token used twice: session revoked"))
+                .with_client(client);
                 self.log(event).await?;
                 return Err(AuthError::Unauthenticated(Reason::new(
                     "refresh token used twice: session revoked",
@@ -688,13 +688,13 @@ impl Authenticator {
         sessions::add_refresh_token(&self.db, session.id, &tokens::hash_token(&refresh), now)
             .await?;
         let issued = self.issue(&session, refresh, None, now)?;
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(session.user_id.0),
             Logged::SessionRefreshed,
             Target::Session(session.id.0),
             Outcome::Granted,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await?;
         Ok(issued)
     }
@@ -708,13 +708,13 @@ impl Authenticator {
             ));
         };
         sessions::revoke(&self.db, session, "logout", self.clock.now()).await?;
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(principal.user_id.0),
             Logged::LoggedOut,
             Target::Session(session.0),
             Outcome::Succeeded,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await
     }
 
@@ -726,14 +726,14 @@ impl Authenticator {
         reason: Reason,
         client: &Client,
     ) -> AuthError {
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             actor,
             Logged::Authentication,
             Target::Route(route),
             Outcome::Denied,
         )
-        .with_reason(reason);
-        event.client = client.clone();
+        .with_reason(reason)
+        .with_client(client);
         match self.log(event).await {
             Ok(()) => AuthError::Unauthenticated(reason),
             Err(e) => e,
@@ -942,13 +942,13 @@ impl Authenticator {
         self.hasher.check_policy(&new, &user.username)?;
         let hash = self.hasher.hash(new).await?;
         users::set_password_hash(&self.db, user.id, &hash).await?;
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(user.id.0),
             Logged::PasswordChanged,
             Target::User(user.id.0),
             Outcome::Succeeded,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await
     }
 
@@ -997,13 +997,13 @@ impl Authenticator {
             revoked_at: None,
         };
         api_tokens::insert(&self.db, &row, &tokens::hash_token(&secret)).await?;
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(principal.user_id.0),
             Logged::ApiTokenCreated,
             Target::ApiToken(row.id.0),
             Outcome::Succeeded,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await?;
         Ok((row, SecretString::from(secret)))
     }
@@ -1032,13 +1032,13 @@ impl Authenticator {
                 "the API token is revoked already".into(),
             ));
         }
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(actor.user_id.0),
             Logged::ApiTokenRevoked,
             Target::ApiToken(id.0),
             Outcome::Succeeded,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await
     }
 
@@ -1071,13 +1071,13 @@ impl Authenticator {
                 "this public key is registered already".into(),
             ));
         }
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(principal.user_id.0),
             Logged::RecipientKeyAdded,
             Target::RecipientKey(row.id.0),
             Outcome::Succeeded,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await?;
         Ok(row)
     }
@@ -1100,13 +1100,13 @@ impl Authenticator {
         if !recipient_keys::delete(&self.db, principal.user_id, id).await? {
             return Err(AuthError::NotFound("recipient key"));
         }
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             Actor::User(principal.user_id.0),
             Logged::RecipientKeyRemoved,
             Target::RecipientKey(id.0),
             Outcome::Succeeded,
-        );
-        event.client = client.clone();
+        )
+        .with_client(client);
         self.log(event).await
     }
 }

@@ -192,14 +192,14 @@ impl JobService {
         reason: Reason,
         client: &Client,
     ) -> Result<(), JobServiceError> {
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             actor(caller),
             action,
             Target::Job { id: job.0 },
             Outcome::Succeeded,
         )
-        .with_reason(reason);
-        event.client = client.clone();
+        .with_reason(reason)
+        .with_client(client);
         self.audit.append(&event).await?;
         Ok(())
     }

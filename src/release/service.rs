@@ -305,14 +305,14 @@ impl ReleaseService {
         reason: Reason,
         client: &Client,
     ) -> Result<(), ServiceError> {
-        let mut event = AccessEvent::new(
+        let event = AccessEvent::new(
             caller.actor(),
             action,
             Target::Release { id: id.0, entry },
             Outcome::Succeeded,
         )
-        .with_reason(reason);
-        event.client = client.clone();
+        .with_reason(reason)
+        .with_client(client);
         self.audit.append(&event).await?;
         Ok(())
     }

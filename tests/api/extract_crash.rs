@@ -13,12 +13,12 @@ use steward::extract::job::release_prefix;
 use steward::extract::manifest;
 use steward::jobs::JobState;
 use steward::policy::FileType;
-use steward::storage::{KeyPrefix, ObjectKey};
-use tokio::io::AsyncReadExt;
+use steward::storage::KeyPrefix;
 
+use crate::extract_job::read_object;
 use crate::helpers::{spawn_app_configured, Db, Store, TestApp};
 use crate::on_both_databases;
-use crate::release_support::{dua_body, expect, people, People};
+use crate::release_support::{execute_request, expect, people, People};
 
 on_both_databases!(killed_worker_is_taken_over_and_the_job_succeeds_once);
 
@@ -81,55 +81,7 @@ fn wide_request(app: &TestApp) -> Value {
 }
 
 async fn executed_wide_release(app: &TestApp, p: &People) -> String {
-    let created = expect(
-        app,
-        "POST",
-        "/api/v1/requests",
-        &p.requester.1,
-        Some(&wide_request(app)),
-        201,
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let base = format!("/api/v1/releases/{id}");
-    expect(
-        app,
-        "POST",
-        &format!("{base}/submit"),
-        &p.requester.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        app,
-        "POST",
-        &format!("{base}/review"),
-        &p.privacy.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        app,
-        "POST",
-        &format!("{base}/approve"),
-        &p.director.1,
-        None,
-        200,
-    )
-    .await;
-    let dua = dua_body("DUA-2026-0301", &[&p.requester.0], &p.requester.0);
-    expect(
-        app,
-        "POST",
-        &format!("{base}/dua"),
-        &p.director.1,
-        Some(&dua),
-        200,
-    )
-    .await;
-    id
+    execute_request(app, p, &wide_request(app), None, "DUA-2026-0301").await
 }
 
 async fn killed_worker_is_taken_over_and_the_job_succeeds_once(db: Db) {
@@ -271,13 +223,13 @@ async fn killed_worker_is_taken_over_and_the_job_succeeds_once(db: Db) {
         .unwrap()
         .object_key;
     let manifest = manifest::verify(
-        &read(&app, manifest_key).await,
+        &read_object(&app, manifest_key).await,
         &app.state.signer.public_hex(),
     )
     .unwrap();
     for entry in &manifest.files {
         let record = recorded.iter().find(|f| f.name == entry.name).unwrap();
-        let bytes = read(&app, &record.object_key).await;
+        let bytes = read_object(&app, &record.object_key).await;
         assert_eq!(
             hex::encode(Sha256::digest(&bytes)),
             entry.ciphertext.sha256,
@@ -286,16 +238,4 @@ async fn killed_worker_is_taken_over_and_the_job_succeeds_once(db: Db) {
         );
         assert_eq!(bytes.len() as u64, entry.ciphertext.bytes);
     }
-}
-
-async fn read(app: &TestApp, key: &str) -> Vec<u8> {
-    let mut object = app
-        .state
-        .store
-        .get(&ObjectKey::parse(key).unwrap(), None)
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    object.body.read_to_end(&mut bytes).await.unwrap();
-    bytes
 }

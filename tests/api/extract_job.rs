@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use crate::helpers::{spawn_app_configured, Db, Store, TestApp};
 use crate::on_both_databases;
 use crate::release_support::{
-    dua_body, executed_level_one, expect, level_three_request, people, People,
+    execute_request, executed_level_one, expect, level_three_request, people, People,
 };
 
 on_both_databases!(level_one_and_three_extracts_on_both_stores);
@@ -137,7 +137,8 @@ async fn run_extract(app: &TestApp, p: &People, release: &str) {
     assert_eq!(json["status"], "available");
 }
 
-async fn read_object(app: &TestApp, key: &str) -> Vec<u8> {
+/// The bytes of a stored object.
+pub async fn read_object(app: &TestApp, key: &str) -> Vec<u8> {
     let mut object = app
         .state
         .store
@@ -302,38 +303,9 @@ fn decrypts_with_the_age_cli(
     assert_eq!(hex::encode(Sha256::digest(&plaintext)), plaintext_sha256);
 }
 
-/// Takes a fresh Level III request (with its subcommittee decision) to `dua_executed`.
+/// Takes a fresh Level III request (with an approving subcommittee decision) to `dua_executed`.
 async fn executed_level_three(app: &TestApp, p: &People, number: &str) -> String {
-    let created = expect(
-        app,
-        "POST",
-        "/api/v1/requests",
-        &p.requester.1,
-        Some(&level_three_request()),
-        201,
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let base = format!("/api/v1/releases/{id}");
-    expect(
-        app,
-        "POST",
-        &format!("{base}/submit"),
-        &p.requester.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        app,
-        "POST",
-        &format!("{base}/review"),
-        &p.privacy.1,
-        None,
-        200,
-    )
-    .await;
-    let four = json!({
+    let four_yes = json!({
         "present": ["A", "B", "C", "D", "E"],
         "votes": [
             { "member": "A", "vote": "yes" }, { "member": "B", "vote": "yes" },
@@ -342,36 +314,7 @@ async fn executed_level_three(app: &TestApp, p: &People, number: &str) -> String
         ],
         "reason": "Meeting of 2026-03-05"
     });
-    expect(
-        app,
-        "POST",
-        &format!("{base}/committee"),
-        &p.director.1,
-        Some(&four),
-        200,
-    )
-    .await;
-    expect(
-        app,
-        "POST",
-        &format!("{base}/approve"),
-        &p.director.1,
-        None,
-        200,
-    )
-    .await;
-    let dua = dua_body(number, &[&p.requester.0], &p.requester.0);
-    let json = expect(
-        app,
-        "POST",
-        &format!("{base}/dua"),
-        &p.director.1,
-        Some(&dua),
-        200,
-    )
-    .await;
-    assert_eq!(json["status"], "dua_executed");
-    id
+    execute_request(app, p, &level_three_request(), Some(&four_yes), number).await
 }
 
 on_both_databases!(failed_extract_publishes_nothing_and_returns_the_release);

@@ -154,12 +154,24 @@ pub fn dua_body(number: &str, users: &[&TestUser], responsible: &TestUser) -> Va
 
 /// Takes a fresh Level I request to `dua_executed` and returns its id.
 pub async fn executed_level_one(app: &TestApp, p: &People, number: &str) -> String {
+    execute_request(app, p, &level_one_request(), None, number).await
+}
+
+/// Files `request`, then submits, reviews, records `committee` when given (Level III), approves
+/// and executes a DUA naming the requester; returns the release id.
+pub async fn execute_request(
+    app: &TestApp,
+    p: &People,
+    request: &Value,
+    committee: Option<&Value>,
+    number: &str,
+) -> String {
     let created = expect(
         app,
         "POST",
         "/api/v1/requests",
         &p.requester.1,
-        Some(&level_one_request()),
+        Some(request),
         201,
     )
     .await;
@@ -183,6 +195,17 @@ pub async fn executed_level_one(app: &TestApp, p: &People, number: &str) -> Stri
         200,
     )
     .await;
+    if let Some(decision) = committee {
+        expect(
+            app,
+            "POST",
+            &format!("{base}/committee"),
+            &p.director.1,
+            Some(decision),
+            200,
+        )
+        .await;
+    }
     expect(
         app,
         "POST",

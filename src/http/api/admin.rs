@@ -122,15 +122,7 @@ pub(super) async fn list_orgs(
     State(state): State<AppState>,
     a: Authed,
 ) -> Result<Json<Vec<OrgDto>>, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::ListOrganizations,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::ListOrganizations, &Resource::Directory)
         .await?;
     Ok(Json(
         state
@@ -148,15 +140,7 @@ pub(super) async fn create_org(
     a: Authed,
     body: Bytes,
 ) -> Result<(StatusCode, Json<OrgDto>), ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::CreateOrganization,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::CreateOrganization, &Resource::Directory)
         .await?;
     let body: NewOrgBody = parse_json(&body)?;
     let org = state.auth.create_org(actor(&a), &body.name).await?;
@@ -167,15 +151,7 @@ pub(super) async fn list_users(
     State(state): State<AppState>,
     a: Authed,
 ) -> Result<Json<Vec<UserDto>>, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::ListUsers,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::ListUsers, &Resource::Directory)
         .await?;
     Ok(Json(
         state
@@ -193,15 +169,7 @@ pub(super) async fn create_user(
     a: Authed,
     body: Bytes,
 ) -> Result<(StatusCode, Json<NewAccountDto>), ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::CreateUser,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::CreateUser, &Resource::Directory)
         .await?;
     let body: NewUserBody = parse_json(&body)?;
     let account = state
@@ -222,15 +190,7 @@ pub(super) async fn disable_user(
     a: Authed,
     Path(id): Path<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::DisableUser,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::DisableUser, &Resource::Directory)
         .await?;
     state.auth.disable_user(actor(&a), id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -242,15 +202,7 @@ pub(super) async fn set_roles(
     Path(id): Path<UserId>,
     body: Bytes,
 ) -> Result<Json<Vec<Role>>, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::SetRoles,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::SetRoles, &Resource::Directory)
         .await?;
     let body: RolesBody = parse_json(&body)?;
     Ok(Json(
@@ -263,15 +215,7 @@ pub(super) async fn unlock_user(
     a: Authed,
     Path(id): Path<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::UnlockUser,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::UnlockUser, &Resource::Directory)
         .await?;
     state.auth.unlock_user(actor(&a), id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -282,15 +226,7 @@ pub(super) async fn list_user_tokens(
     a: Authed,
     Path(id): Path<UserId>,
 ) -> Result<Json<Vec<TokenDto>>, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::ListApiTokens,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::ListApiTokens, &Resource::Directory)
         .await?;
     let tokens = state.auth.list_api_tokens(id).await?;
     Ok(Json(tokens.into_iter().map(TokenDto::from).collect()))
@@ -301,15 +237,7 @@ pub(super) async fn revoke_token(
     a: Authed,
     Path(id): Path<ApiTokenId>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::RevokeApiToken,
-            &Resource::Directory,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::RevokeApiToken, &Resource::Directory)
         .await?;
     state.auth.api_token(id).await?;
     state

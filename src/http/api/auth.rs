@@ -102,14 +102,11 @@ pub(super) async fn logout(
     authed: Authed,
 ) -> Result<Response, ApiError> {
     let principal = &authed.principal;
-    state
-        .auth
-        .check(
-            principal,
+    authed
+        .authorize(
+            &state,
             Action::EndOwnSession,
             &Resource::OwnedBy(principal.user_id),
-            authed.route,
-            &authed.client,
         )
         .await?;
     state.auth.logout(principal, &authed.client).await?;

@@ -83,10 +83,7 @@ fn service(state: &AppState) -> JobService {
 }
 
 async fn check(state: &AppState, a: &Authed, action: Action) -> Result<(), ApiError> {
-    state
-        .auth
-        .check(&a.principal, action, &Resource::Jobs, a.route, &a.client)
-        .await?;
+    a.authorize(state, action, &Resource::Jobs).await?;
     Ok(())
 }
 

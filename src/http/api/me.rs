@@ -108,16 +108,12 @@ pub(super) async fn show(
     a: Authed,
 ) -> Result<Json<MeDto>, ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::ViewOwnAccount,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::ViewOwnAccount,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     let user = state.auth.find_user(&p.user_id.to_string()).await?;
     Ok(Json(MeDto {
         id: user.id.to_string(),
@@ -138,16 +134,12 @@ pub(super) async fn change_password(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::ChangeOwnPassword,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::ChangeOwnPassword,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     let body: PasswordBody = parse_json(&body)?;
     state
         .auth
@@ -161,16 +153,12 @@ pub(super) async fn list_keys(
     a: Authed,
 ) -> Result<Json<Vec<KeyDto>>, ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::ListRecipientKeys,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::ListRecipientKeys,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     let keys = state.auth.list_recipient_keys(p.user_id).await?;
     Ok(Json(keys.into_iter().map(KeyDto::from).collect()))
 }
@@ -181,16 +169,12 @@ pub(super) async fn add_key(
     body: Bytes,
 ) -> Result<(StatusCode, Json<KeyDto>), ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::AddRecipientKey,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::AddRecipientKey,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     let body: NewKeyBody = parse_json(&body)?;
     let key = state
         .auth
@@ -205,16 +189,12 @@ pub(super) async fn remove_key(
     Path(id): Path<RecipientKeyId>,
 ) -> Result<StatusCode, ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::RemoveRecipientKey,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::RemoveRecipientKey,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     state.auth.remove_recipient_key(p, id, &a.client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -224,15 +204,7 @@ pub(super) async fn list_tokens(
     a: Authed,
 ) -> Result<Json<Vec<TokenDto>>, ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::ListApiTokens,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::ListApiTokens, &Resource::OwnedBy(p.user_id))
         .await?;
     let tokens = state.auth.list_api_tokens(p.user_id).await?;
     Ok(Json(tokens.into_iter().map(TokenDto::from).collect()))
@@ -244,16 +216,12 @@ pub(super) async fn create_token(
     body: Bytes,
 ) -> Result<(StatusCode, Json<TokenDto>), ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::CreateApiToken,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::CreateApiToken,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     let body: NewTokenBody = parse_json(&body)?;
     let (row, secret) = state
         .auth
@@ -270,16 +238,12 @@ pub(super) async fn revoke_token(
     Path(id): Path<ApiTokenId>,
 ) -> Result<StatusCode, ApiError> {
     let p = &a.principal;
-    state
-        .auth
-        .check(
-            p,
-            Action::RevokeApiToken,
-            &Resource::OwnedBy(p.user_id),
-            a.route,
-            &a.client,
-        )
-        .await?;
+    a.authorize(
+        &state,
+        Action::RevokeApiToken,
+        &Resource::OwnedBy(p.user_id),
+    )
+    .await?;
     let token = state.auth.api_token(id).await?;
     if token.user_id != p.user_id {
         // Someone else's token looks exactly like a missing one.

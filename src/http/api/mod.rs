@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 use crate::audit::{Client, UserAgent};
-use crate::auth::{AuthError, Credential, PresentedCredential, Principal};
+use crate::auth::{Action, AuthError, Credential, PresentedCredential, Principal, Resource};
 
 /// Cookie holding the browser session's access token.
 pub const ACCESS_COOKIE: &str = "__Host-steward_access";
@@ -256,6 +256,22 @@ pub struct Authed {
     pub client: Client,
     /// Which route.
     pub route: &'static str,
+}
+
+impl Authed {
+    /// Authorizes this caller for `action` on `resource` through the one authorization
+    /// function; a denial is logged there and answered 403.
+    pub async fn authorize(
+        &self,
+        state: &AppState,
+        action: Action,
+        resource: &Resource<'_>,
+    ) -> Result<(), ApiError> {
+        Ok(state
+            .auth
+            .check(&self.principal, action, resource, self.route, &self.client)
+            .await?)
+    }
 }
 
 impl FromRequestParts<AppState> for Authed {

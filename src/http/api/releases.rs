@@ -505,15 +505,7 @@ async fn load_checked(
     let facts = record
         .as_ref()
         .map_or_else(nobody_facts, ReleaseRecord::facts);
-    state
-        .auth
-        .check(
-            &a.principal,
-            action,
-            &Resource::Release(&facts),
-            a.route,
-            &a.client,
-        )
+    a.authorize(state, action, &Resource::Release(&facts))
         .await?;
     record.ok_or(ApiError::NotFound)
 }
@@ -523,15 +515,7 @@ pub(super) async fn create_request(
     a: Authed,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ReleaseDto>), ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::CreateRequest,
-            &Resource::Releases,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::CreateRequest, &Resource::Releases)
         .await?;
     let body: RequestBody = parse_json(&body)?;
     let request = to_request(body, &a.principal)?;
@@ -548,15 +532,7 @@ async fn list(
     query: Option<&str>,
     default_statuses: &[ReleaseStatus],
 ) -> Result<Json<Vec<ReleaseDto>>, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::ListReleases,
-            &Resource::Releases,
-            a.route,
-            &a.client,
-        )
+    a.authorize(state, Action::ListReleases, &Resource::Releases)
         .await?;
     let mut filter = parse_list_query(query)?;
     if filter.statuses.is_empty() {
@@ -860,15 +836,7 @@ pub(super) async fn signing_key(
     State(state): State<AppState>,
     a: Authed,
 ) -> Result<Json<SigningKeyDto>, ApiError> {
-    state
-        .auth
-        .check(
-            &a.principal,
-            Action::ReadSigningKey,
-            &Resource::ServerKeys,
-            a.route,
-            &a.client,
-        )
+    a.authorize(&state, Action::ReadSigningKey, &Resource::ServerKeys)
         .await?;
     Ok(Json(SigningKeyDto {
         algorithm: "ed25519",
