@@ -13,6 +13,7 @@
 //! Architecture invariant: plaintext exists only in memory, inside this module's two
 //! threads; only [`seal`] produces bytes for the object store, and they are age ciphertext.
 
+mod csv_out;
 pub mod job;
 pub mod manifest;
 mod pipeline;
@@ -64,4 +65,8 @@ pub enum ExtractError {
     /// A pipeline thread ended without saying why (a panic); nothing was published.
     #[error("extraction stage {0} stopped unexpectedly")]
     StageLost(&'static str),
+    /// A stage found its neighbour gone. The neighbour's own error is the cause, and is what
+    /// the pipeline reports whenever it is known.
+    #[error("extraction stage {0} stopped")]
+    StageStopped(&'static str),
 }

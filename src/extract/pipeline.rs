@@ -7,16 +7,21 @@ use std::sync::Arc;
 
 use tokio_util::io::StreamReader;
 
+use super::csv_out::CsvChunks;
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
 use super::{ExtractError, SourceLocation};
 use crate::policy::{ExtractPlan, OptOutSet};
 use crate::storage::{ObjectKey, SharedStore};
 
-/// Plaintext is handed from the transform to the seal stage in pieces of about this size.
-const PLAIN_CHUNK: usize = 1024 * 1024;
-/// Pieces in flight between transform and seal, and between seal and upload. With the store's
-/// part buffer this bounds the pipeline's memory, whatever the source's size.
-const CHANNEL_DEPTH: usize = 4;
+/// Plaintext is handed from the transform to the seal stage in pieces of about this size, and
+/// each piece becomes one zstd frame (see `seal`): large enough to compress well, small enough
+/// that a few in flight cost little memory.
+const PLAIN_CHUNK: usize = 4 * 1024 * 1024;
+/// Plaintext pieces in flight between transform and seal.
+const PLAIN_DEPTH: usize = 2;
+/// Ciphertext pieces (1 MiB) in flight between seal and upload. With the store's part buffer
+/// these bound the pipeline's memory, whatever the source's size.
+const CIPHER_DEPTH: usize = 4;
 /// How many rows pass between checks of the cancel flag and progress updates.
 const ROWS_PER_CHECK: u64 = 4096;
 
@@ -86,8 +91,8 @@ pub async fn extract_dataset(
     store: SharedStore,
     control: Arc<JobControl>,
 ) -> Result<SealedFile, ExtractError> {
-    let (plain_tx, plain_rx) = sync_channel::<PlainChunk>(CHANNEL_DEPTH);
-    let (cipher_tx, mut cipher_rx) = tokio::sync::mpsc::channel::<CipherChunk>(CHANNEL_DEPTH);
+    let (plain_tx, plain_rx) = sync_channel::<PlainChunk>(PLAIN_DEPTH);
+    let (cipher_tx, mut cipher_rx) = tokio::sync::mpsc::channel::<CipherChunk>(CIPHER_DEPTH);
     let runtime = tokio::runtime::Handle::current();
     let columns: Vec<String> = request
         .plan
@@ -129,14 +134,20 @@ pub async fn extract_dataset(
         .await
         .map_err(|_| ExtractError::StageLost("transform"))?;
     let sealed = sealing.await.map_err(|_| ExtractError::StageLost("seal"))?;
-    // The first stage to fail explains the others' failures ("the upload stopped", "transform
-    // stopped"), so report errors upstream first.
-    let rows = transformed?;
+    let (rows, digests, stored) = match (transformed, sealed, uploaded) {
+        (Ok(rows), Ok(digests), Ok(stored)) => (rows, digests, stored),
+        (transformed, sealed, uploaded) => {
+            return Err(first_cause([
+                transformed.err(),
+                sealed.err(),
+                uploaded.err().map(ExtractError::from),
+            ]))
+        }
+    };
     let seal::SealDigests {
         plaintext,
         ciphertext,
-    } = sealed?;
-    let stored = uploaded?;
+    } = digests;
     if stored != ciphertext.bytes {
         // Cannot happen unless a stage lost bytes; never publish a file the manifest misdescribes.
         store.delete(&request.key).await?;
@@ -149,6 +160,22 @@ pub async fn extract_dataset(
         plaintext,
         ciphertext,
     })
+}
+
+/// The error that stopped the pipeline. One stage failing makes the others fail with "stage
+/// stopped" (or, for the uploader, with the seal stage's abort), so the cause is the first
+/// error, upstream to downstream, that is not a neighbour having stopped.
+fn first_cause(errors: [Option<ExtractError>; 3]) -> ExtractError {
+    let errors: Vec<ExtractError> = errors.into_iter().flatten().collect();
+    let cause = errors
+        .iter()
+        .position(|e| !matches!(e, ExtractError::StageStopped(_)))
+        .unwrap_or(0);
+    // Called only when a stage failed, so `nth` finds one.
+    errors
+        .into_iter()
+        .nth(cause)
+        .unwrap_or(ExtractError::StageLost("pipeline"))
 }
 
 /// Counts the bytes read from the source, for progress.
@@ -191,28 +218,16 @@ fn transform_stage(
     let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
     let bound = plan.bind(&name, &header)?;
 
-    let sink = ChunkSink {
-        buffer: Vec::with_capacity(PLAIN_CHUNK + 64 * 1024),
-        output,
-    };
-    let mut writer = csv::WriterBuilder::new()
-        .buffer_capacity(64 * 1024)
-        .from_writer(sink);
-    let write_error = |e: csv::Error| match e.into_kind() {
-        csv::ErrorKind::Io(io) => ExtractError::Seal(io),
-        other => ExtractError::Seal(std::io::Error::other(format!("{other:?}"))),
-    };
-    writer.write_record(plan.header()).map_err(write_error)?;
+    let mut out = CsvChunks::new(PLAIN_CHUNK, output);
+    out.write_row(plan.header().into_iter().map(str::as_bytes))?;
 
     let mut record = csv::ByteRecord::new();
-    let mut out = csv::ByteRecord::new();
     let mut rows = 0u64;
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_error(&name, e))?
     {
         bound.apply(&record, optouts, &mut out)?;
-        writer.write_byte_record(&out).map_err(write_error)?;
         rows += 1;
         if rows % ROWS_PER_CHECK == 0 {
             control.rows.store(rows, Ordering::Relaxed);
@@ -225,55 +240,8 @@ fn transform_stage(
     if control.is_cancelled() {
         return Err(ExtractError::Cancelled);
     }
-    let sink = writer
-        .into_inner()
-        .map_err(|e| ExtractError::Seal(std::io::Error::other(e.to_string())))?;
-    sink.finish()?;
+    out.finish()?;
     Ok(rows)
-}
-
-/// Collects CSV output into [`PLAIN_CHUNK`] pieces for the seal stage.
-struct ChunkSink {
-    buffer: Vec<u8>,
-    output: SyncSender<PlainChunk>,
-}
-
-impl ChunkSink {
-    fn send_buffer(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(PLAIN_CHUNK + 64 * 1024),
-        );
-        self.output.send(PlainChunk::Data(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the seal stage stopped")
-        })
-    }
-
-    /// Sends the last piece and the explicit end; only a complete transform gets here.
-    fn finish(mut self) -> Result<(), ExtractError> {
-        self.send_buffer().map_err(ExtractError::Seal)?;
-        self.output
-            .send(PlainChunk::End)
-            .map_err(|_| ExtractError::StageLost("seal"))
-    }
-}
-
-impl std::io::Write for ChunkSink {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= PLAIN_CHUNK {
-            self.send_buffer()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Batching is the point; the last piece goes out in `finish`.
-        Ok(())
-    }
 }
 
 /// A CSV reader error as a precise, value-free message naming file and line.

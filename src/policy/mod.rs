@@ -22,7 +22,7 @@ pub use linkage::{LinkageError, LinkageKey};
 pub use optout::{parse_import_csv, OptOutError, OptOutHasher, OptOutKey, OptOutSet};
 pub use plan::{
     plan, BindError, BoundPlan, ExtractPlan, PlanError, PlannedColumn, ReleaseSpec, RowError,
-    RowFlags,
+    RowFlags, RowSink,
 };
 pub use protected::{Effect, ProtectedCategories, ProtectedError};
 pub use schema::{DatasetSchema, SchemaError};

@@ -472,6 +472,38 @@ pub struct RowFlags {
     pub practitioner_blanked: bool,
 }
 
+/// Where [`BoundPlan::apply`] writes a row: `begin_row`, one `field` per output column in
+/// order, then `end_row`.
+pub trait RowSink {
+    /// A failed write, or a row the plan refused, as the caller reports it.
+    type Error: From<RowError>;
+
+    /// Starts a row.
+    fn begin_row(&mut self) {}
+
+    /// Appends one field to the current row.
+    fn field(&mut self, value: &[u8]) -> Result<(), Self::Error>;
+
+    /// Ends the current row.
+    fn end_row(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A row in memory, for tests and callers that inspect it; each row replaces the last.
+impl RowSink for csv::ByteRecord {
+    type Error = RowError;
+
+    fn begin_row(&mut self) {
+        self.clear();
+    }
+
+    fn field(&mut self, value: &[u8]) -> Result<(), RowError> {
+        self.push_field(value);
+        Ok(())
+    }
+}
+
 /// A plan matched to one file's header, ready to transform its rows.
 #[derive(Debug, Clone)]
 pub struct BoundPlan {
@@ -493,23 +525,24 @@ impl BoundPlan {
         self.level
     }
 
-    /// Transforms one source record into `out` (cleared first; its buffers are reused, so a
-    /// steady stream of rows allocates nothing). The record's position, when the CSV reader set
-    /// one, gives the line in error messages.
-    pub fn apply(
+    /// Transforms one source record into one row of `out`, field by field, with no allocation
+    /// (so the extract writes straight into its CSV writer). The record's position, when the
+    /// CSV reader set one, gives the line in error messages. On an error `out` may hold part
+    /// of the row; the caller discards it with the rest of the output.
+    pub fn apply<S: RowSink>(
         &self,
         record: &csv::ByteRecord,
         opt_outs: &OptOutSet,
-        out: &mut csv::ByteRecord,
-    ) -> Result<RowFlags, RowError> {
+        out: &mut S,
+    ) -> Result<RowFlags, S::Error> {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != self.width {
-            return Err(RowError::WrongArity {
+            return Err(S::Error::from(RowError::WrongArity {
                 file: self.file.clone(),
                 line,
                 expected: self.width,
                 found: record.len(),
-            });
+            }));
         }
         let mut flags = RowFlags::default();
         for &(index, kind) in &self.code_columns {
@@ -541,7 +574,7 @@ impl BoundPlan {
                 .any(|&(index, key)| opt_outs.is_opted_out(key, &record[index]));
         }
 
-        out.clear();
+        out.begin_row();
         let mut buf = [0u8; 64];
         for c in &self.columns {
             let value = &record[c.index];
@@ -553,7 +586,7 @@ impl BoundPlan {
                 _ => false,
             };
             if withheld || value.trim_ascii().is_empty() {
-                out.push_field(b"");
+                out.field(b"")?;
                 continue;
             }
             let bad = |expected: &'static str| RowError::Unparseable {
@@ -564,7 +597,7 @@ impl BoundPlan {
             };
             const DATE: &str = "a date (YYYY-MM-DD or YYYYMMDD)";
             match &c.step {
-                Step::Keep => out.push_field(value),
+                Step::Keep => out.field(value)?,
                 Step::Year | Step::Quarter | Step::Month | Step::YearQuarter | Step::Date => {
                     let d = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
                     let n = match c.step {
@@ -574,17 +607,17 @@ impl BoundPlan {
                         Step::YearQuarter => transform::write_year_quarter(d, &mut buf),
                         _ => transform::write_date(d, &mut buf),
                     };
-                    out.push_field(&buf[..n]);
+                    out.field(&buf[..n])?;
                 }
                 Step::TopCodeAge90 => match transform::parse_age(value) {
                     Some(Age::Years(n)) if n < 90 => {
                         let n = transform::write_u32(n, &mut buf);
-                        out.push_field(&buf[..n]);
+                        out.field(&buf[..n])?;
                     }
-                    Some(_) => out.push_field(AGE_TOP_CODE),
-                    None => return Err(bad("an age in whole years")),
+                    Some(_) => out.field(AGE_TOP_CODE)?,
+                    None => return Err(bad("an age in whole years").into()),
                 },
-                Step::Zip5 => out.push_field(transform::zip5(value).unwrap_or_default()),
+                Step::Zip5 => out.field(transform::zip5(value).unwrap_or_default())?,
                 Step::BirthDateUnless90 {
                     reference,
                     reference_name,
@@ -607,21 +640,22 @@ impl BoundPlan {
                     };
                     if keep {
                         let n = transform::write_date(dob, &mut buf);
-                        out.push_field(&buf[..n]);
+                        out.field(&buf[..n])?;
                     } else {
-                        out.push_field(b"");
+                        out.field(b"")?;
                     }
                 }
                 Step::ReplacementId(domain) => {
                     let mut id = [0u8; REPLACEMENT_ID_LEN];
                     if self.linkage.replacement_id(domain, value, &mut id) {
-                        out.push_field(&id);
+                        out.field(&id)?;
                     } else {
-                        out.push_field(b"");
+                        out.field(b"")?;
                     }
                 }
             }
         }
+        out.end_row()?;
         Ok(flags)
     }
 }

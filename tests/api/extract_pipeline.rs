@@ -9,7 +9,10 @@ use steward::domain::level::Level;
 use steward::extract::{extract_dataset, DatasetRequest, ExtractError, JobControl, SourceLocation};
 use steward::policy::catalog::FileType;
 use steward::policy::plan;
-use steward::storage::{KeyPrefix, ObjectKey, SharedStore};
+use steward::storage::{
+    ByteRange, GetObject, KeyPrefix, ObjectKey, ObjectMeta, ObjectStore, PendingUpload,
+    SharedStore, StoreError,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::helpers::{test_settings, Store, TestStore};
@@ -276,4 +279,84 @@ async fn missing_source_is_named() {
         .unwrap_err();
     assert!(matches!(err, ExtractError::Source { .. }), "{err}");
     assert!(err.to_string().contains("nope.csv"), "{err}");
+}
+
+/// A store whose uploads fail after the first `fail_after` bytes, as a bucket that goes away
+/// mid-upload; everything else goes to the wrapped store.
+#[derive(Debug)]
+struct FailingUploads {
+    inner: SharedStore,
+    fail_after: usize,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FailingUploads {
+    fn describe(&self) -> String {
+        "failing uploads".to_owned()
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        self.inner.check().await
+    }
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    ) -> Result<u64, StoreError> {
+        let mut taken = vec![0u8; self.fail_after];
+        body.read_exact(&mut taken).await.unwrap();
+        Err(StoreError::S3 {
+            op: "UploadPart",
+            target: key.to_string(),
+            message: "injected: the bucket went away".to_owned(),
+        })
+    }
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<ByteRange>,
+    ) -> Result<GetObject, StoreError> {
+        self.inner.get(key, range).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn pending_uploads(&self, prefix: &KeyPrefix) -> Result<Vec<PendingUpload>, StoreError> {
+        self.inner.pending_uploads(prefix).await
+    }
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<(), StoreError> {
+        self.inner.abort_upload(upload).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_is_reported_as_the_cause() {
+    let h = harness(Store::Fs).await;
+    let source = synth(h.dir.path(), 20_000);
+    let store: SharedStore = Arc::new(FailingUploads {
+        inner: h.store.clone(),
+        fail_after: 64 * 1024,
+    });
+    let req = request(
+        Level::I,
+        SourceLocation::Path(source),
+        "releases/failing/med_claim.csv.zst.age",
+        vec![Box::new(age::x25519::Identity::generate().to_public())],
+    );
+    let err = extract_dataset(req, store, Arc::new(JobControl::default()))
+        .await
+        .unwrap_err();
+    // Not "the upload stage stopped" from the stages upstream: the store's own error.
+    assert!(
+        matches!(err, ExtractError::Store(StoreError::S3 { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("the bucket went away"), "{err}");
+    let everything = KeyPrefix::parse("").unwrap();
+    assert!(h.store.list(&everything).await.unwrap().is_empty());
 }

@@ -1,0 +1,247 @@
+//! The transform's output: CSV rows written straight into the plaintext chunks the seal stage
+//! compresses, each chunk ending on a row boundary.
+//!
+//! The bytes are exactly what `csv::Writer` writes with its defaults (comma, `\n` terminator,
+//! quotes only where needed, `"` doubled inside quotes, a lone empty field written as `""`);
+//! a property test holds the two to the same output. It is written here rather than through
+//! `csv::Writer` because that writer's general per-field machinery (incremental output, quote
+//! state, style dispatch) was a sixth of the transform thread, the pipeline's busiest; this
+//! one decides quoting with one pass over each field and appends to a plain buffer.
+
+use std::sync::mpsc::SyncSender;
+
+use super::seal::PlainChunk;
+use super::ExtractError;
+use crate::policy::RowSink;
+
+/// Appends `value` as one CSV field, quoted when it holds a comma, a quote, CR or LF.
+pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
+    // A branch-free pass over the bytes vectorizes; short fields are the common case.
+    let needs_quotes = value.iter().fold(false, |any, &b| {
+        any | matches!(b, b',' | b'"' | b'\r' | b'\n')
+    });
+    if !needs_quotes {
+        out.extend_from_slice(value);
+        return;
+    }
+    out.push(b'"');
+    let mut parts = value.split(|&b| b == b'"');
+    if let Some(first) = parts.next() {
+        out.extend_from_slice(first);
+    }
+    for part in parts {
+        out.extend_from_slice(b"\"\"");
+        out.extend_from_slice(part);
+    }
+    out.push(b'"');
+}
+
+/// Ends a row that began at `row_start`. A row of no bytes (one empty field) is written as
+/// `""`, since an empty line would read back as no row at all.
+pub fn end_row(out: &mut Vec<u8>, row_start: usize) {
+    if out.len() == row_start {
+        out.extend_from_slice(b"\"\"");
+    }
+    out.push(b'\n');
+}
+
+/// CSV rows into chunks of about `chunk_size` bytes, sent to the seal stage whole-row.
+pub struct CsvChunks {
+    chunk: Vec<u8>,
+    chunk_size: usize,
+    row_start: usize,
+    fields_in_row: usize,
+    output: SyncSender<PlainChunk>,
+}
+
+impl CsvChunks {
+    /// Rows are sent on `output` in chunks of at least `chunk_size` bytes (the last may be
+    /// smaller).
+    pub fn new(chunk_size: usize, output: SyncSender<PlainChunk>) -> Self {
+        Self {
+            chunk: Self::empty_chunk(chunk_size),
+            chunk_size,
+            row_start: 0,
+            fields_in_row: 0,
+            output,
+        }
+    }
+
+    fn empty_chunk(chunk_size: usize) -> Vec<u8> {
+        // Room for the last row that crosses the size, so a chunk is rarely reallocated.
+        Vec::with_capacity(chunk_size + 64 * 1024)
+    }
+
+    /// Writes one row of plain fields (the header).
+    pub fn write_row<'a>(
+        &mut self,
+        fields: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), ExtractError> {
+        self.begin_row();
+        for field in fields {
+            RowSink::field(self, field)?;
+        }
+        RowSink::end_row(self)
+    }
+
+    fn send_chunk(&mut self) -> Result<(), ExtractError> {
+        let chunk = std::mem::replace(&mut self.chunk, Self::empty_chunk(self.chunk_size));
+        self.output
+            .send(PlainChunk::Data(chunk))
+            .map_err(|_| ExtractError::StageStopped("seal"))
+    }
+
+    /// Sends the last rows and the explicit end; only a complete transform gets here.
+    pub fn finish(mut self) -> Result<(), ExtractError> {
+        if !self.chunk.is_empty() {
+            self.send_chunk()?;
+        }
+        self.output
+            .send(PlainChunk::End)
+            .map_err(|_| ExtractError::StageStopped("seal"))
+    }
+}
+
+impl RowSink for CsvChunks {
+    type Error = ExtractError;
+
+    fn begin_row(&mut self) {
+        self.row_start = self.chunk.len();
+        self.fields_in_row = 0;
+    }
+
+    fn field(&mut self, value: &[u8]) -> Result<(), ExtractError> {
+        if self.fields_in_row > 0 {
+            self.chunk.push(b',');
+        }
+        self.fields_in_row += 1;
+        push_field(&mut self.chunk, value);
+        Ok(())
+    }
+
+    fn end_row(&mut self) -> Result<(), ExtractError> {
+        end_row(&mut self.chunk, self.row_start);
+        if self.chunk.len() >= self.chunk_size {
+            self.send_chunk()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Writes `rows` through `CsvChunks` with a small chunk size; returns the chunks.
+    fn write_chunks(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<Vec<u8>> {
+        let (tx, rx) = sync_channel(rows.len() + 2);
+        let mut out = CsvChunks::new(chunk_size, tx);
+        for row in rows {
+            out.write_row(row.iter().map(Vec::as_slice)).expect("write");
+        }
+        out.finish().expect("finish");
+        let mut chunks = Vec::new();
+        loop {
+            match rx.recv().expect("End is sent") {
+                PlainChunk::Data(chunk) => chunks.push(chunk),
+                PlainChunk::End => return chunks,
+            }
+        }
+    }
+
+    fn csv_writer_bytes(rows: &[Vec<Vec<u8>>]) -> Vec<u8> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for row in rows {
+            writer.write_record(row).expect("write");
+        }
+        writer.into_inner().expect("flush")
+    }
+
+    fn field() -> impl Strategy<Value = Vec<u8>> {
+        // Bias towards the bytes that matter to quoting.
+        prop::collection::vec(
+            prop_oneof![
+                Just(b','),
+                Just(b'"'),
+                Just(b'\r'),
+                Just(b'\n'),
+                Just(b' '),
+                any::<u8>()
+            ],
+            0..6,
+        )
+    }
+
+    fn rows() -> impl Strategy<Value = Vec<Vec<Vec<u8>>>> {
+        (1usize..5).prop_flat_map(|width| {
+            prop::collection::vec(prop::collection::vec(field(), width), 0..20)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn output_is_byte_for_byte_what_csv_writer_writes(rows in rows(), chunk in 1usize..64) {
+            let chunks = write_chunks(&rows, chunk);
+            prop_assert_eq!(chunks.concat(), csv_writer_bytes(&rows));
+        }
+
+        #[test]
+        fn chunks_end_on_row_boundaries(rows in rows(), chunk in 1usize..64) {
+            let chunks = write_chunks(&rows, chunk);
+            for piece in &chunks {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(piece.as_slice());
+                let read: Vec<csv::ByteRecord> = reader
+                    .byte_records()
+                    .collect::<Result<_, _>>()
+                    .expect("each chunk is whole CSV rows");
+                prop_assert!(!read.is_empty());
+                prop_assert!(piece.ends_with(b"\n"));
+            }
+            let read: usize = chunks
+                .iter()
+                .map(|piece| {
+                    csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .from_reader(piece.as_slice())
+                        .byte_records()
+                        .count()
+                })
+                .sum();
+            prop_assert_eq!(read, rows.len());
+        }
+    }
+
+    #[test]
+    fn quoting_examples() {
+        let rows = vec![
+            vec![b"plain".to_vec(), b"a,b".to_vec(), b"say \"hi\"".to_vec()],
+            vec![b"".to_vec(), b"line\nbreak".to_vec(), b"cr\r".to_vec()],
+            vec![b"".to_vec(), b"".to_vec(), b"".to_vec()],
+        ];
+        let chunks = write_chunks(&rows, 1 << 20);
+        assert_eq!(
+            chunks.concat(),
+            b"plain,\"a,b\",\"say \"\"hi\"\"\"\n,\"line\nbreak\",\"cr\r\"\n,,\n".to_vec()
+        );
+        // A lone empty field must not become an empty line, which readers skip.
+        let lone = write_chunks(&[vec![Vec::new()], vec![b"x".to_vec()]], 1 << 20);
+        assert_eq!(lone.concat(), b"\"\"\nx\n".to_vec());
+    }
+
+    #[test]
+    fn a_stopped_seal_stage_is_reported() {
+        let (tx, rx) = sync_channel(0);
+        drop(rx);
+        let mut out = CsvChunks::new(1, tx);
+        let err = out
+            .write_row([b"a".as_slice()])
+            .expect_err("nobody receives");
+        assert!(matches!(err, ExtractError::StageStopped("seal")), "{err}");
+    }
+}
