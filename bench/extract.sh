@@ -2,13 +2,17 @@
 # Extract benchmark: a synthetic medical-claims source of about SIZE_GB (default 1), extracted at
 # Level I and Level III with the filesystem store, beside the reference pipeline
 # `xsv select <the same columns> | zstd -3 | age -r <key>` on the same file.
-# Prints source MB/s, peak RSS and the wall-time ratio Steward / reference.
+# Each is run RUNS times (default 3), alternating, and the medians are compared: a shared
+# machine's noise moves single runs by a fifth. Prints source MB/s, peak RSS and the
+# wall-time ratio Steward / reference.
 #
 #   bench/extract.sh            # 1 GB
 #   SIZE_GB=5 bench/extract.sh  # 5 GB (needs about 12 GB free under BENCH_DIR, /tmp by default)
+#   RUNS=5 bench/extract.sh     # more runs, steadier medians
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_GB=${SIZE_GB:-1}
+RUNS=${RUNS:-3}
 WORK=${BENCH_DIR:-/tmp/steward-bench}
 mkdir -p "$WORK"
 
@@ -33,18 +37,29 @@ SIZE_MB=$(( $(stat -c %s "$SOURCE") / 1000000 ))
 echo "source: $SOURCE ($SIZE_MB MB)"
 
 KEY=$(age-keygen 2>/dev/null | grep -o 'age1[0-9a-z]*')
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for LEVEL in I III; do
-  rm -rf "$WORK/store-$LEVEL"
-  read -r _ ROWS_OUT _ SECS MBPS RSS < <("$BENCH" "$SOURCE" "$LEVEL" "$WORK/store-$LEVEL")
-  COLS=$(cat "$WORK/store-$LEVEL/columns.txt")
-  START=$(date +%s.%N)
-  xsv select "$COLS" "$SOURCE" | zstd -3 -q -c | age -r "$KEY" > "$WORK/reference-$LEVEL.age"
-  END=$(date +%s.%N)
-  REF=$(echo "$END - $START" | bc -l)
-  RATIO=$(echo "$SECS / $REF" | bc -l)
-  printf 'Level %-3s steward %6.2f s (%6.1f MB/s, %s rows, peak RSS %d MiB) | reference %6.2f s | ratio %.2fx\n' \
-    "$LEVEL" "$SECS" "$MBPS" "$ROWS_OUT" $(( RSS / 1024 )) "$REF" "$RATIO"
-  # The outputs are as large as the source; keep only the source, for the next run.
-  rm -rf "$WORK/store-$LEVEL" "$WORK/reference-$LEVEL.age"
+  : > "$WORK/steward.times"; : > "$WORK/reference.times"; PEAK=0
+  # Runs alternate between Steward and the reference so that both see the same machine.
+  for RUN in $(seq "$RUNS"); do
+    rm -rf "$WORK/store-$LEVEL"
+    read -r _ ROWS_OUT _ SECS _ RSS < <("$BENCH" "$SOURCE" "$LEVEL" "$WORK/store-$LEVEL")
+    echo "$SECS" >> "$WORK/steward.times"
+    [ "$RSS" -gt "$PEAK" ] && PEAK=$RSS
+    COLS=$(cat "$WORK/store-$LEVEL/columns.txt")
+    START=$(date +%s.%N)
+    xsv select "$COLS" "$SOURCE" | zstd -3 -q -c | age -r "$KEY" > "$WORK/reference-$LEVEL.age"
+    END=$(date +%s.%N)
+    echo "$END - $START" | bc -l >> "$WORK/reference.times"
+    # The outputs are as large as the source; keep only the source, for the next run.
+    rm -rf "$WORK/store-$LEVEL" "$WORK/reference-$LEVEL.age"
+  done
+  SECS=$(median < "$WORK/steward.times")
+  REF=$(median < "$WORK/reference.times")
+  printf 'Level %-3s steward %6.2f s (%6.1f MB/s, %s rows, peak RSS %d MiB) | reference %6.2f s | ratio %.2fx (medians of %d runs; steward: %s; reference: %s)\n' \
+    "$LEVEL" "$SECS" "$(echo "$SIZE_MB / $SECS" | bc -l)" "$ROWS_OUT" $(( PEAK / 1024 )) "$REF" \
+    "$(echo "$SECS / $REF" | bc -l)" "$RUNS" \
+    "$(xargs printf '%.2f ' < "$WORK/steward.times")" "$(xargs printf '%.2f ' < "$WORK/reference.times")"
 done
+rm -f "$WORK/steward.times" "$WORK/reference.times"
 echo "source kept in $WORK/synth-$SIZE_GB (about $(( SIZE_GB * 2 )) GB of CSV); delete it when done"

@@ -10,17 +10,28 @@
 
 use std::sync::mpsc::SyncSender;
 
+use bytes::Bytes;
+
 use super::seal::PlainChunk;
 use super::ExtractError;
 use crate::policy::RowSink;
 
-/// Appends `value` as one CSV field, quoted when it holds a comma, a quote, CR or LF.
-pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
-    // A branch-free pass over the bytes vectorizes; short fields are the common case.
-    let needs_quotes = value.iter().fold(false, |any, &b| {
+/// Whether `bytes` hold a byte that makes a CSV field need quotes: comma, quote, CR or LF.
+fn needs_quotes(bytes: &[u8]) -> bool {
+    if bytes.len() > 64 {
+        return memchr::memchr3(b',', b'"', b'\n', bytes).is_some()
+            || memchr::memchr(b'\r', bytes).is_some();
+    }
+    // A branch-free pass over a short field vectorizes and beats a call.
+    bytes.iter().fold(false, |any, &b| {
         any | matches!(b, b',' | b'"' | b'\r' | b'\n')
-    });
-    if !needs_quotes {
+    })
+}
+
+/// Appends `value` as one CSV field, quoted when it holds a comma, a quote, CR or LF.
+#[inline]
+pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
+    if !needs_quotes(value) {
         out.extend_from_slice(value);
         return;
     }
@@ -51,19 +62,26 @@ pub struct CsvChunks {
     chunk_size: usize,
     row_start: usize,
     fields_in_row: usize,
-    output: SyncSender<PlainChunk>,
+    /// The current row's source bytes (address range) and the offsets in them of bytes that
+    /// need quoting, found in one pass per row: a kept field is then copied without looking
+    /// at its bytes unless one of those offsets falls inside it.
+    source: std::ops::Range<usize>,
+    specials: Vec<usize>,
+    outputs: Vec<SyncSender<PlainChunk>>,
 }
 
 impl CsvChunks {
-    /// Rows are sent on `output` in chunks of at least `chunk_size` bytes (the last may be
-    /// smaller).
-    pub fn new(chunk_size: usize, output: SyncSender<PlainChunk>) -> Self {
+    /// Rows are sent to every one of `outputs` (the hash and the seal stage), in chunks of at
+    /// least `chunk_size` bytes (the last may be smaller).
+    pub fn new(chunk_size: usize, outputs: Vec<SyncSender<PlainChunk>>) -> Self {
         Self {
             chunk: Self::empty_chunk(chunk_size),
             chunk_size,
             row_start: 0,
             fields_in_row: 0,
-            output,
+            source: 0..0,
+            specials: Vec::new(),
+            outputs,
         }
     }
 
@@ -77,18 +95,56 @@ impl CsvChunks {
         &mut self,
         fields: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), ExtractError> {
-        self.begin_row();
+        self.start_row();
         for field in fields {
             RowSink::field(self, field)?;
         }
         RowSink::end_row(self)
     }
 
+    fn start_row(&mut self) {
+        self.row_start = self.chunk.len();
+        self.fields_in_row = 0;
+        self.source = 0..0;
+        self.specials.clear();
+    }
+
+    /// Whether `value`, a slice of the current row's source, is known to need no quotes.
+    fn known_plain(&self, value: &[u8]) -> bool {
+        let start = value.as_ptr() as usize;
+        let end = start + value.len();
+        // Anything not inside the source (which the caller promised) takes the general path.
+        if !(self.source.start <= start && end <= self.source.end) {
+            return false;
+        }
+        let (start, end) = (start - self.source.start, end - self.source.start);
+        let next = self.specials.partition_point(|&at| at < start);
+        self.specials.get(next).is_none_or(|&at| at >= end)
+    }
+
+    fn separate(&mut self) {
+        if self.fields_in_row > 0 {
+            self.chunk.push(b',');
+        }
+        self.fields_in_row += 1;
+    }
+
     fn send_chunk(&mut self) -> Result<(), ExtractError> {
         let chunk = std::mem::replace(&mut self.chunk, Self::empty_chunk(self.chunk_size));
-        self.output
-            .send(PlainChunk::Data(chunk))
-            .map_err(|_| ExtractError::StageStopped("seal"))
+        self.send(PlainChunk::Data(Bytes::from(chunk)))
+    }
+
+    fn send(&self, item: PlainChunk) -> Result<(), ExtractError> {
+        for output in &self.outputs {
+            let item = match &item {
+                PlainChunk::Data(data) => PlainChunk::Data(data.clone()),
+                PlainChunk::End => PlainChunk::End,
+            };
+            output
+                .send(item)
+                .map_err(|_| ExtractError::StageStopped("seal"))?;
+        }
+        Ok(())
     }
 
     /// Sends the last rows and the explicit end; only a complete transform gets here.
@@ -96,26 +152,40 @@ impl CsvChunks {
         if !self.chunk.is_empty() {
             self.send_chunk()?;
         }
-        self.output
-            .send(PlainChunk::End)
-            .map_err(|_| ExtractError::StageStopped("seal"))
+        self.send(PlainChunk::End)
     }
 }
 
 impl RowSink for CsvChunks {
     type Error = ExtractError;
 
-    fn begin_row(&mut self) {
-        self.row_start = self.chunk.len();
-        self.fields_in_row = 0;
+    fn begin_row(&mut self, source: &csv::ByteRecord) {
+        self.start_row();
+        let bytes = source.as_slice();
+        let start = bytes.as_ptr() as usize;
+        self.source = start..start + bytes.len();
+        self.specials
+            .extend(memchr::memchr3_iter(b',', b'"', b'\n', bytes));
+        if memchr::memchr(b'\r', bytes).is_some() {
+            self.specials.extend(memchr::memchr_iter(b'\r', bytes));
+            self.specials.sort_unstable();
+        }
     }
 
+    #[inline]
     fn field(&mut self, value: &[u8]) -> Result<(), ExtractError> {
-        if self.fields_in_row > 0 {
-            self.chunk.push(b',');
-        }
-        self.fields_in_row += 1;
+        self.separate();
         push_field(&mut self.chunk, value);
+        Ok(())
+    }
+
+    #[inline]
+    fn source_field(&mut self, value: &[u8]) -> Result<(), ExtractError> {
+        if !self.known_plain(value) {
+            return self.field(value);
+        }
+        self.separate();
+        self.chunk.extend_from_slice(value);
         Ok(())
     }
 
@@ -137,9 +207,9 @@ mod tests {
     use super::*;
 
     /// Writes `rows` through `CsvChunks` with a small chunk size; returns the chunks.
-    fn write_chunks(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<Vec<u8>> {
+    fn write_chunks(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<Bytes> {
         let (tx, rx) = sync_channel(rows.len() + 2);
-        let mut out = CsvChunks::new(chunk_size, tx);
+        let mut out = CsvChunks::new(chunk_size, vec![tx]);
         for row in rows {
             out.write_row(row.iter().map(Vec::as_slice)).expect("write");
         }
@@ -151,6 +221,26 @@ mod tests {
                 PlainChunk::End => return chunks,
             }
         }
+    }
+
+    /// Writes `rows` as the extract does: each row's fields as slices of its source record.
+    fn write_source_rows(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<u8> {
+        let (tx, rx) = sync_channel(rows.len() + 2);
+        let mut out = CsvChunks::new(chunk_size, vec![tx]);
+        for row in rows {
+            let record = csv::ByteRecord::from(row.clone());
+            out.begin_row(&record);
+            for field in &record {
+                out.source_field(field).expect("write");
+            }
+            out.end_row().expect("write");
+        }
+        out.finish().expect("finish");
+        let mut bytes = Vec::new();
+        while let PlainChunk::Data(chunk) = rx.recv().expect("End is sent") {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
     }
 
     fn csv_writer_bytes(rows: &[Vec<Vec<u8>>]) -> Vec<u8> {
@@ -190,12 +280,25 @@ mod tests {
         }
 
         #[test]
+        fn source_fields_are_written_as_csv_writer_writes_them(
+            rows in rows(),
+            long in prop::collection::vec(any::<u8>(), 60..200),
+        ) {
+            // Long fields take the whole-record check's other path.
+            let mut rows = rows;
+            if let Some(row) = rows.first_mut() {
+                row[0] = long;
+            }
+            prop_assert_eq!(write_source_rows(&rows, 1 << 20), csv_writer_bytes(&rows));
+        }
+
+        #[test]
         fn chunks_end_on_row_boundaries(rows in rows(), chunk in 1usize..64) {
             let chunks = write_chunks(&rows, chunk);
             for piece in &chunks {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
-                    .from_reader(piece.as_slice());
+                    .from_reader(piece.as_ref());
                 let read: Vec<csv::ByteRecord> = reader
                     .byte_records()
                     .collect::<Result<_, _>>()
@@ -208,7 +311,7 @@ mod tests {
                 .map(|piece| {
                     csv::ReaderBuilder::new()
                         .has_headers(false)
-                        .from_reader(piece.as_slice())
+                        .from_reader(piece.as_ref())
                         .byte_records()
                         .count()
                 })
@@ -238,7 +341,7 @@ mod tests {
     fn a_stopped_seal_stage_is_reported() {
         let (tx, rx) = sync_channel(0);
         drop(rx);
-        let mut out = CsvChunks::new(1, tx);
+        let mut out = CsvChunks::new(1, vec![tx]);
         let err = out
             .write_row([b"a".as_slice()])
             .expect_err("nobody receives");

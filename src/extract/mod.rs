@@ -1,17 +1,22 @@
 //! The extract pipeline, per dataset of a release, streaming end to end:
 //!
 //! ```text
-//! source (CSV, .gz or .zst) -> BoundPlan::apply -> CSV writer     [transform thread]
-//!        -> zstd -> age (release identity + every recipient key) [seal thread]
-//!        -> ObjectStore::put (multipart)                          [async task]
+//! source (CSV, .gz or .zst) -> BoundPlan::apply -> CSV rows    [transform thread]
+//!        -> 4 MiB plaintext chunks, each to both:
+//!             SHA-256 of the plaintext                          [hash thread]
+//!             zstd frame -> age (release identity + every
+//!             recipient key) -> SHA-256 of the ciphertext       [seal thread]
+//!        -> ObjectStore::put (multipart)                        [async task]
 //! ```
 //!
 //! Stages are joined by bounded channels, so memory is the same for a 1 MB and a 100 GB source
-//! and a slow store slows the reader instead of filling memory. SHA-256 of the plaintext and
-//! the ciphertext and the row count are computed on the way.
+//! and a slow store slows the reader instead of filling memory. There are more stages than
+//! the two cores of a small server so that the scheduler can fill either core: the transform
+//! and the seal stage each take nearly half the work, and which is heavier depends on the
+//! level.
 //!
-//! Architecture invariant: plaintext exists only in memory, inside this module's two
-//! threads; only [`seal`] produces bytes for the object store, and they are age ciphertext.
+//! Architecture invariant: plaintext exists only in memory, inside this module's threads; only
+//! [`seal`] produces bytes for the object store, and they are age ciphertext.
 
 mod csv_out;
 pub mod job;

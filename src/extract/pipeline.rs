@@ -92,6 +92,7 @@ pub async fn extract_dataset(
     control: Arc<JobControl>,
 ) -> Result<SealedFile, ExtractError> {
     let (plain_tx, plain_rx) = sync_channel::<PlainChunk>(PLAIN_DEPTH);
+    let (hash_tx, hash_rx) = sync_channel::<PlainChunk>(PLAIN_DEPTH);
     let (cipher_tx, mut cipher_rx) = tokio::sync::mpsc::channel::<CipherChunk>(CIPHER_DEPTH);
     let runtime = tokio::runtime::Handle::current();
     let columns: Vec<String> = request
@@ -112,8 +113,21 @@ pub async fn extract_dataset(
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             transform_stage(
-                &plan, &source, &optouts, &store, &runtime, &control, plain_tx,
+                &plan,
+                &source,
+                &optouts,
+                &store,
+                &runtime,
+                &control,
+                vec![hash_tx, plain_tx],
             )
+        })
+    };
+    let hashing = {
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            seal::digest(hash_rx)
         })
     };
     let sealing = {
@@ -133,21 +147,21 @@ pub async fn extract_dataset(
     let transformed = transform
         .await
         .map_err(|_| ExtractError::StageLost("transform"))?;
+    let hashed = hashing.await.map_err(|_| ExtractError::StageLost("hash"))?;
     let sealed = sealing.await.map_err(|_| ExtractError::StageLost("seal"))?;
-    let (rows, digests, stored) = match (transformed, sealed, uploaded) {
-        (Ok(rows), Ok(digests), Ok(stored)) => (rows, digests, stored),
-        (transformed, sealed, uploaded) => {
+    let (rows, plaintext, ciphertext, stored) = match (transformed, hashed, sealed, uploaded) {
+        (Ok(rows), Ok(plaintext), Ok(ciphertext), Ok(stored)) => {
+            (rows, plaintext, ciphertext, stored)
+        }
+        (transformed, hashed, sealed, uploaded) => {
             return Err(first_cause([
                 transformed.err(),
+                hashed.err(),
                 sealed.err(),
                 uploaded.err().map(ExtractError::from),
             ]))
         }
     };
-    let seal::SealDigests {
-        plaintext,
-        ciphertext,
-    } = digests;
     if stored != ciphertext.bytes {
         // Cannot happen unless a stage lost bytes; never publish a file the manifest misdescribes.
         store.delete(&request.key).await?;
@@ -165,7 +179,7 @@ pub async fn extract_dataset(
 /// The error that stopped the pipeline. One stage failing makes the others fail with "stage
 /// stopped" (or, for the uploader, with the seal stage's abort), so the cause is the first
 /// error, upstream to downstream, that is not a neighbour having stopped.
-fn first_cause(errors: [Option<ExtractError>; 3]) -> ExtractError {
+fn first_cause(errors: [Option<ExtractError>; 4]) -> ExtractError {
     let errors: Vec<ExtractError> = errors.into_iter().flatten().collect();
     let cause = errors
         .iter()
@@ -203,7 +217,7 @@ fn transform_stage(
     store: &SharedStore,
     runtime: &tokio::runtime::Handle,
     control: &JobControl,
-    output: SyncSender<PlainChunk>,
+    outputs: Vec<SyncSender<PlainChunk>>,
 ) -> Result<u64, ExtractError> {
     let name = source.name();
     let raw = source.open_blocking(store, runtime)?;
@@ -218,7 +232,7 @@ fn transform_stage(
     let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
     let bound = plan.bind(&name, &header)?;
 
-    let mut out = CsvChunks::new(PLAIN_CHUNK, output);
+    let mut out = CsvChunks::new(PLAIN_CHUNK, outputs);
     out.write_row(plan.header().into_iter().map(str::as_bytes))?;
 
     let mut record = csv::ByteRecord::new();

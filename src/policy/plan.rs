@@ -411,7 +411,20 @@ impl ExtractPlan {
         let mut code_columns = Vec::new();
         if self.guard_direct || self.guard_practitioner {
             for (name, kind) in &self.code_columns {
-                code_columns.push((find(name)?, *kind));
+                // Every code column must be present, so that a row is never judged on partial
+                // evidence; only those a category lists are checked row by row.
+                let index = find(name)?;
+                let direct = self.guard_direct
+                    && self
+                        .protected
+                        .can_match(Effect::BlankDirectIdentifiers, *kind);
+                let practitioner = self.guard_practitioner
+                    && self
+                        .protected
+                        .can_match(Effect::BlankPractitionerIdentity, *kind);
+                if direct || practitioner {
+                    code_columns.push((index, *kind));
+                }
             }
         }
         let mut subject_columns = Vec::new();
@@ -472,17 +485,25 @@ pub struct RowFlags {
     pub practitioner_blanked: bool,
 }
 
-/// Where [`BoundPlan::apply`] writes a row: `begin_row`, one `field` per output column in
-/// order, then `end_row`.
+/// Where [`BoundPlan::apply`] writes a row: `begin_row` with the source record, one field per
+/// output column in order, then `end_row`.
 pub trait RowSink {
     /// A failed write, or a row the plan refused, as the caller reports it.
     type Error: From<RowError>;
 
-    /// Starts a row.
-    fn begin_row(&mut self) {}
+    /// Starts a row transformed from `source`.
+    fn begin_row(&mut self, source: &csv::ByteRecord) {
+        let _ = source;
+    }
 
     /// Appends one field to the current row.
     fn field(&mut self, value: &[u8]) -> Result<(), Self::Error>;
+
+    /// Appends one field that is a slice of the `source` given to `begin_row` (a kept value),
+    /// which lets a sink reuse what it learned about the record as a whole.
+    fn source_field(&mut self, value: &[u8]) -> Result<(), Self::Error> {
+        self.field(value)
+    }
 
     /// Ends the current row.
     fn end_row(&mut self) -> Result<(), Self::Error> {
@@ -494,7 +515,7 @@ pub trait RowSink {
 impl RowSink for csv::ByteRecord {
     type Error = RowError;
 
-    fn begin_row(&mut self) {
+    fn begin_row(&mut self, _source: &csv::ByteRecord) {
         self.clear();
     }
 
@@ -574,7 +595,7 @@ impl BoundPlan {
                 .any(|&(index, key)| opt_outs.is_opted_out(key, &record[index]));
         }
 
-        out.begin_row();
+        out.begin_row(record);
         let mut buf = [0u8; 64];
         for c in &self.columns {
             let value = &record[c.index];
@@ -597,7 +618,7 @@ impl BoundPlan {
             };
             const DATE: &str = "a date (YYYY-MM-DD or YYYYMMDD)";
             match &c.step {
-                Step::Keep => out.field(value)?,
+                Step::Keep => out.source_field(value)?,
                 Step::Year | Step::Quarter | Step::Month | Step::YearQuarter | Step::Date => {
                     let d = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
                     let n = match c.step {
@@ -617,7 +638,7 @@ impl BoundPlan {
                     Some(_) => out.field(AGE_TOP_CODE)?,
                     None => return Err(bad("an age in whole years").into()),
                 },
-                Step::Zip5 => out.field(transform::zip5(value).unwrap_or_default())?,
+                Step::Zip5 => out.source_field(transform::zip5(value).unwrap_or_default())?,
                 Step::BirthDateUnless90 {
                     reference,
                     reference_name,

@@ -74,6 +74,14 @@ enum Pattern {
 }
 
 impl Pattern {
+    /// The bytes a matching code can start with (patterns are never empty).
+    fn first_bytes(&self) -> std::ops::RangeInclusive<u8> {
+        match self {
+            Pattern::Prefix(p) => p[0]..=p[0],
+            Pattern::Range(lo, hi) => lo[0]..=hi[0],
+        }
+    }
+
     fn matches(&self, code: &[u8]) -> bool {
         match self {
             Pattern::Prefix(p) => code.starts_with(p),
@@ -98,11 +106,43 @@ pub struct Category {
     pub source: String,
 }
 
+/// The patterns of one effect and code kind, with the bytes they can start with: most codes
+/// on most rows are ruled out by their first byte alone, which matters at a row rate of
+/// millions.
+#[derive(Debug, Clone)]
+struct PatternSet {
+    first_bytes: [bool; 256],
+    patterns: Vec<Pattern>,
+}
+
+impl Default for PatternSet {
+    fn default() -> Self {
+        Self {
+            first_bytes: [false; 256],
+            patterns: Vec::new(),
+        }
+    }
+}
+
+impl PatternSet {
+    fn push(&mut self, pattern: Pattern) {
+        for b in pattern.first_bytes() {
+            self.first_bytes[usize::from(b)] = true;
+        }
+        self.patterns.push(pattern);
+    }
+
+    /// `code` is normalized and not empty.
+    fn matches(&self, code: &[u8]) -> bool {
+        self.first_bytes[usize::from(code[0])] && self.patterns.iter().any(|p| p.matches(code))
+    }
+}
+
 /// The compiled categories: per effect and code kind, the patterns to try.
 #[derive(Debug, Clone, Default)]
 pub struct ProtectedCategories {
     categories: Vec<Category>,
-    table: [[Vec<Pattern>; CodeKind::COUNT]; 2],
+    table: [[PatternSet; CodeKind::COUNT]; 2],
 }
 
 #[derive(Deserialize)]
@@ -213,17 +253,23 @@ impl ProtectedCategories {
         &self.categories
     }
 
+    /// Whether any code of `kind` can match a category with `effect` (so a plan checks only
+    /// the code columns that matter).
+    pub fn can_match(&self, effect: Effect, kind: CodeKind) -> bool {
+        !self.table[effect.index()][kind.index()].patterns.is_empty()
+    }
+
     /// Whether a code field (possibly several codes separated by `;`) of the given kind matches
     /// a category with the given effect. Allocation-free.
     pub fn matches(&self, effect: Effect, kind: CodeKind, field: &[u8]) -> bool {
         let patterns = &self.table[effect.index()][kind.index()];
-        if patterns.is_empty() {
+        if patterns.patterns.is_empty() {
             return false;
         }
         let mut buf = [0u8; MAX_CODE];
         field.split(|b| *b == b';').any(|code| {
             let n = normalize(code, &mut buf);
-            n > 0 && patterns.iter().any(|p| p.matches(&buf[..n]))
+            n > 0 && patterns.matches(&buf[..n])
         })
     }
 }
