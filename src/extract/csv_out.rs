@@ -6,7 +6,7 @@
 //! a property test holds the two to the same output. It is written here rather than through
 //! `csv::Writer` because that writer's general per-field machinery (incremental output, quote
 //! state, style dispatch) was a sixth of the transform thread, the pipeline's busiest; this
-//! one decides quoting with one pass over each field and appends to a plain buffer.
+//! one finds the bytes that need quoting once per source record and appends to a plain buffer.
 
 use std::sync::mpsc::SyncSender;
 
@@ -30,7 +30,7 @@ fn needs_quotes(bytes: &[u8]) -> bool {
 
 /// Appends `value` as one CSV field, quoted when it holds a comma, a quote, CR or LF.
 #[inline]
-pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
+fn push_field(out: &mut Vec<u8>, value: &[u8]) {
     if !needs_quotes(value) {
         out.extend_from_slice(value);
         return;
@@ -49,14 +49,15 @@ pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Ends a row that began at `row_start`. A row of no bytes (one empty field) is written as
 /// `""`, since an empty line would read back as no row at all.
-pub fn end_row(out: &mut Vec<u8>, row_start: usize) {
+fn end_row(out: &mut Vec<u8>, row_start: usize) {
     if out.len() == row_start {
         out.extend_from_slice(b"\"\"");
     }
     out.push(b'\n');
 }
 
-/// CSV rows into chunks of about `chunk_size` bytes, sent to the seal stage whole-row.
+/// CSV rows into chunks of about `chunk_size` bytes, each ending on a row boundary, sent to
+/// the hash and seal stages.
 pub struct CsvChunks {
     chunk: Vec<u8>,
     chunk_size: usize,
@@ -136,12 +137,8 @@ impl CsvChunks {
 
     fn send(&self, item: PlainChunk) -> Result<(), ExtractError> {
         for output in &self.outputs {
-            let item = match &item {
-                PlainChunk::Data(data) => PlainChunk::Data(data.clone()),
-                PlainChunk::End => PlainChunk::End,
-            };
             output
-                .send(item)
+                .send(item.clone())
                 .map_err(|_| ExtractError::StageStopped("seal"))?;
         }
         Ok(())

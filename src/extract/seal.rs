@@ -18,7 +18,7 @@ const CIPHER_CHUNK: usize = 1024 * 1024;
 
 /// What the transform stage sends: data, then an explicit end. A channel that closes without
 /// `End` means the transform failed, and the output must not be completed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum PlainChunk {
     /// Plaintext CSV bytes (shared, not copied, between the hash and seal stages).
     Data(Bytes),
