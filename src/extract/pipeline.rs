@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
 use super::csv_out::CsvChunks;
@@ -109,34 +110,17 @@ pub async fn extract_dataset(
             request.optouts.clone(),
         );
         let (store, control) = (store.clone(), control.clone());
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        let outputs = vec![hash_tx, plain_tx];
+        spawn_stage(move || {
             transform_stage(
-                &plan,
-                &source,
-                &optouts,
-                &store,
-                &runtime,
-                &control,
-                vec![hash_tx, plain_tx],
+                &plan, &source, &optouts, &store, &runtime, &control, outputs,
             )
         })
     };
-    let hashing = {
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            seal::digest(hash_rx)
-        })
-    };
+    let hashing = spawn_stage(move || seal::digest(hash_rx));
     let sealing = {
         let recipients = request.recipients;
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            seal::run(plain_rx, &recipients, cipher_tx)
-        })
+        spawn_stage(move || seal::run(plain_rx, &recipients, cipher_tx))
     };
     let stream = futures_util::stream::poll_fn(move |cx| cipher_rx.poll_recv(cx));
     let mut body = StreamReader::new(stream);
@@ -144,11 +128,9 @@ pub async fn extract_dataset(
     // Dropping the reader closes the channel, which stops the stages if the upload failed.
     drop(body);
 
-    let transformed = transform
-        .await
-        .map_err(|_| ExtractError::StageLost("transform"))?;
-    let hashed = hashing.await.map_err(|_| ExtractError::StageLost("hash"))?;
-    let sealed = sealing.await.map_err(|_| ExtractError::StageLost("seal"))?;
+    let transformed = join_stage(transform, "transform").await;
+    let hashed = join_stage(hashing, "hash").await;
+    let sealed = join_stage(sealing, "seal").await;
     let (rows, plaintext, ciphertext, stored) = match (transformed, hashed, sealed, uploaded) {
         (Ok(rows), Ok(plaintext), Ok(ciphertext), Ok(stored)) => {
             (rows, plaintext, ciphertext, stored)
@@ -174,6 +156,25 @@ pub async fn extract_dataset(
         plaintext,
         ciphertext,
     })
+}
+
+/// Runs a pipeline stage on a blocking thread, in the caller's tracing span.
+fn spawn_stage<T: Send + 'static>(
+    stage: impl FnOnce() -> Result<T, ExtractError> + Send + 'static,
+) -> JoinHandle<Result<T, ExtractError>> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        stage()
+    })
+}
+
+/// A stage's result; a stage that panicked is `StageLost`, reported like any other error.
+async fn join_stage<T>(
+    stage: JoinHandle<Result<T, ExtractError>>,
+    name: &'static str,
+) -> Result<T, ExtractError> {
+    stage.await.unwrap_or(Err(ExtractError::StageLost(name)))
 }
 
 /// The error that stopped the pipeline. One stage failing makes the others fail with "stage
