@@ -2,6 +2,7 @@
 //! extract without a release, which Steward itself never does).
 //!
 //! Usage: extract_bench SOURCE.csv LEVEL(I|II|III) STORE_DIR
+//! At Level III the timed work includes the protected-member pass, as in a real extract job.
 //! Prints one line: `level rows source_bytes seconds source_mb_per_s peak_rss_kib`, and writes
 //! the source columns it reads (in output order) to STORE_DIR/columns.txt for the reference
 //! pipeline's `xsv select`.
@@ -12,10 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use steward::domain::level::Level;
-use steward::extract::{extract_dataset, DatasetRequest, JobControl, SourceLocation};
+use steward::extract::members::{collect_protected_members, MemberSource};
+use steward::extract::{
+    extract_dataset, DatasetRequest, InvalidRowTolerance, JobControl, SourceLocation,
+};
 use steward::policy::catalog::{ElementId, FileType};
 use steward::policy::{
-    plan, Catalog, DatasetSchema, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec,
+    plan, LinkageKey, OptOutHasher, OptOutSet, Policy, ReleaseSpec, RowFilter, WithheldMembers,
 };
 use steward::storage::{FsStore, ObjectKey};
 
@@ -38,9 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: extract_bench SOURCE.csv LEVEL STORE_DIR".into());
     };
     let level: Level = level.parse()?;
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    let catalog = Catalog::load(&config.join("policy"))?;
-    let schema = DatasetSchema::load(&config.join("datasets/med_claim.toml"), &catalog)?;
+    let policy = Policy::shipped()?;
+    let catalog = policy.catalog();
+    let schema = policy
+        .schema(FileType::MedClaim)
+        .ok_or("no med_claim schema")?;
     // The widest release the level allows: every element, every supplemental one requested.
     let approved: BTreeSet<ElementId> = catalog
         .elements_of(FileType::MedClaim)
@@ -52,8 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         supplemental_requested: approved.clone(),
         approved,
         linkage: LinkageKey::derive(&[7u8; 32], "bench-org")?,
+        filter: RowFilter::default(),
     };
-    let plan = plan(&release, &schema, &catalog)?;
+    let plan = Arc::new(plan(&release, schema, catalog)?);
     let columns: Vec<&str> = plan
         .columns()
         .iter()
@@ -66,16 +73,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let identity = age::x25519::Identity::generate();
+    let store: steward::storage::SharedStore =
+        Arc::new(FsStore::new(PathBuf::from(store_dir).join("objects")));
+    let control = Arc::new(JobControl::default());
+    let source = SourceLocation::Path(PathBuf::from(source));
+    let started = Instant::now();
+    let mut members = WithheldMembers::from(OptOutSet::new(
+        OptOutHasher::new(&[9u8; 32])?,
+        Vec::new(),
+    ));
+    if plan.delivers_direct_identifiers() {
+        let sources = vec![MemberSource {
+            plan: plan.clone(),
+            source: source.clone(),
+        }];
+        (members, _) =
+            collect_protected_members(sources, members, store.clone(), control.clone()).await?;
+    }
     let request = DatasetRequest {
-        plan: Arc::new(plan),
-        source: SourceLocation::Path(PathBuf::from(source)),
-        optouts: Arc::new(OptOutSet::new(OptOutHasher::new(&[9u8; 32])?, Vec::new())),
+        plan,
+        source,
+        members: Arc::new(members),
+        tolerance: InvalidRowTolerance::default(),
         recipients: vec![Box::new(identity.to_public())],
         key: ObjectKey::parse(&format!("bench/level-{level}/med_claim.csv.zst.age"))?,
     };
-    let store = Arc::new(FsStore::new(PathBuf::from(store_dir).join("objects")));
-    let control = Arc::new(JobControl::default());
-    let started = Instant::now();
     let sealed = extract_dataset(request, store, control.clone()).await?;
     let seconds = started.elapsed().as_secs_f64();
     let source_bytes = control.source_bytes();

@@ -19,11 +19,12 @@ use crate::crypto::signing::ServerSigner;
 use crate::crypto::JwtKeyring;
 use crate::db::{ConnectOptions, Database, DbError};
 use crate::extract::job::ExtractExecutor;
+use crate::extract::probe::SourceRowProbe;
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
 use crate::http::{self as web, AppState};
 use crate::jobs::{JobExecutor, JobQueue, Runner, RunnerConfig};
-use crate::policy::Catalog;
+use crate::policy::{FileType, Policy};
 use crate::release::ReleaseService;
 use crate::storage::{self, SharedStore, StoreError};
 
@@ -72,10 +73,19 @@ pub enum StartupError {
     /// The server's signing key could not be loaded or generated.
     #[error("signing key: {0}")]
     Signing(#[from] crate::crypto::signing::SigningError),
-    /// The element catalog requests are validated against could not be loaded (boxed: the
-    /// catalog's error is large and start-up errors travel by value).
-    #[error("element catalog: {0}")]
-    Catalog(Box<crate::policy::CatalogError>),
+    /// The policy (catalog, dataset schemas, code lists) could not be loaded (boxed: its error
+    /// is large and start-up errors travel by value).
+    #[error("policy: {0}")]
+    Policy(Box<crate::policy::PolicyError>),
+    /// A configured extract source is unusable: it cannot be read, or its header lacks a
+    /// column the dataset's schema lists.
+    #[error("extract.sources.{dataset}: {problem}")]
+    Source {
+        /// The dataset.
+        dataset: String,
+        /// What is wrong (names and columns, never values).
+        problem: String,
+    },
     /// The master identity could not be loaded or made.
     #[error("master identity: {0}")]
     MasterKey(#[from] MasterKeyError),
@@ -223,13 +233,34 @@ impl Application {
 /// the release service, the master identity and the job queue. `steward serve` and
 /// `steward worker` share it.
 pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppState, StartupError> {
+    // Everything that can be checked without touching the disk is, before anything is made.
+    let policy = Arc::new(load_policy(&settings)?);
+    check_sources(&settings, &policy, None)?;
     create_private_dir(&settings.data_dir)?;
     let db = connect_database(&settings).await?;
     db.migrate().await?;
     let store = open_store(&settings).await?;
+    {
+        let (settings, policy, store) = (settings.clone(), policy.clone(), store.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            check_sources(&settings, &policy, Some((&store, &runtime)))
+        })
+        .await
+        .map_err(|_| StartupError::Source {
+            dataset: "*".into(),
+            problem: "the source check stopped unexpectedly".into(),
+        })??;
+    }
     let audit = AuditLog::new(db.clone(), clock.clone());
     let auth = build_authenticator(&settings, &db, &audit, &clock).await?;
-    let (signer, releases) = build_release_service(&settings, &db, &audit, &clock)?;
+    let (signer, releases) = build_release_service(&settings, &db, &audit, &clock, &policy)?;
+    let settings = Arc::new(settings);
+    let releases = releases.with_row_probe(Arc::new(SourceRowProbe::new(
+        settings.clone(),
+        policy.clone(),
+        store.clone(),
+    )));
     let master = MasterIdentity::load_or_generate(&settings.master_identity_path())?;
     let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
     Ok(AppState {
@@ -238,7 +269,7 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         audit,
         clock,
         auth,
-        settings: Arc::new(settings),
+        settings,
         signer,
         releases,
         master: Arc::new(master),
@@ -299,22 +330,56 @@ pub async fn build_authenticator(
     .await?)
 }
 
-/// Loads the signing key (generated on first start) and the element catalog, and wires the
-/// release service.
+/// The shipped policy with the configured overrides.
+pub fn load_policy(settings: &Settings) -> Result<Policy, StartupError> {
+    Policy::load(&settings.policy_overrides()).map_err(|e| StartupError::Policy(Box::new(e)))
+}
+
+/// Checks every configured extract source against its dataset's schema: path sources always,
+/// object sources when the store is given (on a blocking thread). Returns the datasets whose
+/// source could not be checked yet (objects, without a store).
+pub fn check_sources(
+    settings: &Settings,
+    policy: &Policy,
+    store: Option<(&SharedStore, &tokio::runtime::Handle)>,
+) -> Result<Vec<FileType>, StartupError> {
+    let mut unchecked = Vec::new();
+    for name in settings.extract.sources.keys() {
+        let problem = |problem: String| StartupError::Source {
+            dataset: name.clone(),
+            problem,
+        };
+        // Keys were checked to be file types when the settings were loaded.
+        let file_type: FileType = name.parse().map_err(|e| problem(format!("{e}")))?;
+        let schema = policy
+            .schema(file_type)
+            .ok_or_else(|| problem("no dataset schema".into()))?;
+        let location =
+            crate::extract::job::dataset_source(settings, file_type).map_err(|e| problem(e.to_string()))?;
+        let checked = crate::extract::check_source(&location, schema, store)
+            .map_err(|e| problem(e.to_string()))?;
+        if !checked {
+            unchecked.push(file_type);
+        }
+    }
+    Ok(unchecked)
+}
+
+/// Loads the signing key (generated on first start) and wires the release service over the
+/// policy loaded at start-up.
 pub fn build_release_service(
     settings: &Settings,
     db: &Database,
     audit: &AuditLog,
     clock: &SharedClock,
+    policy: &Arc<Policy>,
 ) -> Result<(ServerSigner, ReleaseService), StartupError> {
     let signer = ServerSigner::load_or_generate(&settings.signing_key_path())?;
-    let catalog = Catalog::load(&settings.policy.config_dir.join("policy"))
-        .map_err(|e| StartupError::Catalog(Box::new(e)))?;
     let releases = ReleaseService::new(
         db.clone(),
         audit.clone(),
         clock.clone(),
-        Arc::new(catalog),
+        policy.clone(),
         signer.clone(),
         settings.releases.clone(),
     );

@@ -129,6 +129,22 @@ pub struct ExtractSettings {
     /// `.gz` or `.zst` CSV.
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, String>,
+    /// Invalid source rows a dataset may drop (counted in the manifest) instead of failing the
+    /// extract, by file type. Absent: none, the first invalid row fails the extract.
+    #[serde(default)]
+    pub invalid_rows: std::collections::BTreeMap<String, InvalidRowSettings>,
+}
+
+/// How many invalid rows one dataset may drop.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidRowSettings {
+    /// Most rows dropped; 0 for no limit by count.
+    #[serde(default)]
+    pub max_rows: u64,
+    /// Largest fraction (0 to 1) of the source's rows dropped; 0 for no limit by fraction.
+    #[serde(default)]
+    pub max_fraction: f64,
 }
 
 /// Key files that live outside the database.
@@ -190,8 +206,14 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySettings {
-    /// Directory holding `policy/` (the element catalog) and `datasets/` (dataset schemas).
-    pub config_dir: PathBuf,
+    /// Dataset schema files replacing the shipped one of their file type
+    /// (`med_claim = "/etc/steward/med_claim.toml"`); the rest stay as shipped.
+    #[serde(default)]
+    pub dataset_schemas: std::collections::BTreeMap<String, PathBuf>,
+    /// Protected-category code-list files by category id (`hiv = "/etc/steward/hiv.toml"`),
+    /// each defining that one category; it replaces the shipped one (or adds a new category).
+    #[serde(default)]
+    pub code_lists: std::collections::BTreeMap<String, PathBuf>,
     /// Agency linkage secret keying replacement ids, inline.
     #[serde(default, serialize_with = "serialize_redacted")]
     pub linkage_secret: Option<SecretString>,
@@ -509,6 +531,32 @@ impl Settings {
                 problem: format!("{unknown:?} is not a file type (med_claim, med_elig, ...)"),
             });
         }
+        let file_type_keys = [
+            ("extract.invalid_rows", self.extract.invalid_rows.keys().collect::<Vec<_>>()),
+            ("policy.dataset_schemas", self.policy.dataset_schemas.keys().collect()),
+        ];
+        for (key, names) in file_type_keys {
+            if let Some(unknown) = names
+                .into_iter()
+                .find(|k| k.parse::<crate::policy::FileType>().is_err())
+            {
+                return Err(ConfigError::Inconsistent {
+                    key,
+                    problem: format!("{unknown:?} is not a file type (med_claim, med_elig, ...)"),
+                });
+            }
+        }
+        if let Some((name, _)) = self
+            .extract
+            .invalid_rows
+            .iter()
+            .find(|(_, t)| !(0.0..=1.0).contains(&t.max_fraction))
+        {
+            return Err(ConfigError::Inconsistent {
+                key: "extract.invalid_rows",
+                problem: format!("{name}: max_fraction must be between 0 and 1"),
+            });
+        }
         if self.releases.expiry_check_secs == 0 {
             return Err(ConfigError::Inconsistent {
                 key: "releases.expiry_check_secs",
@@ -522,6 +570,37 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// The agency's replacements for parts of the shipped policy.
+    pub fn policy_overrides(&self) -> crate::policy::PolicyOverrides {
+        crate::policy::PolicyOverrides {
+            // File types were checked when the settings were loaded.
+            dataset_schemas: self
+                .policy
+                .dataset_schemas
+                .iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
+                .collect(),
+            code_lists: self.policy.code_lists.clone(),
+        }
+    }
+
+    /// The invalid-row tolerance of one dataset.
+    pub fn invalid_row_tolerance(
+        &self,
+        file_type: crate::policy::FileType,
+    ) -> crate::extract::InvalidRowTolerance {
+        let t = self
+            .extract
+            .invalid_rows
+            .get(file_type.as_str())
+            .copied()
+            .unwrap_or_default();
+        crate::extract::InvalidRowTolerance {
+            max_rows: t.max_rows,
+            max_fraction: t.max_fraction,
+        }
     }
 
     /// The database URL, with the empty default resolved to a file under the data directory.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::app::{build_release_service, connect_database, StartupError};
+use crate::app::{build_release_service, connect_database, load_policy, StartupError};
 use crate::audit::{AuditLog, Client};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
@@ -72,7 +72,13 @@ pub async fn run(settings: &Settings, command: JobsCommand) -> Result<(), JobsCo
     db.check_schema().await.map_err(StartupError::from)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let audit = AuditLog::new(db.clone(), clock.clone());
-    let (_, releases) = build_release_service(settings, &db, &audit, &clock)?;
+    let (_, releases) = build_release_service(
+        settings,
+        &db,
+        &audit,
+        &clock,
+        &Arc::new(load_policy(settings)?),
+    )?;
     let queue = JobQueue::new(db.clone(), clock, settings.queue_config());
     let service = JobService::new(queue, releases, audit);
     let result = execute(&service, command).await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::app::{build_release_service, connect_database, StartupError};
+use crate::app::{build_release_service, connect_database, load_policy, StartupError};
 use crate::audit::AuditLog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
@@ -87,7 +87,13 @@ pub async fn run(settings: &Settings, command: ReleaseCommand) -> Result<(), Rel
     db.check_schema().await.map_err(StartupError::from)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let audit = AuditLog::new(db.clone(), clock.clone());
-    let (_, service) = build_release_service(settings, &db, &audit, &clock)?;
+    let (_, service) = build_release_service(
+        settings,
+        &db,
+        &audit,
+        &clock,
+        &Arc::new(load_policy(settings)?),
+    )?;
     let result = execute(&service, &clock, command).await;
     db.close().await;
     result

@@ -186,6 +186,12 @@ impl RowSink for CsvChunks {
         Ok(())
     }
 
+    fn discard_row(&mut self) {
+        // A row is sent only once ended, so what was written of it is all in this chunk.
+        self.chunk.truncate(self.row_start);
+        self.fields_in_row = 0;
+    }
+
     fn end_row(&mut self) -> Result<(), ExtractError> {
         end_row(&mut self.chunk, self.row_start);
         if self.chunk.len() >= self.chunk_size {

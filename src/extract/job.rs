@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::manifest::{self, FileKind, Manifest, ManifestFile};
 use super::seal::{self, SealDigests};
+use super::members::{collect_protected_members, MemberSource};
 use super::{
     extract_dataset, DatasetRequest, ExtractError, JobControl, SealedFile, SourceLocation,
 };
@@ -36,7 +37,8 @@ use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
 use crate::http::AppState;
 use crate::jobs::{ExecutionError, Job, JobExecutor, Lease};
 use crate::policy::{
-    plan, DatasetSchema, ElementId, FileType, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec,
+    plan, ElementId, ExtractPlan, FileType, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec,
+    RowFilter, WithheldMembers,
 };
 use crate::release::service::{Caller, ReleaseRecord};
 use crate::storage::{KeyPrefix, ObjectKey};
@@ -63,6 +65,73 @@ pub fn release_prefix(release: Uuid) -> String {
 /// A failure, as the job records it: Steward's own message, never a value from the data.
 fn failed(context: &str, error: impl std::fmt::Display) -> ExecutionError {
     ExecutionError::Failed(format!("{context}: {error}"))
+}
+
+/// A failure no retry can change (configuration, schema, plan).
+fn permanent(context: &str, error: impl std::fmt::Display) -> ExecutionError {
+    ExecutionError::Permanent(format!("{context}: {error}"))
+}
+
+/// A pipeline failure: permanent when it lies in the data, schema or configuration.
+fn extract_failed(context: &str, error: ExtractError) -> ExecutionError {
+    match error {
+        ExtractError::Cancelled => ExecutionError::Cancelled,
+        e if e.is_permanent() => permanent(context, e),
+        e => failed(context, e),
+    }
+}
+
+/// The release's approved row filters, as the policy applies them.
+pub fn row_filter(request: &crate::domain::request::DataRequest) -> RowFilter {
+    RowFilter {
+        years: Some(request.filters.years.first..=request.filters.years.last),
+        payers: request.filters.payers.iter().cloned().collect(),
+    }
+}
+
+/// The release's plan for one dataset (pure: the catalog, schema and approved elements).
+pub fn plan_dataset(
+    policy: &crate::policy::Policy,
+    record: &ReleaseRecord,
+    file_type: FileType,
+    linkage: &LinkageKey,
+) -> Result<ExtractPlan, ExecutionError> {
+    let catalog = policy.catalog();
+    let schema = policy.schema(file_type).ok_or_else(|| {
+        ExecutionError::Permanent(format!("no dataset schema for {}", file_type.as_str()))
+    })?;
+    let of_this_file = |ids: &mut dyn Iterator<Item = &ElementId>| -> BTreeSet<ElementId> {
+        ids.filter(|id| id.file_type() == file_type)
+            .cloned()
+            .collect()
+    };
+    let spec = ReleaseSpec {
+        level: record.row.level,
+        approved: of_this_file(&mut record.approved.iter()),
+        supplemental_requested: of_this_file(&mut record.request.supplemental.iter()),
+        linkage: linkage.clone(),
+        filter: row_filter(&record.request),
+    };
+    plan(&spec, schema, catalog).map_err(|e| permanent("planning", e))
+}
+
+/// The configured source of one dataset.
+pub fn dataset_source(
+    settings: &crate::config::Settings,
+    file_type: FileType,
+) -> Result<SourceLocation, ExecutionError> {
+    settings
+        .extract
+        .sources
+        .get(file_type.as_str())
+        .map(|s| source_location(s))
+        .transpose()?
+        .ok_or_else(|| {
+            ExecutionError::Permanent(format!(
+                "no source configured for dataset {0} (extract.sources.{0})",
+                file_type.as_str()
+            ))
+        })
 }
 
 #[async_trait]
@@ -124,9 +193,10 @@ impl JobExecutor for ExtractExecutor {
             Err(error) => {
                 self.discard(&attempt_prefix).await;
                 let cancelled = matches!(error, ExecutionError::Cancelled);
-                // The release goes back to dua_executed once no attempt is left (or on cancel),
-                // so IT staff can fix the cause and start again.
-                if cancelled || lease.attempt >= job.max_attempts {
+                // The release goes back to dua_executed once no attempt is left (or on cancel,
+                // or on a failure no retry can change), so IT staff can fix the cause and start
+                // again.
+                if cancelled || error.is_permanent() || lease.attempt >= job.max_attempts {
                     let reason = if cancelled {
                         "cancelled"
                     } else {
@@ -245,7 +315,7 @@ impl ExtractExecutor {
         self.sweep_predecessors(job.release_id).await?;
         let identity = self.release_identity(job.release_id).await?;
         let recipients = self.recipients(record, &identity).await?;
-        let optouts = Arc::new(self.optouts().await?);
+        let optouts = self.optouts().await?;
         let linkage_secret = state
             .settings
             .policy_secret(PolicySecret::Linkage)
@@ -256,33 +326,63 @@ impl ExtractExecutor {
         )
         .map_err(|e| failed("linkage key", e))?;
 
-        let mut files = Vec::new();
         let datasets: BTreeSet<FileType> = record.request.datasets.iter().copied().collect();
+        let policy = state.releases.policy();
+        let mut planned = Vec::new();
         for file_type in &datasets {
-            if control.is_cancelled() {
-                return Err(ExecutionError::Cancelled);
-            }
-            let sealed = self
-                .extract_one(
-                    *file_type,
-                    record,
-                    &linkage,
-                    &optouts,
-                    &recipients,
-                    attempt_prefix,
-                    control,
-                )
-                .await?;
+            let plan = Arc::new(plan_dataset(policy, record, *file_type, &linkage)?);
+            planned.push((*file_type, plan, dataset_source(&state.settings, *file_type)?));
+        }
+        let mut members = WithheldMembers::from(optouts);
+        if planned.iter().any(|(_, p, _)| p.delivers_direct_identifiers()) {
+            let sources = planned
+                .iter()
+                .map(|(_, plan, source)| MemberSource {
+                    plan: plan.clone(),
+                    source: source.clone(),
+                })
+                .collect();
+            let (found, report) =
+                collect_protected_members(sources, members, state.store.clone(), control.clone())
+                    .await
+                    .map_err(|e| extract_failed("protected-member pass", e))?;
+            members = found;
             let _ = state
                 .jobs
                 .log(
                     job.id,
                     &format!(
-                        "dataset {}: {} rows sealed",
-                        file_type.as_str(),
-                        sealed.rows
+                        "protected-member pass: {} protected rows, {} member identities withheld, {} passes",
+                        report.protected_rows, report.identities, report.passes
                     ),
                 )
+                .await;
+        }
+        let members = Arc::new(members);
+
+        let mut files = Vec::new();
+        for (file_type, plan, source) in planned {
+            if control.is_cancelled() {
+                return Err(ExecutionError::Cancelled);
+            }
+            let key = object_key(
+                attempt_prefix,
+                &format!("{}.csv.zst.age", file_type.as_str()),
+            )?;
+            let request = DatasetRequest {
+                plan: plan.clone(),
+                source,
+                members: members.clone(),
+                tolerance: state.settings.invalid_row_tolerance(file_type),
+                recipients: recipients.boxed(),
+                key,
+            };
+            let sealed = extract_dataset(request, state.store.clone(), control.clone())
+                .await
+                .map_err(|e| extract_failed(&format!("dataset {}", file_type.as_str()), e))?;
+            let _ = state
+                .jobs
+                .log(job.id, &dataset_summary(file_type, &sealed))
                 .await;
             files.push(ManifestFile {
                 name: file_name(&sealed.key),
@@ -291,6 +391,7 @@ impl ExtractExecutor {
                 columns: Some(sealed.columns.clone()),
                 plaintext: sealed.plaintext.into(),
                 ciphertext: sealed.ciphertext.into(),
+                source: Some(manifest::SourceReport::new(&plan, &sealed.counts)),
             });
         }
         files.push(
@@ -363,70 +464,6 @@ impl ExtractExecutor {
             // Another runner owns the job now: publish nothing; it cleans up after us.
             Err(ExtractStoreError::LeaseLost(_)) => Err(ExecutionError::Cancelled),
             Err(e) => Err(failed("recording the extract", e)),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)] // one dataset's inputs, each distinct; a struct would only rename them
-    async fn extract_one(
-        &self,
-        file_type: FileType,
-        record: &ReleaseRecord,
-        linkage: &LinkageKey,
-        optouts: &Arc<OptOutSet>,
-        recipients: &Recipients,
-        attempt_prefix: &str,
-        control: &Arc<JobControl>,
-    ) -> Result<SealedFile, ExecutionError> {
-        let state = &self.state;
-        let catalog = state.releases.catalog();
-        let schema_path = state
-            .settings
-            .policy
-            .config_dir
-            .join("datasets")
-            .join(format!("{}.toml", file_type.as_str()));
-        let schema =
-            DatasetSchema::load(&schema_path, catalog).map_err(|e| failed("dataset schema", e))?;
-        let of_this_file = |ids: &mut dyn Iterator<Item = &ElementId>| -> BTreeSet<ElementId> {
-            ids.filter(|id| id.file_type() == file_type)
-                .cloned()
-                .collect()
-        };
-        let spec = ReleaseSpec {
-            level: record.row.level,
-            approved: of_this_file(&mut record.approved.iter()),
-            supplemental_requested: of_this_file(&mut record.request.supplemental.iter()),
-            linkage: linkage.clone(),
-        };
-        let plan = plan(&spec, &schema, catalog).map_err(|e| failed("planning", e))?;
-        let source = state
-            .settings
-            .extract
-            .sources
-            .get(file_type.as_str())
-            .map(|s| source_location(s))
-            .transpose()?
-            .ok_or_else(|| {
-                ExecutionError::Failed(format!(
-                    "no source configured for dataset {0} (extract.sources.{0})",
-                    file_type.as_str()
-                ))
-            })?;
-        let key = object_key(
-            attempt_prefix,
-            &format!("{}.csv.zst.age", file_type.as_str()),
-        )?;
-        let request = DatasetRequest {
-            plan: Arc::new(plan),
-            source,
-            optouts: optouts.clone(),
-            recipients: recipients.boxed(),
-            key,
-        };
-        match extract_dataset(request, state.store.clone(), control.clone()).await {
-            Ok(sealed) => Ok(sealed),
-            Err(ExtractError::Cancelled) => Err(ExecutionError::Cancelled),
-            Err(e) => Err(failed(&format!("dataset {}", file_type.as_str()), e)),
         }
     }
 
@@ -596,35 +633,10 @@ impl ExtractExecutor {
         writer
             .write_record(["dataset", "column", "element", "name", "transform"])
             .map_err(write_error)?;
+        let linkage =
+            LinkageKey::derive(&[0u8; 32], "dictionary").map_err(|e| failed("dictionary", e))?;
         for file_type in datasets {
-            let schema_path = self
-                .state
-                .settings
-                .policy
-                .config_dir
-                .join("datasets")
-                .join(format!("{}.toml", file_type.as_str()));
-            let schema = DatasetSchema::load(&schema_path, catalog)
-                .map_err(|e| failed("dataset schema", e))?;
-            let spec = ReleaseSpec {
-                level: record.row.level,
-                approved: record
-                    .approved
-                    .iter()
-                    .filter(|id| id.file_type() == *file_type)
-                    .cloned()
-                    .collect(),
-                supplemental_requested: record
-                    .request
-                    .supplemental
-                    .iter()
-                    .filter(|id| id.file_type() == *file_type)
-                    .cloned()
-                    .collect(),
-                linkage: LinkageKey::derive(&[0u8; 32], "dictionary")
-                    .map_err(|e| failed("dictionary", e))?,
-            };
-            let plan = plan(&spec, &schema, catalog).map_err(|e| failed("planning", e))?;
+            let plan = plan_dataset(self.state.releases.policy(), record, *file_type, &linkage)?;
             for column in plan.columns() {
                 let name = catalog.get(&column.element).map_or("", |e| e.name.as_str());
                 writer
@@ -634,6 +646,19 @@ impl ExtractExecutor {
                         column.element.as_str(),
                         name,
                         &format!("{:?}", column.transform),
+                    ])
+                    .map_err(write_error)?;
+            }
+            // The rows delivered, as the dictionary's reader needs to know them.
+            for (filter, applies) in [("service_years", plan.year_filter()), ("payers", plan.payer_filter())] {
+                let value = manifest::filter_text(plan.filter(), filter);
+                writer
+                    .write_record([
+                        file_type.as_str(),
+                        &format!("(row filter: {filter})"),
+                        "",
+                        &value,
+                        &manifest::filter_use_text(&applies),
                     ])
                     .map_err(write_error)?;
             }
@@ -672,6 +697,7 @@ impl ExtractExecutor {
             columns: None,
             plaintext: plain.into(),
             ciphertext: cipher.into(),
+            source: None,
         })
     }
 }
@@ -704,7 +730,7 @@ fn source_location(text: &str) -> Result<SourceLocation, ExecutionError> {
     match text.strip_prefix("object:") {
         Some(key) => ObjectKey::parse(key)
             .map(SourceLocation::Object)
-            .map_err(|e| failed("source object key", e)),
+            .map_err(|e| permanent("source object key", e)),
         None => Ok(SourceLocation::Path(text.into())),
     }
 }
@@ -719,6 +745,25 @@ fn file_name(key: &ObjectKey) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The job's record of one dataset: counts, never values.
+fn dataset_summary(file_type: FileType, sealed: &SealedFile) -> String {
+    let counts = &sealed.counts;
+    let mut text = format!(
+        "dataset {}: {} of {} source rows sealed, {} outside the release's filters",
+        file_type.as_str(),
+        sealed.rows,
+        counts.source_rows,
+        counts.outside_filters
+    );
+    for d in &counts.dropped {
+        text.push_str(&format!(
+            "; {} invalid rows dropped (column {}: {})",
+            d.rows, d.column, d.reason
+        ));
+    }
+    text
 }
 
 fn file_row(prefix: &str, file: &ManifestFile) -> Result<ExtractFileRow, ExecutionError> {

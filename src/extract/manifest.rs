@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::seal::StreamDigest;
+use super::RowCounts;
+use crate::policy::{ExtractPlan, FilterUse, RowFilter};
 use crate::crypto::signing::{self, ServerSigner, SigningError};
 
 /// The format tag, so later formats can be told apart.
@@ -61,6 +63,104 @@ pub struct ManifestFile {
     pub plaintext: Digest,
     /// The stored ciphertext.
     pub ciphertext: Digest,
+    /// For data files: the row filters applied and what became of the source's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceReport>,
+}
+
+/// How a data file was selected from its source: counts and filters, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceReport {
+    /// Source data rows read.
+    pub source_rows: u64,
+    /// Rows outside the release's filters, not delivered.
+    pub outside_filters: u64,
+    /// Each row filter of the release and how it applied to this dataset.
+    pub filters: Vec<AppliedFilter>,
+    /// Invalid rows dropped under the dataset's tolerance, per column and reason.
+    pub invalid_rows_dropped: Vec<DroppedEntry>,
+}
+
+/// One row filter as applied to one dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedFilter {
+    /// `service_years` or `payers`.
+    pub filter: String,
+    /// What the release approved (`2021-2022`, `P01 P02`, `any`).
+    pub approved: String,
+    /// How it applied: `by column <name>`, `not applicable`, or `unrestricted`.
+    pub applied: String,
+}
+
+/// Invalid rows dropped for one column and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DroppedEntry {
+    /// The source column (`(row)` for the row as a whole).
+    pub column: String,
+    /// What was wrong.
+    pub reason: String,
+    /// How many rows.
+    pub rows: u64,
+}
+
+/// The approved value of one filter, as text.
+pub fn filter_text(filter: &RowFilter, which: &str) -> String {
+    match which {
+        "service_years" => filter
+            .years
+            .as_ref()
+            .map_or_else(|| "any".to_owned(), |r| format!("{}-{}", r.start(), r.end())),
+        _ if filter.payers.is_empty() => "any".to_owned(),
+        _ => filter
+            .payers
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// How a filter applied, as text.
+pub fn filter_use_text(applies: &FilterUse) -> String {
+    match applies {
+        FilterUse::ByColumn(column) => format!("by column {column}"),
+        FilterUse::NotApplicable => "not applicable: the dataset has no such column".to_owned(),
+        FilterUse::Unrestricted => "unrestricted".to_owned(),
+    }
+}
+
+impl SourceReport {
+    /// The report of one dataset's extract.
+    pub fn new(plan: &ExtractPlan, counts: &RowCounts) -> Self {
+        let filters = [
+            ("service_years", plan.year_filter()),
+            ("payers", plan.payer_filter()),
+        ]
+        .into_iter()
+        .map(|(name, applies)| AppliedFilter {
+            filter: name.to_owned(),
+            approved: filter_text(plan.filter(), name),
+            applied: filter_use_text(&applies),
+        })
+        .collect();
+        SourceReport {
+            source_rows: counts.source_rows,
+            outside_filters: counts.outside_filters,
+            filters,
+            invalid_rows_dropped: counts
+                .dropped
+                .iter()
+                .map(|d| DroppedEntry {
+                    column: d.column.clone(),
+                    reason: d.reason.clone(),
+                    rows: d.rows,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The package description that is signed.
@@ -172,6 +272,20 @@ mod tests {
                     bytes: 300,
                     sha256: "cd".repeat(32),
                 },
+                source: Some(SourceReport {
+                    source_rows: 5,
+                    outside_filters: 1,
+                    filters: vec![AppliedFilter {
+                        filter: "service_years".into(),
+                        approved: "2021-2022".into(),
+                        applied: "by column service_date_from".into(),
+                    }],
+                    invalid_rows_dropped: vec![DroppedEntry {
+                        column: "member_age".into(),
+                        reason: "not an age in whole years".into(),
+                        rows: 1,
+                    }],
+                }),
             }],
         }
     }

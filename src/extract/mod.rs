@@ -21,12 +21,17 @@
 mod csv_out;
 pub mod job;
 pub mod manifest;
+pub mod members;
 mod pipeline;
+pub mod probe;
 pub mod seal;
 mod source;
 
-pub use pipeline::{extract_dataset, DatasetRequest, JobControl, SealedFile};
-pub use source::{Compression, SourceLocation};
+pub use pipeline::{
+    extract_dataset, DatasetRequest, DroppedRows, InvalidRowTolerance, JobControl, RowCounts,
+    SealedFile,
+};
+pub use source::{check_source, Compression, SourceLocation};
 
 /// Why a dataset could not be extracted. Nothing was published in any of these cases.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,16 @@ pub enum ExtractError {
     /// The object store refused or failed the upload.
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
+    /// More source rows were invalid than the dataset's tolerance allows.
+    #[error("{file}: {invalid} of {rows} rows are invalid, more than the dataset's tolerance allows")]
+    TooManyInvalidRows {
+        /// The source's name.
+        file: String,
+        /// Invalid rows found.
+        invalid: u64,
+        /// Source rows read.
+        rows: u64,
+    },
     /// The job was cancelled (or lost its lease) while running.
     #[error("extraction cancelled")]
     Cancelled,
@@ -74,4 +89,27 @@ pub enum ExtractError {
     /// the pipeline reports whenever it is known.
     #[error("extraction stage {0} stopped")]
     StageStopped(&'static str),
+}
+
+impl ExtractError {
+    /// Whether the error lies in the source data, the schema or the configuration, so that
+    /// retrying cannot change it (a store or read failure may pass).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ExtractError::MalformedRow { .. }
+            | ExtractError::Bind(_)
+            | ExtractError::Row(_)
+            | ExtractError::TooManyInvalidRows { .. }
+            | ExtractError::NoRecipients => true,
+            ExtractError::Source { error, .. } => matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ),
+            ExtractError::Seal(_)
+            | ExtractError::Store(_)
+            | ExtractError::Cancelled
+            | ExtractError::StageLost(_)
+            | ExtractError::StageStopped(_) => false,
+        }
+    }
 }

@@ -11,7 +11,7 @@ use tokio_util::io::StreamReader;
 use super::csv_out::CsvChunks;
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
 use super::{ExtractError, SourceLocation};
-use crate::policy::{ExtractPlan, OptOutSet};
+use crate::policy::{ExtractPlan, RowError, RowOutcome, RowSink, WithheldMembers};
 use crate::storage::{ObjectKey, SharedStore};
 
 /// Plaintext is handed from the transform to the seal stage in pieces of about this size, and
@@ -62,12 +62,65 @@ pub struct DatasetRequest {
     pub plan: Arc<ExtractPlan>,
     /// Where the source is.
     pub source: SourceLocation,
-    /// Opted-out members (consulted at Level III).
-    pub optouts: Arc<OptOutSet>,
+    /// Members whose direct identifiers are withheld: opted out, or with a protected row
+    /// anywhere in the release (consulted at Level III).
+    pub members: Arc<WithheldMembers>,
+    /// How many invalid source rows may be dropped instead of failing the extract.
+    pub tolerance: InvalidRowTolerance,
     /// Who can decrypt: the release identity and every authorized user's key.
     pub recipients: Vec<Box<dyn age::Recipient + Send>>,
     /// The server-chosen key of the encrypted output.
     pub key: ObjectKey,
+}
+
+/// How many invalid source rows a dataset may drop. The default drops none: the first invalid
+/// row fails the extract, naming its line, column and reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InvalidRowTolerance {
+    /// Most invalid rows dropped; 0 for no limit by count (then `max_fraction` decides).
+    pub max_rows: u64,
+    /// Largest fraction of the source's rows that may be invalid; 0 for no limit by fraction.
+    pub max_fraction: f64,
+}
+
+impl InvalidRowTolerance {
+    /// Whether invalid rows may be dropped at all.
+    pub fn allows_any(&self) -> bool {
+        self.max_rows > 0 || self.max_fraction > 0.0
+    }
+
+    /// Whether `invalid` of `rows` source rows is within the tolerance.
+    fn allows(&self, invalid: u64, rows: u64) -> bool {
+        let by_count = self.max_rows == 0 || invalid <= self.max_rows;
+        // Rows are far fewer than 2^53, so the conversion is exact.
+        let by_fraction =
+            self.max_fraction <= 0.0 || (invalid as f64) <= self.max_fraction * (rows as f64);
+        self.allows_any() && by_count && by_fraction
+    }
+}
+
+/// Invalid source rows dropped, per column and reason (never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedRows {
+    /// The source column (`(row)` for the row as a whole).
+    pub column: String,
+    /// What was wrong.
+    pub reason: String,
+    /// How many rows.
+    pub rows: u64,
+}
+
+/// What the transform did with the source's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    /// Source data rows read (header excluded).
+    pub source_rows: u64,
+    /// Rows delivered.
+    pub delivered: u64,
+    /// Rows outside the release's filters, not delivered.
+    pub outside_filters: u64,
+    /// Invalid rows dropped under the dataset's tolerance.
+    pub dropped: Vec<DroppedRows>,
 }
 
 /// What was stored for one dataset: everything the manifest lists.
@@ -77,8 +130,10 @@ pub struct SealedFile {
     pub key: ObjectKey,
     /// Delivered columns, in order.
     pub columns: Vec<String>,
-    /// Data rows (header excluded).
+    /// Data rows delivered (header excluded).
     pub rows: u64,
+    /// What became of the source's rows.
+    pub counts: RowCounts,
     /// Size and SHA-256 of the plaintext CSV.
     pub plaintext: StreamDigest,
     /// Size and SHA-256 of the stored ciphertext.
@@ -104,17 +159,17 @@ pub async fn extract_dataset(
         .collect();
 
     let transform = {
-        let (plan, source, optouts) = (
+        let (plan, source, members, tolerance) = (
             request.plan.clone(),
             request.source.clone(),
-            request.optouts.clone(),
+            request.members.clone(),
+            request.tolerance,
         );
         let (store, control) = (store.clone(), control.clone());
         let outputs = vec![hash_tx, plain_tx];
         spawn_stage(move || {
-            transform_stage(
-                &plan, &source, &optouts, &store, &runtime, &control, outputs,
-            )
+            let source = SourceRows::open(&source, &store, &runtime, &control)?;
+            transform_stage(&plan, source, &members, tolerance, &control, outputs)
         })
     };
     let hashing = spawn_stage(move || seal::digest(hash_rx));
@@ -131,9 +186,9 @@ pub async fn extract_dataset(
     let transformed = join_stage(transform, "transform").await;
     let hashed = join_stage(hashing, "hash").await;
     let sealed = join_stage(sealing, "seal").await;
-    let (rows, plaintext, ciphertext, stored) = match (transformed, hashed, sealed, uploaded) {
-        (Ok(rows), Ok(plaintext), Ok(ciphertext), Ok(stored)) => {
-            (rows, plaintext, ciphertext, stored)
+    let (counts, plaintext, ciphertext, stored) = match (transformed, hashed, sealed, uploaded) {
+        (Ok(counts), Ok(plaintext), Ok(ciphertext), Ok(stored)) => {
+            (counts, plaintext, ciphertext, stored)
         }
         (transformed, hashed, sealed, uploaded) => {
             return Err(first_cause([
@@ -152,7 +207,8 @@ pub async fn extract_dataset(
     Ok(SealedFile {
         key: request.key,
         columns,
-        rows,
+        rows: counts.delivered,
+        counts,
         plaintext,
         ciphertext,
     })
@@ -209,54 +265,137 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
+/// A source opened as CSV, its header read: what the transform and the protected-member pass
+/// iterate.
+pub(crate) struct SourceRows<'a> {
+    /// The source's name, for messages.
+    pub name: String,
+    /// The header.
+    pub header: csv::StringRecord,
+    reader: csv::Reader<CountingReader<'a, Box<dyn Read + Send>>>,
+}
+
+impl<'a> SourceRows<'a> {
+    /// Opens the source and reads its header.
+    pub fn open(
+        source: &SourceLocation,
+        store: &SharedStore,
+        runtime: &tokio::runtime::Handle,
+        control: &'a JobControl,
+    ) -> Result<SourceRows<'a>, ExtractError> {
+        let name = source.name();
+        let raw = source.open_blocking(store, runtime)?;
+        let counted = CountingReader {
+            inner: raw,
+            control,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(counted);
+        let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
+        Ok(SourceRows {
+            name,
+            header,
+            reader,
+        })
+    }
+
+    /// Reads the next record into `record`: `Ok(None)` at the end, `Ok(Some(Err))` for a row
+    /// the CSV reader refused (which a tolerance may drop; the reader goes on after it).
+    pub fn next(
+        &mut self,
+        record: &mut csv::ByteRecord,
+    ) -> Result<Option<Result<(), ExtractError>>, ExtractError> {
+        match self.reader.read_byte_record(record) {
+            Ok(true) => Ok(Some(Ok(()))),
+            Ok(false) => Ok(None),
+            Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
+                Ok(Some(Err(csv_error(&self.name, e))))
+            }
+            Err(e) => Err(csv_error(&self.name, e)),
+        }
+    }
+}
+
 /// Reads, transforms and writes CSV, sending plaintext chunks to the seal stage; sends `End`
-/// only when every row was transformed.
+/// only when every row was transformed (or dropped within the tolerance).
 fn transform_stage(
     plan: &ExtractPlan,
-    source: &SourceLocation,
-    optouts: &OptOutSet,
-    store: &SharedStore,
-    runtime: &tokio::runtime::Handle,
+    mut source: SourceRows<'_>,
+    members: &WithheldMembers,
+    tolerance: InvalidRowTolerance,
     control: &JobControl,
     outputs: Vec<SyncSender<PlainChunk>>,
-) -> Result<u64, ExtractError> {
-    let name = source.name();
-    let raw = source.open_blocking(store, runtime)?;
-    let counted = CountingReader {
-        inner: raw,
-        control,
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .buffer_capacity(256 * 1024)
-        .from_reader(counted);
-    let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
-    let bound = plan.bind(&name, &header)?;
-
+) -> Result<RowCounts, ExtractError> {
+    let bound = plan.bind(&source.name, &source.header)?;
     let mut out = CsvChunks::new(PLAIN_CHUNK, outputs);
     out.write_row(plan.header().into_iter().map(str::as_bytes))?;
 
     let mut record = csv::ByteRecord::new();
-    let mut rows = 0u64;
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| csv_error(&name, e))?
-    {
-        bound.apply(&record, optouts, &mut out)?;
-        rows += 1;
-        if rows % ROWS_PER_CHECK == 0 {
-            control.rows.store(rows, Ordering::Relaxed);
+    let mut counts = RowCounts::default();
+    let mut dropped = std::collections::BTreeMap::<(String, String), u64>::new();
+    let mut invalid = 0u64;
+    while let Some(read) = source.next(&mut record)? {
+        counts.source_rows += 1;
+        let result = read.and_then(|()| bound.apply(&record, members, &mut out));
+        match result {
+            Ok(RowOutcome::Delivered(_)) => counts.delivered += 1,
+            Ok(RowOutcome::OutsideFilters) => counts.outside_filters += 1,
+            Err(error) => {
+                let Some((column, reason)) = droppable(&error) else {
+                    return Err(error);
+                };
+                invalid += 1;
+                if !tolerance.allows_any()
+                    || (tolerance.max_rows > 0 && invalid > tolerance.max_rows)
+                {
+                    return Err(error);
+                }
+                out.discard_row();
+                *dropped.entry((column, reason)).or_default() += 1;
+            }
+        }
+        if counts.source_rows % ROWS_PER_CHECK == 0 {
+            control.rows.store(counts.source_rows, Ordering::Relaxed);
             if control.is_cancelled() {
                 return Err(ExtractError::Cancelled);
             }
         }
     }
-    control.rows.store(rows, Ordering::Relaxed);
+    control.rows.store(counts.source_rows, Ordering::Relaxed);
     if control.is_cancelled() {
         return Err(ExtractError::Cancelled);
     }
+    if invalid > 0 && !tolerance.allows(invalid, counts.source_rows) {
+        return Err(ExtractError::TooManyInvalidRows {
+            file: source.name,
+            invalid,
+            rows: counts.source_rows,
+        });
+    }
+    counts.dropped = dropped
+        .into_iter()
+        .map(|((column, reason), rows)| DroppedRows {
+            column,
+            reason,
+            rows,
+        })
+        .collect();
     out.finish()?;
-    Ok(rows)
+    Ok(counts)
+}
+
+/// The column and reason of an error that concerns one source row only, so that a tolerance
+/// may drop the row; `None` for anything else (the output, the source, the store).
+fn droppable(error: &ExtractError) -> Option<(String, String)> {
+    match error {
+        ExtractError::Row(row) => Some((row.column().to_owned(), row.reason())),
+        ExtractError::MalformedRow { problem, .. } => {
+            Some((RowError::ROW.to_owned(), problem.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// A CSV reader error as a precise, value-free message naming file and line.

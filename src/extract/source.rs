@@ -74,6 +74,15 @@ impl SourceLocation {
                 ))
             }
         };
+        self.decompress(raw)
+    }
+
+    /// Wraps `raw` in the decompressor the source's name calls for.
+    fn decompress(&self, raw: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>, ExtractError> {
+        let source_error = |error| ExtractError::Source {
+            source_name: self.name(),
+            error,
+        };
         Ok(match Compression::from_name(&self.name()) {
             Compression::None => raw,
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
@@ -81,5 +90,68 @@ impl SourceLocation {
                 Box::new(zstd::stream::read::Decoder::new(raw).map_err(source_error)?)
             }
         })
+    }
+}
+
+/// Checks one configured source before anything is built on it: it can be opened and read,
+/// and its header has every column the dataset's schema lists. An object source is checked
+/// only when `store` is given (the store may not exist yet); returns whether it was checked.
+pub fn check_source(
+    location: &SourceLocation,
+    schema: &crate::policy::DatasetSchema,
+    store: Option<(&SharedStore, &tokio::runtime::Handle)>,
+) -> Result<bool, ExtractError> {
+    let raw: Box<dyn Read + Send> = match (location, store) {
+        (SourceLocation::Path(path), _) => {
+            Box::new(std::fs::File::open(path).map_err(|error| ExtractError::Source {
+                source_name: location.name(),
+                error,
+            })?)
+        }
+        (SourceLocation::Object(_), Some((store, runtime))) => {
+            return check_header(location, location.open_blocking(store, runtime)?, schema)
+                .map(|()| true)
+        }
+        (SourceLocation::Object(_), None) => return Ok(false),
+    };
+    check_header(location, location.decompress(raw)?, schema).map(|()| true)
+}
+
+fn check_header(
+    location: &SourceLocation,
+    reader: Box<dyn Read + Send>,
+    schema: &crate::policy::DatasetSchema,
+) -> Result<(), ExtractError> {
+    let name = location.name();
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+    let header = csv.headers().map_err(|e| ExtractError::MalformedRow {
+        file: name.clone(),
+        line: 1,
+        problem: format!("the header cannot be read: {}", e.kind_text()),
+    })?;
+    let names: Vec<&str> = header.iter().map(str::trim).collect();
+    for column in schema.required_columns() {
+        if !names.contains(&column) {
+            return Err(ExtractError::Bind(crate::policy::BindError::MissingColumn {
+                file: name,
+                column: column.to_owned(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// A CSV error's kind in words, without any value from the file.
+trait KindText {
+    fn kind_text(&self) -> String;
+}
+
+impl KindText for csv::Error {
+    fn kind_text(&self) -> String {
+        match self.kind() {
+            csv::ErrorKind::Io(e) => e.to_string(),
+            csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".to_owned(),
+            _ => "malformed CSV".to_owned(),
+        }
     }
 }

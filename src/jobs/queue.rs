@@ -321,10 +321,15 @@ impl JobQueue {
         self.finish_leased(lease, JobState::Cancelled, None).await
     }
 
-    /// Records a failed attempt: back to the queue after a back-off while attempts remain,
-    /// failed for good otherwise. Returns the new state.
-    pub async fn fail(&self, lease: &Lease, error: &str) -> Result<JobState, QueueError> {
-        if lease.attempt >= self.config.max_attempts {
+    /// Records a failed attempt: back to the queue after a back-off while attempts remain and
+    /// the failure is not `permanent`, failed for good otherwise. Returns the new state.
+    pub async fn fail(
+        &self,
+        lease: &Lease,
+        error: &str,
+        permanent: bool,
+    ) -> Result<JobState, QueueError> {
+        if permanent || lease.attempt >= self.config.max_attempts {
             self.finish_leased(lease, JobState::Failed, Some(error))
                 .await?;
             return Ok(JobState::Failed);

@@ -17,8 +17,20 @@ pub enum ExecutionError {
     #[error("cancelled")]
     Cancelled,
     /// The work failed; the message is Steward's own (ids, file names, line numbers; no values).
+    /// Another attempt may succeed (a store or network failure), so the job is retried.
     #[error("{0}")]
     Failed(String),
+    /// The work failed for a reason no retry can change (invalid source data, configuration or
+    /// schema): the job fails at once, without back-off.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl ExecutionError {
+    /// Whether no later attempt could succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ExecutionError::Permanent(_))
+    }
 }
 
 /// Does the work of one job. The executor must poll `control` (directly or through the
@@ -149,15 +161,18 @@ impl Runner {
                     Err(e) => return Err(e),
                 }
             }
-            Err(ExecutionError::Failed(message)) => {
-                tracing::warn!(job_id = %job.id, error = %message, "job attempt failed");
+            Err(error @ (ExecutionError::Failed(_) | ExecutionError::Permanent(_))) => {
+                let permanent = error.is_permanent();
+                let message = error.to_string();
+                tracing::warn!(job_id = %job.id, error = %message, permanent, "job attempt failed");
+                let retry = if permanent { "; not retried: retrying cannot change it" } else { "" };
                 self.queue
                     .log(
                         job.id,
-                        &format!("attempt {} failed: {message}", lease.attempt),
+                        &format!("attempt {} failed: {message}{retry}", lease.attempt),
                     )
                     .await?;
-                match self.queue.fail(&lease, &message).await {
+                match self.queue.fail(&lease, &message, permanent).await {
                     Ok(state) => state,
                     Err(QueueError::LeaseLost(_)) => {
                         return Ok(RunOutcome::LeaseLost { job_id: job.id })

@@ -11,18 +11,22 @@
 
 pub mod catalog;
 pub mod linkage;
+pub mod members;
 pub mod optout;
 pub mod plan;
 pub mod protected;
 pub mod schema;
+pub mod shipped;
 pub mod transform;
 
 pub use catalog::{Catalog, CatalogError, Element, ElementClass, ElementId, FileType, Transform};
 pub use linkage::{LinkageError, LinkageKey};
+pub use members::{MemberKey, Withheld, WithheldMembers};
 pub use optout::{parse_import_csv, OptOutError, OptOutHasher, OptOutKey, OptOutSet};
 pub use plan::{
-    plan, BindError, BoundPlan, ExtractPlan, PlanError, PlannedColumn, ReleaseSpec, RowError,
-    RowFlags, RowSink,
+    plan, BindError, BoundPlan, ExtractPlan, FilterUse, PlanError, PlannedColumn, ReleaseSpec,
+    RowError, RowFilter, RowFlags, RowOutcome, RowSink,
 };
 pub use protected::{Effect, ProtectedCategories, ProtectedError};
-pub use schema::{DatasetSchema, SchemaError};
+pub use schema::{DatasetSchema, Derivation, DerivedElement, FilterColumns, SchemaError};
+pub use shipped::{Policy, PolicyError, PolicyOverrides};

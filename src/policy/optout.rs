@@ -97,7 +97,7 @@ impl fmt::Debug for OptOutHasher {
 
 /// Normalizes an SSN to its nine digits: `-` and spaces are ignored; area 000, 666 and 9xx,
 /// group 00 and serial 0000 are refused (never issued).
-fn normalize_ssn(raw: &[u8], out: &mut [u8; 9]) -> bool {
+pub(crate) fn normalize_ssn(raw: &[u8], out: &mut [u8; 9]) -> bool {
     let mut n = 0;
     for &b in raw.trim_ascii() {
         match b {
@@ -118,7 +118,7 @@ fn normalize_ssn(raw: &[u8], out: &mut [u8; 9]) -> bool {
 }
 
 /// Normalizes a member id: trimmed, ASCII upper-case, 1-64 of `[A-Z0-9_-]`.
-fn normalize_member_id(raw: &[u8], out: &mut [u8; 64]) -> Option<usize> {
+pub(crate) fn normalize_member_id(raw: &[u8], out: &mut [u8; 64]) -> Option<usize> {
     let raw = raw.trim_ascii();
     if raw.is_empty() || raw.len() > 64 {
         return None;

@@ -6,15 +6,16 @@
 //! buffer.
 
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 
 use crate::domain::level::Level;
 use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
 use crate::policy::linkage::{LinkageKey, REPLACEMENT_ID_LEN};
-use crate::policy::optout::OptOutSet;
+use crate::policy::members::{Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
-use crate::policy::schema::DatasetSchema;
+use crate::policy::schema::{DatasetSchema, Derivation};
 use crate::policy::transform::{self, Age, AGE_TOP_CODE};
 
 /// Why a plan was refused. Every variant names the element concerned.
@@ -125,6 +126,36 @@ pub enum RowError {
     },
 }
 
+impl RowError {
+    /// How counts name the row as a whole, when no one column is at fault.
+    pub const ROW: &'static str = "(row)";
+
+    /// The source column the error is about ([`RowError::ROW`] for the row as a whole).
+    pub fn column(&self) -> &str {
+        match self {
+            RowError::WrongArity { .. } => RowError::ROW,
+            RowError::Unparseable { column, .. } => column,
+        }
+    }
+
+    /// What was wrong, without the value, for counts.
+    pub fn reason(&self) -> String {
+        match self {
+            RowError::WrongArity { .. } => "wrong number of fields".to_owned(),
+            RowError::Unparseable { expected, .. } => format!("not {expected}"),
+        }
+    }
+}
+
+/// Which rows a release may receive (seed 001 section 3.3 C, minimum necessary).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowFilter {
+    /// Service years, inclusive; `None` for every year.
+    pub years: Option<RangeInclusive<i32>>,
+    /// Payer ids; empty for every payer.
+    pub payers: BTreeSet<String>,
+}
+
 /// What the extract job knows about the release, as far as row policy is concerned.
 #[derive(Debug, Clone)]
 pub struct ReleaseSpec {
@@ -136,6 +167,8 @@ pub struct ReleaseSpec {
     pub supplemental_requested: BTreeSet<ElementId>,
     /// The recipient organization's linkage key, for replacement ids.
     pub linkage: LinkageKey,
+    /// The approved row filters.
+    pub filter: RowFilter,
 }
 
 /// One output column.
@@ -155,6 +188,20 @@ pub struct PlannedColumn {
     pub reference_column: Option<String>,
     /// For replacement ids: the value space.
     pub replacement_domain: Option<String>,
+    /// For derived elements: how the value is computed (then `source_column` is unused).
+    pub derivation: Option<Derivation>,
+}
+
+/// How one row filter applies to a dataset, as the manifest and data dictionary state it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterUse {
+    /// The filter selects rows by this source column.
+    ByColumn(String),
+    /// The dataset has no such column (its rows are not about services or payers), so the
+    /// filter does not narrow it.
+    NotApplicable,
+    /// The release sets no such filter.
+    Unrestricted,
 }
 
 /// The validated plan for one dataset of one release.
@@ -171,6 +218,9 @@ pub struct ExtractPlan {
     guard_practitioner: bool,
     linkage: LinkageKey,
     protected: ProtectedCategories,
+    filter: RowFilter,
+    year_column: Option<String>,
+    payer_column: Option<String>,
 }
 
 /// Checks every approved and requested element against the catalog and the level, then lays
@@ -269,8 +319,37 @@ pub fn plan(
                 class: element.class,
                 reference_column,
                 replacement_domain: element.replacement_domain.clone(),
+                derivation: None,
             });
         }
+    }
+    for derived in schema.derived() {
+        if !release.approved.contains(&derived.element) {
+            continue;
+        }
+        let Some(element) = catalog.get(&derived.element) else {
+            return Err(PlanError::UnknownElement {
+                element: derived.element.clone(),
+            });
+        };
+        let Some(transform) = element.transform_at(release.level) else {
+            return Err(PlanError::AboveLevel {
+                element: derived.element.clone(),
+                element_level: element.lowest_level.unwrap_or(Level::III),
+                release_level: release.level,
+            });
+        };
+        let Derivation::AgeAt { birth_date, .. } = &derived.compute;
+        columns.push(PlannedColumn {
+            element: derived.element.clone(),
+            header: derived.element.local().to_owned(),
+            source_column: birth_date.clone(),
+            transform,
+            class: element.class,
+            reference_column: None,
+            replacement_domain: None,
+            derivation: Some(derived.compute.clone()),
+        });
     }
     code_columns.dedup();
     subject_columns.dedup();
@@ -308,7 +387,7 @@ pub fn plan(
     let unavailable = release
         .approved
         .iter()
-        .filter(|id| id.file_type() == schema.file_type && schema.column_of(id).is_none())
+        .filter(|id| id.file_type() == schema.file_type && !schema.provides(id))
         .cloned()
         .collect();
     Ok(ExtractPlan {
@@ -323,6 +402,9 @@ pub fn plan(
         guard_practitioner,
         linkage: release.linkage.clone(),
         protected: catalog.protected().clone(),
+        filter: release.filter.clone(),
+        year_column: schema.filters().service_year.clone(),
+        payer_column: schema.filters().payer.clone(),
     })
 }
 
@@ -357,6 +439,53 @@ impl ExtractPlan {
         &self.unavailable
     }
 
+    /// How the service-year filter applies to this dataset.
+    pub fn year_filter(&self) -> FilterUse {
+        match (&self.filter.years, &self.year_column) {
+            (None, _) => FilterUse::Unrestricted,
+            (Some(_), Some(column)) => FilterUse::ByColumn(column.clone()),
+            (Some(_), None) => FilterUse::NotApplicable,
+        }
+    }
+
+    /// How the payer filter applies to this dataset.
+    pub fn payer_filter(&self) -> FilterUse {
+        match (self.filter.payers.is_empty(), &self.payer_column) {
+            (true, _) => FilterUse::Unrestricted,
+            (false, Some(column)) => FilterUse::ByColumn(column.clone()),
+            (false, None) => FilterUse::NotApplicable,
+        }
+    }
+
+    /// The approved row filters.
+    pub fn filter(&self) -> &RowFilter {
+        &self.filter
+    }
+
+    /// Whether the plan delivers direct identifiers (so members with protected rows elsewhere
+    /// must be known before the first row is written).
+    pub fn delivers_direct_identifiers(&self) -> bool {
+        self.guard_direct
+    }
+
+    /// The code columns that can mark a row protected for direct identifiers, and the columns
+    /// identifying the row's member: what the protected-member pass reads. Empty when no row of
+    /// this dataset can be protected or linked to a member.
+    pub fn protected_member_columns(&self) -> (Vec<(String, CodeKind)>, Vec<(String, SubjectKey)>) {
+        let codes: Vec<(String, CodeKind)> = self
+            .code_columns
+            .iter()
+            .filter(|(_, kind)| self.protected.can_match(Effect::BlankDirectIdentifiers, *kind))
+            .cloned()
+            .collect();
+        (codes, self.subject_columns.clone())
+    }
+
+    /// The protected-category code lists the plan checks rows against.
+    pub fn protected(&self) -> &ProtectedCategories {
+        &self.protected
+    }
+
     /// Matches the plan to a file's header (`file` labels messages). Every column the plan
     /// reads must be present: outputs, age references, and, when rows can be protected, every
     /// code and identity column, so a row is never judged on partial evidence.
@@ -381,6 +510,19 @@ impl ExtractPlan {
         };
         let mut columns = Vec::with_capacity(self.columns.len());
         for c in &self.columns {
+            if let Some(Derivation::AgeAt { birth_date, at }) = &c.derivation {
+                columns.push(BoundColumn {
+                    index: find(birth_date)?,
+                    source: birth_date.clone(),
+                    class: c.class,
+                    step: Step::AgeAt {
+                        at: find(at)?,
+                        at_name: at.clone(),
+                        top_code: c.transform == Transform::TopCodeAge90,
+                    },
+                });
+                continue;
+            }
             let step = match c.transform {
                 Transform::Keep => Step::Keep,
                 Transform::Year => Step::Year,
@@ -433,9 +575,26 @@ impl ExtractPlan {
                 subject_columns.push((find(name)?, *key));
             }
         }
+        let years = match (&self.filter.years, &self.year_column) {
+            (Some(range), Some(column)) => Some((find(column)?, column.clone(), range.clone())),
+            _ => None,
+        };
+        let payers = match &self.payer_column {
+            Some(column) if !self.filter.payers.is_empty() => Some((
+                find(column)?,
+                self.filter
+                    .payers
+                    .iter()
+                    .map(|p| p.as_bytes().to_vec())
+                    .collect(),
+            )),
+            _ => None,
+        };
         Ok(BoundPlan {
             file: file.to_owned(),
             width: names.len(),
+            years,
+            payers,
             columns,
             code_columns,
             subject_columns,
@@ -463,6 +622,12 @@ enum Step {
         reference_name: String,
     },
     ReplacementId(String),
+    /// Age derived from the birth date (the column's own index) at the date in `at`.
+    AgeAt {
+        at: usize,
+        at_name: String,
+        top_code: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -481,8 +646,30 @@ pub struct RowFlags {
     pub protected: bool,
     /// A Level III row about a person who opted out: its direct identifiers were blanked.
     pub opted_out: bool,
+    /// A Level III row about a member who has a protected row elsewhere in the release: its
+    /// direct identifiers were blanked.
+    pub protected_member: bool,
     /// An abortion-procedure row: its practitioner elements were blanked.
     pub practitioner_blanked: bool,
+}
+
+/// What became of one source row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOutcome {
+    /// The row was written, with what the row rules found.
+    Delivered(RowFlags),
+    /// The row is outside the release's filters and was not written.
+    OutsideFilters,
+}
+
+impl RowOutcome {
+    /// The row rules' findings, for a delivered row.
+    pub fn flags(self) -> Option<RowFlags> {
+        match self {
+            RowOutcome::Delivered(flags) => Some(flags),
+            RowOutcome::OutsideFilters => None,
+        }
+    }
 }
 
 /// Where [`BoundPlan::apply`] writes a row: `begin_row` with the source record, one field per
@@ -509,6 +696,10 @@ pub trait RowSink {
     fn end_row(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
+
+    /// Drops what was written of the current row (after `apply` refused it), so a tolerated
+    /// invalid row leaves nothing behind.
+    fn discard_row(&mut self) {}
 }
 
 /// A row in memory, for tests and callers that inspect it; each row replaces the last.
@@ -530,6 +721,10 @@ impl RowSink for csv::ByteRecord {
 pub struct BoundPlan {
     file: String,
     width: usize,
+    /// The service-year column (index, name) and the years delivered.
+    years: Option<(usize, String, RangeInclusive<i32>)>,
+    /// The payer column and the payer ids delivered.
+    payers: Option<(usize, Vec<Vec<u8>>)>,
     columns: Vec<BoundColumn>,
     code_columns: Vec<(usize, CodeKind)>,
     subject_columns: Vec<(usize, SubjectKey)>,
@@ -553,9 +748,9 @@ impl BoundPlan {
     pub fn apply<S: RowSink>(
         &self,
         record: &csv::ByteRecord,
-        opt_outs: &OptOutSet,
+        members: &WithheldMembers,
         out: &mut S,
-    ) -> Result<RowFlags, S::Error> {
+    ) -> Result<RowOutcome, S::Error> {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != self.width {
             return Err(S::Error::from(RowError::WrongArity {
@@ -564,6 +759,9 @@ impl BoundPlan {
                 expected: self.width,
                 found: record.len(),
             }));
+        }
+        if !self.within_filters(record, line)? {
+            return Ok(RowOutcome::OutsideFilters);
         }
         let mut flags = RowFlags::default();
         for &(index, kind) in &self.code_columns {
@@ -589,10 +787,13 @@ impl BoundPlan {
             }
         }
         if self.guard_direct {
-            flags.opted_out = self
-                .subject_columns
-                .iter()
-                .any(|&(index, key)| opt_outs.is_opted_out(key, &record[index]));
+            for &(index, key) in &self.subject_columns {
+                match members.withheld(key, &record[index]) {
+                    Some(Withheld::OptedOut) => flags.opted_out = true,
+                    Some(Withheld::ProtectedMember) => flags.protected_member = true,
+                    None => {}
+                }
+            }
         }
 
         out.begin_row(record);
@@ -600,7 +801,9 @@ impl BoundPlan {
         for c in &self.columns {
             let value = &record[c.index];
             let withheld = match c.class {
-                ElementClass::DirectIdentifier => flags.protected || flags.opted_out,
+                ElementClass::DirectIdentifier => {
+                    flags.protected || flags.opted_out || flags.protected_member
+                }
                 ElementClass::Provider => flags.practitioner_blanked,
                 // Unreachable by construction of the plan; blank rather than trust that.
                 ElementClass::Charge => true,
@@ -674,9 +877,62 @@ impl BoundPlan {
                         out.field(b"")?;
                     }
                 }
+                Step::AgeAt {
+                    at,
+                    at_name,
+                    top_code,
+                } => {
+                    let dob = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
+                    let at = &record[*at];
+                    if at.trim_ascii().is_empty() {
+                        out.field(b"")?;
+                        continue;
+                    }
+                    let at = transform::parse_reference(at).ok_or_else(|| RowError::Unparseable {
+                        file: self.file.clone(),
+                        line,
+                        column: at_name.clone(),
+                        expected: "a date (YYYY-MM-DD, YYYYMMDD) or a month (YYYYMM)",
+                    })?;
+                    let age = u32::try_from(transform::age_at(dob, at))
+                        .map_err(|_| bad("a birth date on or before the date of service"))?;
+                    if *top_code && age >= 90 {
+                        out.field(AGE_TOP_CODE)?;
+                    } else {
+                        let n = transform::write_u32(age, &mut buf);
+                        out.field(&buf[..n])?;
+                    }
+                }
             }
         }
         out.end_row()?;
-        Ok(flags)
+        Ok(RowOutcome::Delivered(flags))
+    }
+
+    /// Whether the row is inside the release's filters. A row without a service year cannot be
+    /// shown to be inside the years asked for, so it is not delivered (minimum necessary).
+    fn within_filters(&self, record: &csv::ByteRecord, line: u64) -> Result<bool, RowError> {
+        if let Some((index, name, years)) = &self.years {
+            let value = record[*index].trim_ascii();
+            if value.is_empty() {
+                return Ok(false);
+            }
+            let year = transform::leading_year(value).ok_or_else(|| RowError::Unparseable {
+                file: self.file.clone(),
+                line,
+                column: name.clone(),
+                expected: "a date or period starting with a four-digit year",
+            })?;
+            if !years.contains(&year) {
+                return Ok(false);
+            }
+        }
+        if let Some((index, payers)) = &self.payers {
+            let value = record[*index].trim_ascii();
+            if !payers.iter().any(|p| p.as_slice() == value) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }

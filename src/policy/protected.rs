@@ -33,6 +33,14 @@ pub enum ProtectedError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A code-list override file does not hold exactly the one category it is configured for.
+    #[error("{file}: configured as the code list of category `{category}`, so it must define exactly that one category")]
+    OverrideShape {
+        /// The override file.
+        file: String,
+        /// The category id it is configured under.
+        category: String,
+    },
     /// Two categories share an id.
     #[error("{file}:{line}: category `{category}` is defined twice")]
     Duplicate {
@@ -209,40 +217,84 @@ fn compile(pattern: &str) -> Result<Pattern, &'static str> {
     }
 }
 
+/// One category as read from a file, with where it came from (for messages).
+struct SourcedCategory {
+    file: String,
+    line: usize,
+    raw: RawCategory,
+}
+
+fn read_categories(file: &str, text: &str) -> Result<Vec<SourcedCategory>, ProtectedError> {
+    let raw: RawFile = toml::from_str(text).map_err(|source| ProtectedError::Toml {
+        file: file.to_owned(),
+        source,
+    })?;
+    let mut out: Vec<SourcedCategory> = Vec::new();
+    for spanned in raw.category {
+        let line = line_of(text, spanned.span().start);
+        let raw = spanned.into_inner();
+        if out.iter().any(|c| c.raw.id == raw.id) {
+            return Err(ProtectedError::Duplicate {
+                file: file.to_owned(),
+                line,
+                category: raw.id,
+            });
+        }
+        out.push(SourcedCategory {
+            file: file.to_owned(),
+            line,
+            raw,
+        });
+    }
+    Ok(out)
+}
+
 impl ProtectedCategories {
     /// Parses the configuration; `file` labels messages.
     pub fn parse(file: &str, text: &str) -> Result<ProtectedCategories, ProtectedError> {
-        let raw: RawFile = toml::from_str(text).map_err(|source| ProtectedError::Toml {
-            file: file.to_owned(),
-            source,
-        })?;
-        let mut out = ProtectedCategories::default();
-        for spanned in raw.category {
-            let line = line_of(text, spanned.span().start);
-            let cat = spanned.into_inner();
-            if out.categories.iter().any(|c| c.id == cat.id) {
-                return Err(ProtectedError::Duplicate {
-                    file: file.to_owned(),
-                    line,
-                    category: cat.id,
+        ProtectedCategories::parse_with_overrides((file, text), &[])
+    }
+
+    /// Parses the shipped configuration `(label, text)`, then replaces (or adds) each category
+    /// named in `overrides` (`(category id, file label, text)`) by the one category that file
+    /// defines, which must carry that id.
+    pub fn parse_with_overrides(
+        shipped: (&str, &str),
+        overrides: &[(String, String, String)],
+    ) -> Result<ProtectedCategories, ProtectedError> {
+        let mut categories = read_categories(shipped.0, shipped.1)?;
+        for (id, file, text) in overrides {
+            let mut read = read_categories(file, text)?;
+            let single = read.len() == 1 && read[0].raw.id == *id;
+            let Some(replacement) = read.pop().filter(|_| single) else {
+                return Err(ProtectedError::OverrideShape {
+                    file: file.clone(),
+                    category: id.clone(),
                 });
+            };
+            match categories.iter_mut().find(|c| c.raw.id == *id) {
+                Some(slot) => *slot = replacement,
+                None => categories.push(replacement),
             }
-            for (kind, patterns) in &cat.codes {
+        }
+        let mut out = ProtectedCategories::default();
+        for SourcedCategory { file, line, raw } in categories {
+            for (kind, patterns) in &raw.codes {
                 for p in patterns {
                     let compiled = compile(p).map_err(|reason| ProtectedError::Pattern {
-                        file: file.to_owned(),
+                        file: file.clone(),
                         line,
-                        category: cat.id.clone(),
+                        category: raw.id.clone(),
                         pattern: p.clone(),
                         reason,
                     })?;
-                    out.table[cat.effect.index()][kind.index()].push(compiled);
+                    out.table[raw.effect.index()][kind.index()].push(compiled);
                 }
             }
             out.categories.push(Category {
-                id: cat.id,
-                effect: cat.effect,
-                source: cat.source,
+                id: raw.id,
+                effect: raw.effect,
+                source: raw.source,
             });
         }
         Ok(out)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::policy::catalog::{line_of, Catalog, ElementId, FileType};
+use crate::policy::catalog::{line_of, Catalog, ElementClass, ElementId, FileType};
 
 /// Errors raised while loading a dataset schema.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,30 @@ pub enum SchemaError {
         /// 1-based line.
         line: usize,
     },
+    /// A derived element or a row filter names a column the schema does not have.
+    #[error("{file}:{line}: `{what}` names column `{column}`, which the schema does not list")]
+    UnknownColumn {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// What names it (`derived med_claim.member_age`, `filters.payer`).
+        what: String,
+        /// The column as written.
+        column: String,
+    },
+    /// A derived element is not of a class its computation produces.
+    #[error("{file}:{line}: element `{element}` cannot be derived as {compute}: it is not an age element")]
+    NotDerivable {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// The element id.
+        element: String,
+        /// The computation asked for.
+        compute: &'static str,
+    },
     /// Two schema files describe the same file type.
     #[error("{file}: a schema for `{file_type}` was already loaded")]
     DuplicateFileType {
@@ -90,6 +114,40 @@ pub struct SchemaColumn {
     pub elements: Vec<ElementId>,
 }
 
+/// An element computed from other columns of the same row instead of read from one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedElement {
+    /// The element delivered.
+    pub element: ElementId,
+    /// How it is computed.
+    pub compute: Derivation,
+}
+
+/// The computations a schema may declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Derivation {
+    /// Age in whole years at the time of service, from a birth date and a service date (or
+    /// `YYYYMM` month); the same arithmetic that decides the Level II birth-date rule.
+    AgeAt {
+        /// Column holding the birth date.
+        birth_date: String,
+        /// Column holding the date the age is measured at.
+        at: String,
+    },
+}
+
+/// The columns a release's row filters read (seed 001 section 3.3 C, minimum necessary).
+/// A dataset without one cannot be filtered that way: its rows are not about services or
+/// payers (the hospital restructuring file), and the manifest says the filter did not apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterColumns {
+    /// Column whose leading four digits are the row's service year (a date, a `YYYYMM` month,
+    /// a year or a `YYYYQn` period).
+    pub service_year: Option<String>,
+    /// Column holding the row's payer id.
+    pub payer: Option<String>,
+}
+
 /// The validated schema of one file type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetSchema {
@@ -98,6 +156,8 @@ pub struct DatasetSchema {
     /// Where it was loaded from, for messages.
     pub source: String,
     columns: Vec<SchemaColumn>,
+    derived: Vec<DerivedElement>,
+    filters: FilterColumns,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +165,32 @@ pub struct DatasetSchema {
 struct RawSchema {
     file_type: FileType,
     columns: Vec<RawColumn>,
+    #[serde(default)]
+    derived: Vec<toml::Spanned<RawDerived>>,
+    #[serde(default)]
+    filters: Option<toml::Spanned<RawFilters>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDerived {
+    element: String,
+    compute: RawCompute,
+    birth_date: String,
+    at: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawCompute {
+    AgeAt,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilters {
+    service_year: Option<String>,
+    payer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -175,10 +261,90 @@ impl DatasetSchema {
             }
             columns.push(SchemaColumn { name, elements });
         }
+        let unknown_column = |line: usize, what: String, column: &str| {
+            (!seen_columns.contains_key(column)).then(|| SchemaError::UnknownColumn {
+                file: file.to_owned(),
+                line,
+                what,
+                column: column.to_owned(),
+            })
+        };
+        let mut derived = Vec::with_capacity(raw.derived.len());
+        for spanned in raw.derived {
+            let line = line_of(text, spanned.span().start);
+            let d = spanned.into_inner();
+            let element = ElementId::parse(&d.element)
+                .ok()
+                .and_then(|id| catalog.get(&id));
+            let Some(element) = element else {
+                return Err(SchemaError::UnknownElement {
+                    file: file.to_owned(),
+                    line,
+                    column: "(derived)".to_owned(),
+                    element: d.element,
+                });
+            };
+            if element.file_type() != raw.file_type {
+                return Err(SchemaError::WrongFileType {
+                    file: file.to_owned(),
+                    line,
+                    column: "(derived)".to_owned(),
+                    element: d.element,
+                    file_type: raw.file_type,
+                });
+            }
+            let RawCompute::AgeAt = d.compute;
+            if element.class != ElementClass::Age {
+                return Err(SchemaError::NotDerivable {
+                    file: file.to_owned(),
+                    line,
+                    element: d.element,
+                    compute: "age_at",
+                });
+            }
+            if seen_elements.insert(element.id.clone(), line).is_some() {
+                return Err(SchemaError::Duplicate {
+                    file: file.to_owned(),
+                    line,
+                    what: d.element,
+                });
+            }
+            for column in [&d.birth_date, &d.at] {
+                if let Some(e) = unknown_column(line, format!("derived {}", d.element), column) {
+                    return Err(e);
+                }
+            }
+            derived.push(DerivedElement {
+                element: element.id.clone(),
+                compute: Derivation::AgeAt {
+                    birth_date: d.birth_date,
+                    at: d.at,
+                },
+            });
+        }
+        let mut filters = FilterColumns::default();
+        if let Some(spanned) = raw.filters {
+            let line = line_of(text, spanned.span().start);
+            let f = spanned.into_inner();
+            for (what, column) in [("filters.service_year", &f.service_year), ("filters.payer", &f.payer)] {
+                if let Some(e) = column
+                    .as_deref()
+                    .and_then(|c| unknown_column(line, what.to_owned(), c))
+                {
+                    return Err(e);
+                }
+            }
+            filters = FilterColumns {
+                service_year: f.service_year,
+                payer: f.payer,
+            };
+        }
         Ok(DatasetSchema {
             file_type: raw.file_type,
             source: file.to_owned(),
             columns,
+            derived,
+            filters,
         })
     }
 
@@ -227,7 +393,29 @@ impl DatasetSchema {
         &self.columns
     }
 
-    /// The source column an element is derived from.
+    /// The elements computed from other columns.
+    pub fn derived(&self) -> &[DerivedElement] {
+        &self.derived
+    }
+
+    /// The columns the row filters read.
+    pub fn filters(&self) -> &FilterColumns {
+        &self.filters
+    }
+
+    /// Every source column a file of this dataset must have: each mapped column (including
+    /// the unmapped ones listed, so a misaligned file is caught) and what derivations and
+    /// filters read.
+    pub fn required_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+
+    /// Whether the schema delivers `element`, from a column or by derivation.
+    pub fn provides(&self, element: &ElementId) -> bool {
+        self.column_of(element).is_some() || self.derived.iter().any(|d| d.element == *element)
+    }
+
+    /// The source column an element is read from (derived elements have none).
     pub fn column_of(&self, element: &ElementId) -> Option<&str> {
         self.columns
             .iter()

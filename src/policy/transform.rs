@@ -50,6 +50,22 @@ pub fn parse_reference(raw: &[u8]) -> Option<Date> {
     Date::from_calendar_date(first.year(), month, month.length(first.year())).ok()
 }
 
+/// The year a date, `YYYYMM` month, year or `YYYYQn` period starts with: its first four
+/// bytes, which must be digits and followed by nothing or a non-digit.
+pub fn leading_year(raw: &[u8]) -> Option<i32> {
+    let b = raw.trim_ascii();
+    let year = i32::try_from(digits(b.get(..4)?)?).ok()?;
+    // `2024`, `2024-03-01`, `2024Q1`, `202403`, `20240301`; not `20245` nor `2024031`.
+    let rest = &b[4..];
+    let ok = match rest.first() {
+        Some(c) if c.is_ascii_digit() => {
+            matches!(rest.len(), 2 | 4) && rest.iter().all(u8::is_ascii_digit)
+        }
+        _ => true,
+    };
+    ok.then_some(year)
+}
+
 /// Whole years from `dob` to `at` (negative when `at` precedes `dob`).
 pub fn age_at(dob: Date, at: Date) -> i32 {
     let mut age = at.year() - dob.year();

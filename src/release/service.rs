@@ -31,7 +31,7 @@ use crate::domain::ids::{OrgId, UserId};
 use crate::domain::level::Level;
 use crate::domain::release::{IllegalTransition, Performer, ReleaseId, ReleaseStatus, Transition};
 use crate::domain::request::{DataRequest, RequestError};
-use crate::policy::{Catalog, ElementId};
+use crate::policy::{Catalog, ElementId, FileType, Policy};
 
 /// Longest reason text accepted, in characters.
 pub const MAX_REASON_CHARS: usize = 2_000;
@@ -42,6 +42,18 @@ pub enum ServiceError {
     /// No release has this id (or the caller may not know it exists).
     #[error("no such release")]
     NotFound,
+    /// The release's filters (years, payers) select no row of a dataset's source: approving it
+    /// would deliver an empty file.
+    #[error("the request's row filters select no row of dataset `{0}`; change the years or payers")]
+    NoRowsSelected(FileType),
+    /// A dataset's source could not be read to check the filters against it.
+    #[error("the source of dataset `{dataset}` could not be checked: {problem}")]
+    SourceUnreadable {
+        /// The dataset.
+        dataset: FileType,
+        /// What went wrong (Steward's own words, no values).
+        problem: String,
+    },
     /// The caller may not do this.
     #[error("forbidden: {}", .0 .0.as_str())]
     Forbidden(Denied),
@@ -207,9 +219,24 @@ pub struct ReleaseService {
     db: Database,
     audit: AuditLog,
     clock: SharedClock,
+    policy: Arc<Policy>,
     catalog: Arc<Catalog>,
     signer: ServerSigner,
     settings: ReleaseSettings,
+    rows: Option<Arc<dyn RowProbe>>,
+}
+
+/// Answers, for a release about to be approved, whether its filters select any row of a
+/// dataset's source, so that a release that would deliver nothing is refused at review rather
+/// than discovered at extraction. `None` when the dataset has no source to look at yet.
+#[async_trait::async_trait]
+pub trait RowProbe: Send + Sync + std::fmt::Debug {
+    /// Whether any source row of `file_type` is inside the filters of `record`.
+    async fn selects_any_row(
+        &self,
+        record: &ReleaseRecord,
+        file_type: FileType,
+    ) -> Result<Option<bool>, String>;
 }
 
 fn check_reason(reason: Option<&str>) -> Result<Option<String>, ServiceError> {
@@ -267,12 +294,12 @@ fn dua_from_row(row: &DuaRow) -> Result<Dua, ServiceError> {
 }
 
 impl ReleaseService {
-    /// Wires the service. The catalog is the one loaded at start-up.
+    /// Wires the service. The policy is the one loaded at start-up.
     pub fn new(
         db: Database,
         audit: AuditLog,
         clock: SharedClock,
-        catalog: Arc<Catalog>,
+        policy: Arc<Policy>,
         signer: ServerSigner,
         settings: ReleaseSettings,
     ) -> Self {
@@ -280,10 +307,23 @@ impl ReleaseService {
             db,
             audit,
             clock,
-            catalog,
+            catalog: policy.catalog().clone(),
+            policy,
             signer,
             settings,
+            rows: None,
         }
+    }
+
+    /// The service with a probe that checks, at approval, that the filters select some row.
+    pub fn with_row_probe(mut self, probe: Arc<dyn RowProbe>) -> Self {
+        self.rows = Some(probe);
+        self
+    }
+
+    /// The policy (catalog, schemas, code lists) loaded at start-up.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The server's public signing key (hex), which verifies approval letters.
@@ -498,6 +538,7 @@ impl ReleaseService {
                     .map_err(ServiceError::BadDecision)?;
                 committee::check_approval_allowed(record.row.level, outcome.as_ref())
                     .map_err(ServiceError::CommitteeRequired)?;
+                self.check_filters_select_rows(&record).await?;
                 if let Caller::Person(p) = caller {
                     change.approved_by = Some(p.user_id);
                 }
@@ -515,6 +556,26 @@ impl ReleaseService {
         )
         .await?;
         self.load(id).await
+    }
+
+    /// Refuses approval when the release's filters select no row of one of its datasets.
+    async fn check_filters_select_rows(&self, record: &ReleaseRecord) -> Result<(), ServiceError> {
+        let Some(probe) = &self.rows else {
+            return Ok(());
+        };
+        for file_type in &record.request.datasets {
+            match probe.selects_any_row(record, *file_type).await {
+                Ok(Some(false)) => return Err(ServiceError::NoRowsSelected(*file_type)),
+                Ok(_) => {}
+                Err(problem) => {
+                    return Err(ServiceError::SourceUnreadable {
+                        dataset: *file_type,
+                        problem,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_performer(

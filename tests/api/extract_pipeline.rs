@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use steward::domain::level::Level;
-use steward::extract::{extract_dataset, DatasetRequest, ExtractError, JobControl, SourceLocation};
+use steward::extract::{
+    extract_dataset, DatasetRequest, ExtractError, InvalidRowTolerance, JobControl, SourceLocation,
+};
+use steward::policy::WithheldMembers;
 use steward::policy::catalog::FileType;
 use steward::policy::plan;
 use steward::storage::{
@@ -61,7 +64,8 @@ fn request(
     DatasetRequest {
         plan: Arc::new(plan),
         source,
-        optouts: Arc::new(opt_outs(&[])),
+        members: Arc::new(WithheldMembers::from(opt_outs(&[]))),
+        tolerance: InvalidRowTolerance::default(),
         recipients,
         key: ObjectKey::parse(key).unwrap(),
     }

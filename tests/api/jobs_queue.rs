@@ -120,7 +120,7 @@ async fn expired_lease_is_taken_over_and_old_runner_is_fenced(db: Db) {
         Err(QueueError::LeaseLost(_))
     ));
     assert!(matches!(
-        h.queue.fail(&first, "late").await,
+        h.queue.fail(&first, "late", false).await,
         Err(QueueError::LeaseLost(_))
     ));
     h.queue.succeed(&second).await.unwrap();
@@ -141,7 +141,7 @@ async fn failures_back_off_then_fail_for_good(db: Db) {
         assert_eq!(lease.attempt, attempt);
         let state = h
             .queue
-            .fail(&lease, "source missing: /data/x.csv")
+            .fail(&lease, "source missing: /data/x.csv", false)
             .await
             .unwrap();
         if attempt < 3 {

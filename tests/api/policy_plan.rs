@@ -2,7 +2,7 @@
 
 use steward::domain::level::Level;
 use steward::policy::catalog::{ElementId, FileType};
-use steward::policy::{plan, BindError, PlanError, RowError};
+use steward::policy::{plan, BindError, PlanError, RowError, WithheldMembers};
 
 use crate::policy_support::{catalog, everything_allowed, opt_outs, schema};
 
@@ -152,7 +152,7 @@ fn quality_release_on(csv_text: &str) -> Result<csv::ByteRecord, RowError> {
     let mut last = Ok(out.clone());
     while reader.read_byte_record(&mut record).expect("read") {
         last = bound
-            .apply(&record, &opt_outs(&[]), &mut out)
+            .apply(&record, &WithheldMembers::from(opt_outs(&[])), &mut out)
             .map(|_| out.clone());
         if last.is_err() {
             break;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use steward::domain::level::Level;
 use steward::policy::catalog::{Catalog, ElementClass, ElementId, FileType};
-use steward::policy::{plan, LinkageKey, OptOutSet, ReleaseSpec};
+use steward::policy::{plan, LinkageKey, OptOutSet, ReleaseSpec, RowFilter, WithheldMembers};
 
 use crate::policy_support::{catalog, everything_allowed, opt_outs, schema, LINKAGE_SECRET};
 
@@ -110,7 +110,9 @@ fn run(release: &ReleaseSpec, r: &Row, opt: &OptOutSet) -> Vec<(String, ElementC
     let (header, rec) = record(r);
     let bound = p.bind("prop.csv", &header).expect("bind");
     let mut out = csv::ByteRecord::new();
-    bound.apply(&rec, opt, &mut out).expect("apply");
+    bound
+        .apply(&rec, &WithheldMembers::from(opt.clone()), &mut out)
+        .expect("apply");
     p.columns()
         .iter()
         .zip(out.iter())
@@ -158,6 +160,7 @@ proptest! {
             approved: approved.clone(),
             supplemental_requested,
             linkage: LinkageKey::derive(LINKAGE_SECRET, "org").expect("key"),
+            filter: RowFilter::default(),
         };
         match plan(&release, &schema(catalog, ft), catalog) {
             Err(_) => prop_assert!(should_refuse),

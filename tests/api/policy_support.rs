@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use steward::domain::level::Level;
 use steward::policy::catalog::{Catalog, ElementId, FileType};
-use steward::policy::{plan, DatasetSchema, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec};
+use steward::policy::{
+    plan, DatasetSchema, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec, RowFilter, WithheldMembers,
+};
 
 /// The linkage secret used by tests.
 pub const LINKAGE_SECRET: &[u8] = b"test-linkage-secret-0123456789abcdef";
@@ -56,6 +58,7 @@ pub fn everything_allowed(
         approved,
         supplemental_requested,
         linkage: LinkageKey::derive(LINKAGE_SECRET, org).expect("linkage key"),
+        filter: RowFilter::default(),
     }
 }
 
@@ -90,9 +93,12 @@ pub fn transform_csv(
     writer.write_record(plan.header()).expect("write");
     let mut record = csv::ByteRecord::new();
     let mut out = csv::ByteRecord::new();
+    let members = WithheldMembers::from(opt_outs.clone());
     while reader.read_byte_record(&mut record).expect("read") {
-        bound.apply(&record, opt_outs, &mut out).expect("apply");
-        writer.write_byte_record(&out).expect("write");
+        let outcome = bound.apply(&record, &members, &mut out).expect("apply");
+        if outcome.flags().is_some() {
+            writer.write_byte_record(&out).expect("write");
+        }
     }
     String::from_utf8(writer.into_inner().expect("flush")).expect("utf-8")
 }

@@ -3,7 +3,7 @@
 
 use steward::domain::level::Level;
 use steward::policy::catalog::FileType;
-use steward::policy::{parse_import_csv, plan, OptOutSet};
+use steward::policy::{parse_import_csv, plan, OptOutSet, WithheldMembers};
 use steward::synth;
 
 use crate::policy_support::{catalog, everything_allowed, hasher, schema};
@@ -66,26 +66,33 @@ fn count(dir: &std::path::Path, ft: FileType, opt: &OptOutSet) -> Counts {
         .collect();
     let mut record = csv::ByteRecord::new();
     let mut out = csv::ByteRecord::new();
+    let members = WithheldMembers::from(opt.clone());
     while reader.read_byte_record(&mut record).expect("read") {
         c.rows += 1;
         c.empty_fields += record.iter().filter(|f| f.is_empty()).count() as u64;
         c.multiline_text += u64::from(record.iter().any(|f| f.contains(&b'\n')));
         c.quoted_commas += u64::from(record.iter().any(|f| f.contains(&b',')));
         c.non_ascii_names += u64::from(name_cols.iter().any(|i| !record[*i].is_ascii()));
-        let f1 = bound[0].apply(&record, opt, &mut out).expect("level I row");
+        let f1 = bound[0]
+            .apply(&record, &members, &mut out)
+            .expect("level I row")
+            .flags()
+            .expect("no filter");
         if let Some(i) = age_col {
             c.top_coded_ages += u64::from(&out[i] == b"90 or over");
         }
         c.practitioner_blanked += u64::from(f1.practitioner_blanked);
         bound[1]
-            .apply(&record, opt, &mut out)
+            .apply(&record, &members, &mut out)
             .expect("level II row");
         if let Some(i) = dob_col {
             c.blanked_birth_dates += u64::from(out[i].is_empty());
         }
         let f3 = bound[2]
-            .apply(&record, opt, &mut out)
-            .expect("level III row");
+            .apply(&record, &members, &mut out)
+            .expect("level III row")
+            .flags()
+            .expect("no filter");
         c.protected += u64::from(f3.protected);
         c.opted_out += u64::from(f3.opted_out);
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use steward::clock::Clock;
 use steward::config::ReleaseSettings;
 use steward::domain::release::{ReleaseId, ReleaseStatus};
-use steward::policy::Catalog;
+use steward::policy::Policy;
 use steward::release::{Caller, ReleaseService};
 
 use crate::helpers::{spawn_app, Db, TestApp};
@@ -19,12 +19,11 @@ on_both_databases!(
 );
 
 fn service(app: &TestApp, demand: bool) -> ReleaseService {
-    let catalog = Catalog::load(std::path::Path::new("config/policy")).expect("catalog");
     ReleaseService::new(
         app.state.db.clone(),
         app.state.audit.clone(),
         app.clock.clone(),
-        Arc::new(catalog),
+        Arc::new(Policy::shipped().expect("shipped policy")),
         app.state.signer.clone(),
         ReleaseSettings {
             expiry_check_secs: 60,

@@ -1,0 +1,152 @@
+//! The protected-member pass (seed 001 section 3.1 F-H), run before any file of a Level III
+//! release is written: it reads the release's sources for rows whose codes put them in a
+//! protected category and records the members they are about, so that those members get no
+//! direct identifier on any row of any file of the release.
+//!
+//! A member may appear under several identities (an SSN, a member id per payer). A row that
+//! names a recorded identity makes every identity on it recorded too, and the datasets that
+//! carry two identities on a row are read again until a pass adds nothing, so no chain of
+//! rows can join a protected row to a named one. The pass reads only the code and identity
+//! columns and keeps only keyed hashes, in memory.
+
+use std::sync::Arc;
+
+use super::pipeline::SourceRows;
+use super::{ExtractError, JobControl, SourceLocation};
+use crate::policy::{
+    BindError, Effect, ExtractPlan, MemberKey, ProtectedCategories, WithheldMembers,
+};
+use crate::storage::SharedStore;
+
+/// One dataset of the release, as the pass sees it.
+pub struct MemberSource {
+    /// The dataset's plan (its code and identity columns).
+    pub plan: Arc<ExtractPlan>,
+    /// Where its source is.
+    pub source: SourceLocation,
+}
+
+/// What the pass found, for the job's record (counts only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberPassReport {
+    /// Source rows in a protected category.
+    pub protected_rows: u64,
+    /// Member identities withheld because of them (directly or through a linking row).
+    pub identities: u64,
+    /// Passes over the sources.
+    pub passes: u32,
+}
+
+/// Adds to `members` every member with a protected row in any of `sources`, and every
+/// identity linked to one. Runs on a blocking thread.
+pub async fn collect_protected_members(
+    sources: Vec<MemberSource>,
+    mut members: WithheldMembers,
+    store: SharedStore,
+    control: Arc<JobControl>,
+) -> Result<(WithheldMembers, MemberPassReport), ExtractError> {
+    let runtime = tokio::runtime::Handle::current();
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let report = run_passes(&sources, &mut members, &store, &runtime, &control)?;
+        Ok((members, report))
+    })
+    .await
+    .unwrap_or(Err(ExtractError::StageLost("protected-member pass")))
+}
+
+fn run_passes(
+    sources: &[MemberSource],
+    members: &mut WithheldMembers,
+    store: &SharedStore,
+    runtime: &tokio::runtime::Handle,
+    control: &JobControl,
+) -> Result<MemberPassReport, ExtractError> {
+    let mut report = MemberPassReport::default();
+    // The first pass reads every dataset that can hold a protected row or link identities;
+    // later ones only those that link, until nothing new is learned.
+    let mut first = true;
+    loop {
+        let mut added = 0u64;
+        for source in sources {
+            let (codes, subjects) = source.plan.protected_member_columns();
+            let links = subjects.len() >= 2;
+            let reads_codes = first && !codes.is_empty();
+            if subjects.is_empty() || !(reads_codes || links) {
+                continue;
+            }
+            let mut rows = SourceRows::open(&source.source, store, runtime, control)?;
+            let find = |column: &str| {
+                rows.header
+                    .iter()
+                    .position(|n| n.trim() == column)
+                    .ok_or_else(|| {
+                        ExtractError::Bind(BindError::MissingColumn {
+                            file: rows.name.clone(),
+                            column: column.to_owned(),
+                        })
+                    })
+            };
+            let code_columns = if reads_codes {
+                codes
+                    .iter()
+                    .map(|(name, kind)| Ok((find(name)?, *kind)))
+                    .collect::<Result<Vec<_>, ExtractError>>()?
+            } else {
+                Vec::new()
+            };
+            let subject_columns = subjects
+                .iter()
+                .map(|(name, kind)| Ok((find(name)?, *kind)))
+                .collect::<Result<Vec<_>, ExtractError>>()?;
+            let protected: &ProtectedCategories = source.plan.protected();
+            let mut record = csv::ByteRecord::new();
+            let mut keys: Vec<MemberKey> = Vec::with_capacity(subject_columns.len());
+            let mut seen = 0u64;
+            while let Some(read) = rows.next(&mut record)? {
+                // A malformed row is the transform's to report (or drop); here it says nothing.
+                if read.is_err() || record.len() != rows.header.len() {
+                    continue;
+                }
+                keys.clear();
+                keys.extend(
+                    subject_columns
+                        .iter()
+                        .filter_map(|&(index, kind)| members.member_key(kind, &record[index])),
+                );
+                let is_protected = code_columns.iter().any(|&(index, kind)| {
+                    let value = &record[index];
+                    !value.is_empty()
+                        && protected.matches(Effect::BlankDirectIdentifiers, kind, value)
+                });
+                if is_protected {
+                    report.protected_rows += 1;
+                }
+                if is_protected || keys.iter().any(|k| members.is_protected(*k)) {
+                    for key in &keys {
+                        if members.add_protected(*key) {
+                            added += 1;
+                        }
+                    }
+                }
+                seen += 1;
+                if seen % 65_536 == 0 && control.is_cancelled() {
+                    return Err(ExtractError::Cancelled);
+                }
+            }
+        }
+        report.passes += 1;
+        report.identities += added;
+        // After the first pass, only identities learned through links can reach rows read
+        // earlier; with no dataset linking identities, one pass is complete.
+        let any_links = sources
+            .iter()
+            .any(|s| s.plan.protected_member_columns().1.len() >= 2);
+        if added == 0 || !any_links {
+            break;
+        }
+        first = false;
+    }
+    Ok(report)
+}
