@@ -78,10 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let control = Arc::new(JobControl::default());
     let source = SourceLocation::Path(PathBuf::from(source));
     let started = Instant::now();
-    let mut members = WithheldMembers::from(OptOutSet::new(
-        OptOutHasher::new(&[9u8; 32])?,
-        Vec::new(),
-    ));
+    let mut members =
+        WithheldMembers::from(OptOutSet::new(OptOutHasher::new(&[9u8; 32])?, Vec::new()));
     if plan.delivers_direct_identifiers() {
         let sources = vec![MemberSource {
             plan: plan.clone(),

@@ -354,8 +354,8 @@ pub fn check_sources(
         let schema = policy
             .schema(file_type)
             .ok_or_else(|| problem("no dataset schema".into()))?;
-        let location =
-            crate::extract::job::dataset_source(settings, file_type).map_err(|e| problem(e.to_string()))?;
+        let location = crate::extract::job::dataset_source(settings, file_type)
+            .map_err(|e| problem(e.to_string()))?;
         let checked = crate::extract::check_source(&location, schema, store)
             .map_err(|e| problem(e.to_string()))?;
         if !checked {

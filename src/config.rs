@@ -532,8 +532,14 @@ impl Settings {
             });
         }
         let file_type_keys = [
-            ("extract.invalid_rows", self.extract.invalid_rows.keys().collect::<Vec<_>>()),
-            ("policy.dataset_schemas", self.policy.dataset_schemas.keys().collect()),
+            (
+                "extract.invalid_rows",
+                self.extract.invalid_rows.keys().collect::<Vec<_>>(),
+            ),
+            (
+                "policy.dataset_schemas",
+                self.policy.dataset_schemas.keys().collect(),
+            ),
         ];
         for (key, names) in file_type_keys {
             if let Some(unknown) = names

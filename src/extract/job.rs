@@ -23,8 +23,8 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::manifest::{self, FileKind, Manifest, ManifestFile};
-use super::seal::{self, SealDigests};
 use super::members::{collect_protected_members, MemberSource};
+use super::seal::{self, SealDigests};
 use super::{
     extract_dataset, DatasetRequest, ExtractError, JobControl, SealedFile, SourceLocation,
 };
@@ -331,10 +331,17 @@ impl ExtractExecutor {
         let mut planned = Vec::new();
         for file_type in &datasets {
             let plan = Arc::new(plan_dataset(policy, record, *file_type, &linkage)?);
-            planned.push((*file_type, plan, dataset_source(&state.settings, *file_type)?));
+            planned.push((
+                *file_type,
+                plan,
+                dataset_source(&state.settings, *file_type)?,
+            ));
         }
         let mut members = WithheldMembers::from(optouts);
-        if planned.iter().any(|(_, p, _)| p.delivers_direct_identifiers()) {
+        if planned
+            .iter()
+            .any(|(_, p, _)| p.delivers_direct_identifiers())
+        {
             let sources = planned
                 .iter()
                 .map(|(_, plan, source)| MemberSource {
@@ -650,7 +657,10 @@ impl ExtractExecutor {
                     .map_err(write_error)?;
             }
             // The rows delivered, as the dictionary's reader needs to know them.
-            for (filter, applies) in [("service_years", plan.year_filter()), ("payers", plan.payer_filter())] {
+            for (filter, applies) in [
+                ("service_years", plan.year_filter()),
+                ("payers", plan.payer_filter()),
+            ] {
                 let value = manifest::filter_text(plan.filter(), filter);
                 writer
                     .write_record([

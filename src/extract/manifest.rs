@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::seal::StreamDigest;
 use super::RowCounts;
-use crate::policy::{ExtractPlan, FilterUse, RowFilter};
 use crate::crypto::signing::{self, ServerSigner, SigningError};
+use crate::policy::{ExtractPlan, FilterUse, RowFilter};
 
 /// The format tag, so later formats can be told apart.
 pub const FORMAT: &str = "steward-manifest/v1";
@@ -109,10 +109,10 @@ pub struct DroppedEntry {
 /// The approved value of one filter, as text.
 pub fn filter_text(filter: &RowFilter, which: &str) -> String {
     match which {
-        "service_years" => filter
-            .years
-            .as_ref()
-            .map_or_else(|| "any".to_owned(), |r| format!("{}-{}", r.start(), r.end())),
+        "service_years" => filter.years.as_ref().map_or_else(
+            || "any".to_owned(),
+            |r| format!("{}-{}", r.start(), r.end()),
+        ),
         _ if filter.payers.is_empty() => "any".to_owned(),
         _ => filter
             .payers

@@ -70,8 +70,9 @@ fn run_passes(
     loop {
         let mut added = 0u64;
         for source in sources {
-            let (codes, subjects) = source.plan.protected_member_columns();
-            let links = subjects.len() >= 2;
+            let columns = source.plan.protected_member_columns();
+            let (codes, subjects) = (&columns.codes, &columns.subjects);
+            let links = columns.links_identities();
             let reads_codes = first && !codes.is_empty();
             if subjects.is_empty() || !(reads_codes || links) {
                 continue;
@@ -142,7 +143,7 @@ fn run_passes(
         // earlier; with no dataset linking identities, one pass is complete.
         let any_links = sources
             .iter()
-            .any(|s| s.plan.protected_member_columns().1.len() >= 2);
+            .any(|s| s.plan.protected_member_columns().links_identities());
         if added == 0 || !any_links {
             break;
         }

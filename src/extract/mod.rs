@@ -70,7 +70,9 @@ pub enum ExtractError {
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
     /// More source rows were invalid than the dataset's tolerance allows.
-    #[error("{file}: {invalid} of {rows} rows are invalid, more than the dataset's tolerance allows")]
+    #[error(
+        "{file}: {invalid} of {rows} rows are invalid, more than the dataset's tolerance allows"
+    )]
     TooManyInvalidRows {
         /// The source's name.
         file: String,
@@ -92,8 +94,9 @@ pub enum ExtractError {
 }
 
 impl ExtractError {
-    /// Whether the error lies in the source data, the schema or the configuration, so that
-    /// retrying cannot change it (a store or read failure may pass).
+    /// Whether the error lies in the source data or the schema, so that retrying cannot change
+    /// it. Reading the source is not among them: start-up checked it, so a source that cannot
+    /// be read now (a mount not back yet, a store down) may be readable on the next attempt.
     pub fn is_permanent(&self) -> bool {
         match self {
             ExtractError::MalformedRow { .. }
@@ -101,11 +104,8 @@ impl ExtractError {
             | ExtractError::Row(_)
             | ExtractError::TooManyInvalidRows { .. }
             | ExtractError::NoRecipients => true,
-            ExtractError::Source { error, .. } => matches!(
-                error.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ),
-            ExtractError::Seal(_)
+            ExtractError::Source { .. }
+            | ExtractError::Seal(_)
             | ExtractError::Store(_)
             | ExtractError::Cancelled
             | ExtractError::StageLost(_)

@@ -52,14 +52,19 @@ impl RowProbe for SourceRowProbe {
         record: &ReleaseRecord,
         file_type: crate::policy::FileType,
     ) -> Result<Option<bool>, String> {
-        if !self.settings.extract.sources.contains_key(file_type.as_str()) {
+        if !self
+            .settings
+            .extract
+            .sources
+            .contains_key(file_type.as_str())
+        {
             return Ok(None);
         }
         let source = dataset_source(&self.settings, file_type).map_err(|e| e.to_string())?;
         // Replacement ids are computed and thrown away; any key does.
         let linkage = LinkageKey::derive(&[0u8; 32], "probe").map_err(|e| e.to_string())?;
-        let plan = plan_dataset(&self.policy, record, file_type, &linkage)
-            .map_err(|e| e.to_string())?;
+        let plan =
+            plan_dataset(&self.policy, record, file_type, &linkage).map_err(|e| e.to_string())?;
         let members = WithheldMembers::from(crate::policy::OptOutSet::new(
             crate::policy::OptOutHasher::new(&[0u8; 32]).map_err(|e| e.to_string())?,
             [],

@@ -102,12 +102,12 @@ pub fn check_source(
     store: Option<(&SharedStore, &tokio::runtime::Handle)>,
 ) -> Result<bool, ExtractError> {
     let raw: Box<dyn Read + Send> = match (location, store) {
-        (SourceLocation::Path(path), _) => {
-            Box::new(std::fs::File::open(path).map_err(|error| ExtractError::Source {
+        (SourceLocation::Path(path), _) => Box::new(std::fs::File::open(path).map_err(
+            |error| ExtractError::Source {
                 source_name: location.name(),
                 error,
-            })?)
-        }
+            },
+        )?),
         (SourceLocation::Object(_), Some((store, runtime))) => {
             return check_header(location, location.open_blocking(store, runtime)?, schema)
                 .map(|()| true)
@@ -123,7 +123,9 @@ fn check_header(
     schema: &crate::policy::DatasetSchema,
 ) -> Result<(), ExtractError> {
     let name = location.name();
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(reader);
     let header = csv.headers().map_err(|e| ExtractError::MalformedRow {
         file: name.clone(),
         line: 1,
@@ -132,10 +134,12 @@ fn check_header(
     let names: Vec<&str> = header.iter().map(str::trim).collect();
     for column in schema.required_columns() {
         if !names.contains(&column) {
-            return Err(ExtractError::Bind(crate::policy::BindError::MissingColumn {
-                file: name,
-                column: column.to_owned(),
-            }));
+            return Err(ExtractError::Bind(
+                crate::policy::BindError::MissingColumn {
+                    file: name,
+                    column: column.to_owned(),
+                },
+            ));
         }
     }
     Ok(())

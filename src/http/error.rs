@@ -87,7 +87,9 @@ fn release_status_and_code(error: &ServiceError) -> (StatusCode, &'static str) {
     use crate::domain::committee::CommitteeError;
     match error {
         ServiceError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        ServiceError::NoRowsSelected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "filters_select_no_rows"),
+        ServiceError::NoRowsSelected(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "filters_select_no_rows")
+        }
         ServiceError::SourceUnreadable { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "source_unavailable")
         }

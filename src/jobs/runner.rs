@@ -165,7 +165,11 @@ impl Runner {
                 let permanent = error.is_permanent();
                 let message = error.to_string();
                 tracing::warn!(job_id = %job.id, error = %message, permanent, "job attempt failed");
-                let retry = if permanent { "; not retried: retrying cannot change it" } else { "" };
+                let retry = if permanent {
+                    "; not retried: retrying cannot change it"
+                } else {
+                    ""
+                };
                 self.queue
                     .log(
                         job.id,

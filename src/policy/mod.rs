@@ -24,8 +24,8 @@ pub use linkage::{LinkageError, LinkageKey};
 pub use members::{MemberKey, Withheld, WithheldMembers};
 pub use optout::{parse_import_csv, OptOutError, OptOutHasher, OptOutKey, OptOutSet};
 pub use plan::{
-    plan, BindError, BoundPlan, ExtractPlan, FilterUse, PlanError, PlannedColumn, ReleaseSpec,
-    RowError, RowFilter, RowFlags, RowOutcome, RowSink,
+    plan, BindError, BoundPlan, ExtractPlan, FilterUse, MemberColumns, PlanError, PlannedColumn,
+    ReleaseSpec, RowError, RowFilter, RowFlags, RowOutcome, RowSink,
 };
 pub use protected::{Effect, ProtectedCategories, ProtectedError};
 pub use schema::{DatasetSchema, Derivation, DerivedElement, FilterColumns, SchemaError};

@@ -192,6 +192,22 @@ pub struct PlannedColumn {
     pub derivation: Option<Derivation>,
 }
 
+/// The columns the protected-member pass reads of one dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberColumns {
+    /// Code columns that can put a row in a category that withholds direct identifiers.
+    pub codes: Vec<(String, CodeKind)>,
+    /// Columns identifying the row's member (SSN, member id).
+    pub subjects: Vec<(String, SubjectKey)>,
+}
+
+impl MemberColumns {
+    /// Whether a row can carry two identities of one member, so that it links them.
+    pub fn links_identities(&self) -> bool {
+        self.subjects.len() >= 2
+    }
+}
+
 /// How one row filter applies to a dataset, as the manifest and data dictionary state it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterUse {
@@ -468,17 +484,21 @@ impl ExtractPlan {
         self.guard_direct
     }
 
-    /// The code columns that can mark a row protected for direct identifiers, and the columns
-    /// identifying the row's member: what the protected-member pass reads. Empty when no row of
-    /// this dataset can be protected or linked to a member.
-    pub fn protected_member_columns(&self) -> (Vec<(String, CodeKind)>, Vec<(String, SubjectKey)>) {
+    /// What the protected-member pass reads of this dataset.
+    pub fn protected_member_columns(&self) -> MemberColumns {
         let codes: Vec<(String, CodeKind)> = self
             .code_columns
             .iter()
-            .filter(|(_, kind)| self.protected.can_match(Effect::BlankDirectIdentifiers, *kind))
+            .filter(|(_, kind)| {
+                self.protected
+                    .can_match(Effect::BlankDirectIdentifiers, *kind)
+            })
             .cloned()
             .collect();
-        (codes, self.subject_columns.clone())
+        MemberColumns {
+            codes,
+            subjects: self.subject_columns.clone(),
+        }
     }
 
     /// The protected-category code lists the plan checks rows against.
@@ -888,12 +908,13 @@ impl BoundPlan {
                         out.field(b"")?;
                         continue;
                     }
-                    let at = transform::parse_reference(at).ok_or_else(|| RowError::Unparseable {
-                        file: self.file.clone(),
-                        line,
-                        column: at_name.clone(),
-                        expected: "a date (YYYY-MM-DD, YYYYMMDD) or a month (YYYYMM)",
-                    })?;
+                    let at =
+                        transform::parse_reference(at).ok_or_else(|| RowError::Unparseable {
+                            file: self.file.clone(),
+                            line,
+                            column: at_name.clone(),
+                            expected: "a date (YYYY-MM-DD, YYYYMMDD) or a month (YYYYMM)",
+                        })?;
                     let age = u32::try_from(transform::age_at(dob, at))
                         .map_err(|_| bad("a birth date on or before the date of service"))?;
                     if *top_code && age >= 90 {

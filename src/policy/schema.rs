@@ -326,7 +326,10 @@ impl DatasetSchema {
         if let Some(spanned) = raw.filters {
             let line = line_of(text, spanned.span().start);
             let f = spanned.into_inner();
-            for (what, column) in [("filters.service_year", &f.service_year), ("filters.payer", &f.payer)] {
+            for (what, column) in [
+                ("filters.service_year", &f.service_year),
+                ("filters.payer", &f.payer),
+            ] {
                 if let Some(e) = column
                     .as_deref()
                     .and_then(|c| unknown_column(line, what.to_owned(), c))

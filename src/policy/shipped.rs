@@ -62,15 +62,15 @@ pub enum PolicyError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The catalog is invalid.
+    /// The catalog is invalid (boxed, as are the next two: they are large).
     #[error("element catalog: {0}")]
-    Catalog(#[from] CatalogError),
+    Catalog(Box<CatalogError>),
     /// A code list is invalid.
     #[error("protected code lists: {0}")]
-    Protected(#[from] ProtectedError),
+    Protected(Box<ProtectedError>),
     /// A dataset schema is invalid.
     #[error("dataset schema: {0}")]
-    Schema(#[from] SchemaError),
+    Schema(Box<SchemaError>),
     /// An override schema describes another file type than the key it is configured under.
     #[error("{file}: configured as the schema of `{expected}` but describes `{found}`")]
     SchemaFileType {
@@ -81,6 +81,24 @@ pub enum PolicyError {
         /// The file type the file declares.
         found: FileType,
     },
+}
+
+impl From<CatalogError> for PolicyError {
+    fn from(e: CatalogError) -> Self {
+        PolicyError::Catalog(Box::new(e))
+    }
+}
+
+impl From<ProtectedError> for PolicyError {
+    fn from(e: ProtectedError) -> Self {
+        PolicyError::Protected(Box::new(e))
+    }
+}
+
+impl From<SchemaError> for PolicyError {
+    fn from(e: SchemaError) -> Self {
+        PolicyError::Schema(Box::new(e))
+    }
 }
 
 /// Where an agency replaces part of the shipped policy.

@@ -44,7 +44,9 @@ pub enum ServiceError {
     NotFound,
     /// The release's filters (years, payers) select no row of a dataset's source: approving it
     /// would deliver an empty file.
-    #[error("the request's row filters select no row of dataset `{0}`; change the years or payers")]
+    #[error(
+        "the request's row filters select no row of dataset `{0}`; change the years or payers"
+    )]
     NoRowsSelected(FileType),
     /// A dataset's source could not be read to check the filters against it.
     #[error("the source of dataset `{dataset}` could not be checked: {problem}")]

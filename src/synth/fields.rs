@@ -351,12 +351,8 @@ impl Field {
         };
         Some(match name {
             "submitter_id" => Pick(&["SUB0101", "SUB0102", "SUB0207"]),
-            "payer_id" => Pick(&[
-                "P01|Anthem",
-                "P02|Harvard Pilgrim",
-                "P03|MaineCare",
-                "P04|Aetna, Inc.",
-            ]),
+            // Payer ids as the APCD assigns them, so release filters can name them.
+            "payer_id" => Pick(&["P01", "P02", "P03", "P04"]),
             "year" => CovYear,
             "month" => CovMonth,
             "coverage_period" => CovPeriod,

@@ -49,10 +49,10 @@ async fn level_one_and_three_extracts_on_both_stores(db: Db) {
             )
             .await;
         assert_eq!(registered.status(), 201);
-        let source_rows = csv::Reader::from_path(&source)
-            .unwrap()
-            .byte_records()
-            .count() as u64;
+        // Each request's filters (years; payers at Level III) select the rows delivered.
+        let level_one_rows = rows_inside(&source, 2020..=2023, &[]);
+        let level_three_rows = rows_inside(&source, 2021..=2022, &["P01"]);
+        assert!(level_three_rows > 0 && level_three_rows < level_one_rows);
 
         let level_one = executed_level_one(&app, &p, "DUA-2026-0101").await;
         run_extract(&app, &p, &level_one).await;
@@ -60,7 +60,7 @@ async fn level_one_and_three_extracts_on_both_stores(db: Db) {
             &app,
             &level_one,
             &recipient,
-            source_rows,
+            level_one_rows,
             &["member_gender", "member_state", "year"],
         )
         .await;
@@ -71,7 +71,7 @@ async fn level_one_and_three_extracts_on_both_stores(db: Db) {
             &app,
             &level_three,
             &recipient,
-            source_rows,
+            level_three_rows,
             &["member_gender", "member_zip", "member_last_name"],
         )
         .await;
@@ -96,6 +96,26 @@ async fn level_one_and_three_extracts_on_both_stores(db: Db) {
                 .len();
         assert_eq!(stored, recorded, "{store:?}");
     }
+}
+
+/// Rows of a med_elig source whose year is in `years` and payer among `payers` (all if empty).
+fn rows_inside(
+    source: &std::path::Path,
+    years: std::ops::RangeInclusive<i32>,
+    payers: &[&str],
+) -> u64 {
+    let mut reader = csv::Reader::from_path(source).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let year = header.iter().position(|c| c == "year").unwrap();
+    let payer = header.iter().position(|c| c == "payer_id").unwrap();
+    reader
+        .records()
+        .map(Result::unwrap)
+        .filter(|r| {
+            r[year].parse().is_ok_and(|y: i32| years.contains(&y))
+                && (payers.is_empty() || payers.contains(&&r[payer]))
+        })
+        .count() as u64
 }
 
 /// IT staff start the extract; the runner claims and runs it to success.
@@ -231,6 +251,14 @@ async fn check_extract(
                 let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
                 assert_eq!(rows.len() as u64, source_rows);
                 assert_eq!(entry.rows, Some(source_rows));
+                let report = entry
+                    .source
+                    .as_ref()
+                    .expect("the manifest says how rows were chosen");
+                assert_eq!(report.source_rows - report.outside_filters, source_rows);
+                assert_eq!(report.filters[0].filter, "service_years");
+                assert_eq!(report.filters[0].applied, "by column year");
+                assert!(report.invalid_rows_dropped.is_empty());
                 // The header and first rows: long enough that finding them by chance is impossible.
                 first_plain_row = Some(
                     String::from_utf8_lossy(&plaintext[..plaintext.len().min(64)]).into_owned(),
@@ -319,15 +347,14 @@ async fn executed_level_three(app: &TestApp, p: &People, number: &str) -> String
 
 on_both_databases!(failed_extract_publishes_nothing_and_returns_the_release);
 
-/// A malformed source row fails the attempt naming file and line, publishes nothing, retries
-/// after the back-off, and once attempts run out returns the release to `dua_executed`.
+/// A source that cannot be read (gone after start-up: a failure another attempt may not meet)
+/// fails the attempt naming the file, publishes nothing, retries after the back-off, and once
+/// attempts run out returns the release to `dua_executed`. (A data error is not retried:
+/// `extract_rows`.)
 async fn failed_extract_publishes_nothing_and_returns_the_release(db: Db) {
     let source_dir = tempfile::tempdir().unwrap();
     steward::synth::generate(source_dir.path(), 300, 9).unwrap();
     let source = source_dir.path().join("med_elig.csv");
-    let mut text = std::fs::read_to_string(&source).unwrap();
-    text.push_str("too,few,fields\n");
-    std::fs::write(&source, text).unwrap();
     let source_text = source.display().to_string();
     let app = spawn_app_configured(
         db,
@@ -350,6 +377,8 @@ async fn failed_extract_publishes_nothing_and_returns_the_release(db: Db) {
         )
         .await;
     assert!(start.status().is_success());
+    // The approval read the source; now it goes away.
+    std::fs::remove_file(&source).unwrap();
     let runner = Runner::new(
         app.state.jobs.clone(),
         Arc::new(ExtractExecutor::new(&app.state)),
@@ -365,7 +394,7 @@ async fn failed_extract_publishes_nothing_and_returns_the_release(db: Db) {
         let job = app.state.jobs.get(job_id).await.unwrap();
         let error = job.error.clone().unwrap_or_default();
         assert!(
-            error.contains(&source_text) && error.contains("line"),
+            error.contains(&source_text) && error.contains("No such file"),
             "{error}"
         );
         assert!(

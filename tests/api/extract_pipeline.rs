@@ -9,9 +9,9 @@ use steward::domain::level::Level;
 use steward::extract::{
     extract_dataset, DatasetRequest, ExtractError, InvalidRowTolerance, JobControl, SourceLocation,
 };
-use steward::policy::WithheldMembers;
 use steward::policy::catalog::FileType;
 use steward::policy::plan;
+use steward::policy::WithheldMembers;
 use steward::storage::{
     ByteRange, GetObject, KeyPrefix, ObjectKey, ObjectMeta, ObjectStore, PendingUpload,
     SharedStore, StoreError,

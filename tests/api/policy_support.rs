@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use steward::domain::level::Level;
 use steward::policy::catalog::{Catalog, ElementId, FileType};
 use steward::policy::{
-    plan, DatasetSchema, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec, RowFilter, WithheldMembers,
+    plan, DatasetSchema, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec, RowFilter,
+    WithheldMembers,
 };
 
 /// The linkage secret used by tests.

@@ -1,0 +1,436 @@
+//! Row-level rules of the extract beyond the level policy (issue 10): derived age, dirty
+//! source rows (the real line number, no retry, tolerated drops counted), and the review that
+//! refuses filters selecting no row.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+use steward::domain::level::Level;
+use steward::extract::{
+    extract_dataset, DatasetRequest, DroppedRows, ExtractError, InvalidRowTolerance, JobControl,
+    SourceLocation,
+};
+use steward::policy::catalog::FileType;
+use steward::policy::shipped::DATASETS;
+use steward::policy::{plan, DatasetSchema, RowError, RowOutcome, WithheldMembers};
+use steward::storage::{FsStore, ObjectKey, SharedStore};
+
+use crate::helpers::{spawn_app_configured, Db, Store};
+use crate::on_both_databases;
+use crate::policy_support::{catalog, everything_allowed, opt_outs, schema};
+use crate::release_support::{call, expect, level_one_request, people};
+
+/// The shipped med_claim schema for a source that has no age column: the age is derived.
+fn derived_age_schema() -> String {
+    let (_, shipped) = DATASETS
+        .iter()
+        .find(|(label, _)| label.ends_with("med_claim.toml"))
+        .expect("shipped med_claim schema");
+    let without_age = shipped.replace(
+        "  { name = \"member_age\", elements = [\"med_claim.member_age\"] },\n",
+        "",
+    );
+    assert_ne!(&without_age, shipped, "the shipped schema maps member_age");
+    without_age.replace(
+        "[filters]",
+        "derived = [\n  { element = \"med_claim.member_age\", compute = \"age_at\", birth_date = \"member_birth_date\", at = \"service_date_from\" },\n]\n\n[filters]",
+    )
+}
+
+#[test]
+fn age_is_derived_from_birth_and_service_dates_at_every_level() {
+    let catalog = catalog();
+    let schema = DatasetSchema::parse("derived.toml", &derived_age_schema(), &catalog)
+        .expect("schema with a derived age");
+    assert!(schema
+        .column_of(&"med_claim.member_age".parse().unwrap())
+        .is_none());
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name.as_str()).collect();
+    let header = csv::StringRecord::from(names.clone());
+    // (birth date, service date, age shown, birth date shown at Levels II and III)
+    let cases = [
+        ("1950-06-15", "2024-06-14", "73", "1950-06-15"),
+        ("1950-06-15", "2024-06-15", "74", "1950-06-15"),
+        ("1934-06-16", "2024-06-15", "89", "1934-06-16"),
+        ("1934-06-15", "2024-06-15", "90 or over", ""),
+        ("1920-01-01", "2024-03-01", "90 or over", ""),
+        ("", "2024-03-01", "", ""),
+        ("1950-06-15", "", "", ""),
+    ];
+    for level in [Level::I, Level::II, Level::III] {
+        let release = everything_allowed(&catalog, FileType::MedClaim, level, "org-a");
+        let p = plan(&release, &schema, &catalog).expect("plan");
+        let bound = p.bind("src.csv", &header).expect("bind");
+        let age = p
+            .columns()
+            .iter()
+            .position(|c| c.header == "member_age")
+            .expect("age delivered at every level");
+        let dob = p
+            .columns()
+            .iter()
+            .position(|c| c.header == "member_birth_date");
+        assert_eq!(dob.is_some(), level >= Level::II);
+        let members = WithheldMembers::from(opt_outs(&[]));
+        for (birth, service, shown_age, shown_dob) in cases {
+            let values: Vec<&str> = names
+                .iter()
+                .map(|n| match *n {
+                    "member_birth_date" => birth,
+                    "service_date_from" => service,
+                    _ => "",
+                })
+                .collect();
+            let record = csv::ByteRecord::from(values);
+            let mut out = csv::ByteRecord::new();
+            let outcome = bound.apply(&record, &members, &mut out).expect("apply");
+            assert!(matches!(outcome, RowOutcome::Delivered(_)));
+            assert_eq!(
+                &out[age],
+                shown_age.as_bytes(),
+                "{level:?} {birth} {service}"
+            );
+            if let Some(dob) = dob {
+                assert_eq!(
+                    &out[dob],
+                    shown_dob.as_bytes(),
+                    "{level:?} {birth} {service}"
+                );
+            }
+        }
+        // A service before the birth is a bad row, named without its values.
+        let values: Vec<&str> = names
+            .iter()
+            .map(|n| match *n {
+                "member_birth_date" => "2020-01-01",
+                "service_date_from" => "2019-01-01",
+                _ => "",
+            })
+            .collect();
+        let err = bound
+            .apply(
+                &csv::ByteRecord::from(values),
+                &members,
+                &mut csv::ByteRecord::new(),
+            )
+            .expect_err("service before birth");
+        assert!(matches!(err, RowError::Unparseable { .. }), "{err}");
+        assert!(!err.to_string().contains("2020"), "{err}");
+    }
+}
+
+/// Writes a med_claim source with every schema column: row `i` gets `rows[i]`'s values, the
+/// rest valid (a service date, an age).
+fn write_source(path: &Path, rows: usize, overrides: &BTreeMap<usize, (&str, &str)>) {
+    let schema = schema(&catalog(), FileType::MedClaim);
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name.as_str()).collect();
+    let mut writer = csv::Writer::from_path(path).unwrap();
+    writer.write_record(&names).unwrap();
+    for i in 0..rows {
+        let row: Vec<String> = names
+            .iter()
+            .map(|n| match (overrides.get(&i), *n) {
+                (Some((column, value)), n) if *column == n => (*value).to_owned(),
+                (_, "service_date_from") => "2023-04-01".to_owned(),
+                (_, "member_age") => "41".to_owned(),
+                (_, "member_id") => format!("M{i}"),
+                _ => String::new(),
+            })
+            .collect();
+        writer.write_record(&row).unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+async fn extract(
+    dir: &Path,
+    source: &Path,
+    tolerance: InvalidRowTolerance,
+) -> Result<steward::extract::SealedFile, ExtractError> {
+    let catalog = catalog();
+    let release = everything_allowed(&catalog, FileType::MedClaim, Level::I, "org-a");
+    let p = plan(&release, &schema(&catalog, FileType::MedClaim), &catalog).unwrap();
+    let store: SharedStore = Arc::new(FsStore::new(dir.join("objects")));
+    let request = DatasetRequest {
+        plan: Arc::new(p),
+        source: SourceLocation::Path(source.to_path_buf()),
+        members: Arc::new(WithheldMembers::from(opt_outs(&[]))),
+        tolerance,
+        recipients: vec![Box::new(age::x25519::Identity::generate().to_public())],
+        key: ObjectKey::parse("releases/x/med_claim.csv.zst.age").unwrap(),
+    };
+    extract_dataset(request, store, Arc::new(JobControl::default())).await
+}
+
+#[tokio::test]
+async fn an_invalid_value_fails_the_extract_naming_its_file_line_and_column_not_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("med_claim.csv");
+    // Data row index 1 is the file's line 3 (the header is line 1).
+    write_source(
+        &source,
+        4,
+        &BTreeMap::from([(1, ("member_age", "forty-one"))]),
+    );
+    let err = extract(dir.path(), &source, InvalidRowTolerance::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    match &err {
+        ExtractError::Row(RowError::Unparseable { line, column, .. }) => {
+            assert_eq!(*line, 3, "{err}");
+            assert_eq!(column, "member_age");
+        }
+        other => panic!("expected an unparseable value, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("line 3") && !text.contains("forty-one"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("objects/releases").exists()
+            || std::fs::read_dir(dir.path().join("objects/releases"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_row_with_the_wrong_number_of_fields_names_its_real_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("med_claim.csv");
+    write_source(&source, 3, &BTreeMap::new());
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    text.push_str("only,three,fields\n");
+    std::fs::write(&source, text).unwrap();
+    let err = extract(dir.path(), &source, InvalidRowTolerance::default())
+        .await
+        .unwrap_err();
+    match &err {
+        ExtractError::MalformedRow { line, .. } => assert_eq!(*line, 5, "{err}"),
+        other => panic!("expected a malformed row, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn tolerated_invalid_rows_are_dropped_and_counted_per_column_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("med_claim.csv");
+    let bad = BTreeMap::from([
+        (2, ("member_age", "n/a")),
+        (5, ("member_age", "-3")),
+        (7, ("service_date_from", "2023-13-45")),
+    ]);
+    write_source(&source, 10, &bad);
+    let tolerance = InvalidRowTolerance {
+        max_rows: 3,
+        max_fraction: 0.0,
+    };
+    let sealed = extract(dir.path(), &source, tolerance).await.unwrap();
+    assert_eq!(sealed.rows, 7);
+    assert_eq!(sealed.counts.source_rows, 10);
+    assert_eq!(
+        sealed.counts.dropped,
+        vec![
+            DroppedRows {
+                column: "member_age".into(),
+                reason: "not an age in whole years".into(),
+                rows: 2
+            },
+            DroppedRows {
+                column: "service_date_from".into(),
+                reason: "not a date (YYYY-MM-DD or YYYYMMDD)".into(),
+                rows: 1
+            },
+        ]
+    );
+
+    // One more than allowed by count fails; so does a fraction above the limit.
+    let strict = InvalidRowTolerance {
+        max_rows: 2,
+        max_fraction: 0.0,
+    };
+    let err = extract(dir.path(), &source, strict).await.unwrap_err();
+    assert!(matches!(err, ExtractError::Row(_)), "{err}");
+    let by_fraction = InvalidRowTolerance {
+        max_rows: 0,
+        max_fraction: 0.2,
+    };
+    let err = extract(dir.path(), &source, by_fraction).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExtractError::TooManyInvalidRows {
+                invalid: 3,
+                rows: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let loose = InvalidRowTolerance {
+        max_rows: 0,
+        max_fraction: 0.3,
+    };
+    assert_eq!(extract(dir.path(), &source, loose).await.unwrap().rows, 7);
+}
+
+on_both_databases!(
+    a_data_error_fails_the_job_at_once_and_returns_the_release,
+    approval_is_refused_when_the_filters_select_no_row,
+);
+
+/// The Level I test request's source; with `bad_year`, the row on line 6 has a year (the filter
+/// column) that is not one.
+fn med_elig_source(dir: &Path, bad_year: bool) -> std::path::PathBuf {
+    steward::synth::generate(dir, 300, 3).unwrap();
+    let path = dir.join("med_elig.csv");
+    if bad_year {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let year = header.iter().position(|c| *c == "year").unwrap();
+        let mut row: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(lines[5].as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        row[year] = "20x3".into();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&row).unwrap();
+        lines[5] = String::from_utf8(writer.into_inner().unwrap())
+            .unwrap()
+            .trim_end()
+            .to_owned();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+    path
+}
+
+async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = med_elig_source(dir.path(), true).display().to_string();
+    let app = spawn_app_configured(
+        db,
+        Store::Fs,
+        &[
+            ("STEWARD_JOBS__RUN_IN_SERVE", "false"),
+            ("STEWARD_EXTRACT__SOURCES__MED_ELIG", &source),
+        ],
+    )
+    .await;
+    let p = people(&app).await;
+    let release = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0201").await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/releases/{release}/extract"),
+        &p.it.1,
+        None,
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let runner = steward::jobs::Runner::new(
+        app.state.jobs.clone(),
+        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
+        "test-runner".into(),
+        steward::jobs::RunnerConfig::default(),
+    );
+    let outcome = runner.run_once().await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            steward::jobs::RunOutcome::Ran {
+                state: steward::jobs::JobState::Failed,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let jobs = app.state.jobs.list(None).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].attempts, 1, "not retried");
+    let error = jobs[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("line 6") && error.contains("`year`"),
+        "{error}"
+    );
+    assert!(!error.contains("20x3"), "{error}");
+    // Nothing is left to run, and IT staff may start again once the source is fixed.
+    assert!(matches!(
+        runner.run_once().await.unwrap(),
+        steward::jobs::RunOutcome::Idle
+    ));
+    let status = crate::release_support::status_of(&app, &release, &p.director.1).await;
+    assert_eq!(status, "dua_executed");
+}
+
+async fn approval_is_refused_when_the_filters_select_no_row(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = med_elig_source(dir.path(), false).display().to_string();
+    let app = spawn_app_configured(
+        db,
+        Store::Fs,
+        &[
+            ("STEWARD_JOBS__RUN_IN_SERVE", "false"),
+            ("STEWARD_EXTRACT__SOURCES__MED_ELIG", &source),
+        ],
+    )
+    .await;
+    let p = people(&app).await;
+    // The synthetic eligibility covers 2022-2024; this asks for 2019-2020.
+    let mut request = level_one_request();
+    request["filters"] = json!({ "years": { "first": 2019, "last": 2020 } });
+    let created = expect(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        &p.requester.1,
+        Some(&request),
+        201,
+    )
+    .await;
+    let base = format!("/api/v1/releases/{}", created["id"].as_str().unwrap());
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/submit"),
+        &p.requester.1,
+        None,
+        200,
+    )
+    .await;
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/review"),
+        &p.privacy.1,
+        None,
+        200,
+    )
+    .await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("{base}/approve"),
+        &p.director.1,
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "filters_select_no_rows", "{body}");
+    assert!(body.to_string().contains("med_elig"), "{body}");
+    let status =
+        crate::release_support::status_of(&app, created["id"].as_str().unwrap(), &p.director.1)
+            .await;
+    assert_eq!(status, "in_review", "nothing changed");
+}
