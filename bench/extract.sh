@@ -9,6 +9,8 @@
 #   bench/extract.sh            # 1 GB
 #   SIZE_GB=5 bench/extract.sh  # 5 GB (needs about 12 GB free under BENCH_DIR, /tmp by default)
 #   RUNS=5 bench/extract.sh     # more runs, steadier medians
+#   LEVELS="I II III" bench/extract.sh   # the levels to measure (default I and III)
+# Level III includes the protected-member pass that a Level III extract job runs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_GB=${SIZE_GB:-1}
@@ -38,7 +40,7 @@ echo "source: $SOURCE ($SIZE_MB MB)"
 
 KEY=$(age-keygen 2>/dev/null | grep -o 'age1[0-9a-z]*')
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-for LEVEL in I III; do
+for LEVEL in ${LEVELS:-I III}; do
   : > "$WORK/steward.times"; : > "$WORK/reference.times"; PEAK=0
   # Runs alternate between Steward and the reference so that both see the same machine.
   for RUN in $(seq "$RUNS"); do

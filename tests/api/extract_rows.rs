@@ -316,10 +316,10 @@ fn med_elig_source(dir: &Path, bad_year: bool) -> std::path::PathBuf {
     path
 }
 
-async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let source = med_elig_source(dir.path(), true).display().to_string();
-    let app = spawn_app_configured(
+/// A Steward whose med_elig source is `med_elig_source(dir, bad_year)`; jobs run by the test.
+async fn app_with_med_elig(db: Db, dir: &Path, bad_year: bool) -> crate::helpers::TestApp {
+    let source = med_elig_source(dir, bad_year).display().to_string();
+    spawn_app_configured(
         db,
         Store::Fs,
         &[
@@ -327,7 +327,12 @@ async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
             ("STEWARD_EXTRACT__SOURCES__MED_ELIG", &source),
         ],
     )
-    .await;
+    .await
+}
+
+async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_med_elig(db, dir.path(), true).await;
     let p = people(&app).await;
     let release = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0201").await;
     let (status, body) = call(
@@ -376,16 +381,7 @@ async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
 
 async fn approval_is_refused_when_the_filters_select_no_row(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let source = med_elig_source(dir.path(), false).display().to_string();
-    let app = spawn_app_configured(
-        db,
-        Store::Fs,
-        &[
-            ("STEWARD_JOBS__RUN_IN_SERVE", "false"),
-            ("STEWARD_EXTRACT__SOURCES__MED_ELIG", &source),
-        ],
-    )
-    .await;
+    let app = app_with_med_elig(db, dir.path(), false).await;
     let p = people(&app).await;
     // The synthetic eligibility covers 2022-2024; this asks for 2019-2020.
     let mut request = level_one_request();
