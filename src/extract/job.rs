@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::manifest::{self, FileKind, Manifest, ManifestFile};
-use super::members::{collect_protected_members, MemberSource};
+use super::members::{close_links, first_pass, MemberPassReport, MemberSource};
 use super::seal::{self, SealDigests};
 use super::{
     extract_dataset, DatasetRequest, ExtractError, JobControl, SealedFile, SourceLocation,
@@ -37,8 +37,8 @@ use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
 use crate::http::AppState;
 use crate::jobs::{ExecutionError, Job, JobExecutor, Lease};
 use crate::policy::{
-    plan, ElementId, ExtractPlan, FileType, LinkageKey, OptOutHasher, OptOutSet, ReleaseSpec,
-    RowFilter, WithheldMembers,
+    plan, ElementId, ExtractPlan, FileType, LinkageKey, MemberKey, OptOutHasher, OptOutSet,
+    ReleaseSpec, RowFilter, WithheldMembers,
 };
 use crate::release::service::{Caller, ReleaseRecord};
 use crate::storage::{KeyPrefix, ObjectKey};
@@ -338,69 +338,80 @@ impl ExtractExecutor {
             ));
         }
         let mut members = WithheldMembers::from(optouts);
-        if planned
-            .iter()
-            .any(|(_, p, _)| p.delivers_direct_identifiers())
-        {
-            let sources = planned
+        let member_sources = || -> Vec<MemberSource> {
+            planned
                 .iter()
                 .map(|(_, plan, source)| MemberSource {
                     plan: plan.clone(),
                     source: source.clone(),
                 })
-                .collect();
-            let (found, report) =
-                collect_protected_members(sources, members, state.store.clone(), control.clone())
-                    .await
-                    .map_err(|e| extract_failed("protected-member pass", e))?;
+                .collect()
+        };
+        let guards_direct = planned
+            .iter()
+            .any(|(_, p, _)| p.delivers_direct_identifiers());
+        if guards_direct {
+            let (found, report) = first_pass(
+                member_sources(),
+                members,
+                state.store.clone(),
+                control.clone(),
+            )
+            .await
+            .map_err(|e| extract_failed("protected-member pass", e))?;
             members = found;
-            let _ = state
-                .jobs
-                .log(
-                    job.id,
-                    &format!(
-                        "protected-member pass: {} protected rows, {} member identities withheld, {} passes",
-                        report.protected_rows, report.identities, report.passes
-                    ),
-                )
+            self.log_member_pass(job, "protected-member pass", &report)
                 .await;
         }
-        let members = Arc::new(members);
 
-        let mut files = Vec::new();
-        for (file_type, plan, source) in planned {
-            if control.is_cancelled() {
-                return Err(ExecutionError::Cancelled);
-            }
-            let key = object_key(
+        // Written once; written again, after every linked identity is recorded, only when a row
+        // turned out to link a protected member to an identity the first pass had not seen.
+        let mut files = self
+            .extract_datasets(
+                job,
+                &planned,
+                &members,
+                &recipients,
                 attempt_prefix,
-                &format!("{}.csv.zst.age", file_type.as_str()),
-            )?;
-            let request = DatasetRequest {
-                plan: plan.clone(),
-                source,
-                members: members.clone(),
-                tolerance: state.settings.invalid_row_tolerance(file_type),
-                recipients: recipients.boxed(),
-                key,
-            };
-            let sealed = extract_dataset(request, state.store.clone(), control.clone())
-                .await
-                .map_err(|e| extract_failed(&format!("dataset {}", file_type.as_str()), e))?;
-            let _ = state
-                .jobs
-                .log(job.id, &dataset_summary(file_type, &sealed))
+                control,
+            )
+            .await?;
+        let links: Vec<MemberKey> = files.iter().flat_map(|(_, links)| links.clone()).collect();
+        if !links.is_empty() {
+            self.discard(attempt_prefix).await;
+            for key in links {
+                members.add_protected(key);
+            }
+            let (found, report) = close_links(
+                member_sources(),
+                members,
+                state.store.clone(),
+                control.clone(),
+            )
+            .await
+            .map_err(|e| extract_failed("protected-member links", e))?;
+            members = found;
+            self.log_member_pass(job, "linked identities recorded; extracting again", &report)
                 .await;
-            files.push(ManifestFile {
-                name: file_name(&sealed.key),
-                kind: FileKind::Data,
-                rows: Some(sealed.rows),
-                columns: Some(sealed.columns.clone()),
-                plaintext: sealed.plaintext.into(),
-                ciphertext: sealed.ciphertext.into(),
-                source: Some(manifest::SourceReport::new(&plan, &sealed.counts)),
-            });
+            files = self
+                .extract_datasets(
+                    job,
+                    &planned,
+                    &members,
+                    &recipients,
+                    attempt_prefix,
+                    control,
+                )
+                .await?;
+            if files.iter().any(|(_, links)| !links.is_empty()) {
+                // Cannot happen: the closing passes read every row that links identities.
+                return Err(ExecutionError::Permanent(
+                    "a protected member's identities are still unlinked after the closing passes"
+                        .into(),
+                ));
+            }
         }
+        let mut files: Vec<ManifestFile> = files.into_iter().map(|(file, _)| file).collect();
         files.push(
             self.put_small(
                 attempt_prefix,
@@ -472,6 +483,71 @@ impl ExtractExecutor {
             Err(ExtractStoreError::LeaseLost(_)) => Err(ExecutionError::Cancelled),
             Err(e) => Err(failed("recording the extract", e)),
         }
+    }
+
+    /// Extracts every dataset under `attempt_prefix`, returning each file's manifest entry
+    /// and the identities its rows linked to a protected member without being recorded.
+    async fn extract_datasets(
+        &self,
+        job: &Job,
+        planned: &[(FileType, Arc<ExtractPlan>, SourceLocation)],
+        members: &WithheldMembers,
+        recipients: &Recipients,
+        attempt_prefix: &str,
+        control: &Arc<JobControl>,
+    ) -> Result<Vec<(ManifestFile, Vec<MemberKey>)>, ExecutionError> {
+        let state = &self.state;
+        let members = Arc::new(members.clone());
+        let mut files = Vec::new();
+        for (file_type, plan, source) in planned {
+            if control.is_cancelled() {
+                return Err(ExecutionError::Cancelled);
+            }
+            let key = object_key(
+                attempt_prefix,
+                &format!("{}.csv.zst.age", file_type.as_str()),
+            )?;
+            let request = DatasetRequest {
+                plan: plan.clone(),
+                source: source.clone(),
+                members: members.clone(),
+                tolerance: state.settings.invalid_row_tolerance(*file_type),
+                recipients: recipients.boxed(),
+                key,
+            };
+            let sealed = extract_dataset(request, state.store.clone(), control.clone())
+                .await
+                .map_err(|e| extract_failed(&format!("dataset {}", file_type.as_str()), e))?;
+            let _ = state
+                .jobs
+                .log(job.id, &dataset_summary(*file_type, &sealed))
+                .await;
+            let file = ManifestFile {
+                name: file_name(&sealed.key),
+                kind: FileKind::Data,
+                rows: Some(sealed.rows),
+                columns: Some(sealed.columns.clone()),
+                plaintext: sealed.plaintext.into(),
+                ciphertext: sealed.ciphertext.into(),
+                source: Some(manifest::SourceReport::new(plan, &sealed.counts)),
+            };
+            files.push((file, sealed.counts.unrecorded_links));
+        }
+        Ok(files)
+    }
+
+    async fn log_member_pass(&self, job: &Job, what: &str, report: &MemberPassReport) {
+        let _ = self
+            .state
+            .jobs
+            .log(
+                job.id,
+                &format!(
+                    "{what}: {} protected rows, {} member identities withheld, {} passes",
+                    report.protected_rows, report.identities, report.passes
+                ),
+            )
+            .await;
     }
 
     /// Deletes what earlier attempts of this release left behind: they never recorded it, so

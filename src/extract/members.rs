@@ -4,10 +4,14 @@
 //! direct identifier on any row of any file of the release.
 //!
 //! A member may appear under several identities (an SSN, a member id per payer). A row that
-//! names a recorded identity makes every identity on it recorded too, and the datasets that
-//! carry two identities on a row are read again until a pass adds nothing, so no chain of
-//! rows can join a protected row to a named one. The pass reads only the code and identity
-//! columns and keeps only keyed hashes, in memory.
+//! names a recorded identity makes every identity on it recorded too. One pass
+//! ([`first_pass`]) reads the datasets that can hold protected rows; a row read before the
+//! protected row that links its member to yet another identity is caught while the files are
+//! written (`BoundPlan::unrecorded_links`), and then [`close_links`] reads the datasets that
+//! link identities until a pass adds nothing, and the job writes the files again. So no chain of
+//! rows can join a protected row to a named one, and data whose identities agree row by row (the
+//! usual case) is read once more than a release without direct identifiers, not three times.
+//! The passes read only the code and identity columns and keep only keyed hashes, in memory.
 
 use std::sync::Arc;
 
@@ -19,6 +23,7 @@ use crate::policy::{
 use crate::storage::SharedStore;
 
 /// One dataset of the release, as the pass sees it.
+#[derive(Clone)]
 pub struct MemberSource {
     /// The dataset's plan (its code and identity columns).
     pub plan: Arc<ExtractPlan>,
@@ -37,9 +42,50 @@ pub struct MemberPassReport {
     pub passes: u32,
 }
 
-/// Adds to `members` every member with a protected row in any of `sources`, and every
-/// identity linked to one. Runs on a blocking thread.
+/// Which passes to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Passes {
+    /// One pass over the datasets that can hold a protected row.
+    First,
+    /// Passes over the datasets that link identities, until one adds nothing.
+    CloseLinks,
+    /// Both: every member and every identity linked to one.
+    All,
+}
+
+/// Adds to `members` every member with a protected row in any of `sources`, with the other
+/// identities on those rows (one pass). Runs on a blocking thread.
+pub async fn first_pass(
+    sources: Vec<MemberSource>,
+    members: WithheldMembers,
+    store: SharedStore,
+    control: Arc<JobControl>,
+) -> Result<(WithheldMembers, MemberPassReport), ExtractError> {
+    spawn_passes(Passes::First, sources, members, store, control).await
+}
+
+/// Adds to `members` every identity linked, through any chain of rows, to one already in it.
+pub async fn close_links(
+    sources: Vec<MemberSource>,
+    members: WithheldMembers,
+    store: SharedStore,
+    control: Arc<JobControl>,
+) -> Result<(WithheldMembers, MemberPassReport), ExtractError> {
+    spawn_passes(Passes::CloseLinks, sources, members, store, control).await
+}
+
+/// Both: every member with a protected row in `sources` and every identity linked to one.
 pub async fn collect_protected_members(
+    sources: Vec<MemberSource>,
+    members: WithheldMembers,
+    store: SharedStore,
+    control: Arc<JobControl>,
+) -> Result<(WithheldMembers, MemberPassReport), ExtractError> {
+    spawn_passes(Passes::All, sources, members, store, control).await
+}
+
+async fn spawn_passes(
+    which: Passes,
     sources: Vec<MemberSource>,
     mut members: WithheldMembers,
     store: SharedStore,
@@ -49,7 +95,7 @@ pub async fn collect_protected_members(
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let report = run_passes(&sources, &mut members, &store, &runtime, &control)?;
+        let report = run_passes(which, &sources, &mut members, &store, &runtime, &control)?;
         Ok((members, report))
     })
     .await
@@ -57,6 +103,7 @@ pub async fn collect_protected_members(
 }
 
 fn run_passes(
+    which: Passes,
     sources: &[MemberSource],
     members: &mut WithheldMembers,
     store: &SharedStore,
@@ -64,9 +111,9 @@ fn run_passes(
     control: &JobControl,
 ) -> Result<MemberPassReport, ExtractError> {
     let mut report = MemberPassReport::default();
-    // The first pass reads every dataset that can hold a protected row or link identities;
-    // later ones only those that link, until nothing new is learned.
-    let mut first = true;
+    // The first pass reads every dataset that can hold a protected row; the closing passes
+    // only those that link identities, until nothing new is learned.
+    let mut first = which != Passes::CloseLinks;
     loop {
         let mut added = 0u64;
         for source in sources {
@@ -74,7 +121,8 @@ fn run_passes(
             let (codes, subjects) = (&columns.codes, &columns.subjects);
             let links = columns.links_identities();
             let reads_codes = first && !codes.is_empty();
-            if subjects.is_empty() || !(reads_codes || links) {
+            let wanted = if first { reads_codes } else { links };
+            if subjects.is_empty() || !wanted {
                 continue;
             }
             let mut rows = SourceRows::open(&source.source, store, runtime, control)?;
@@ -139,12 +187,13 @@ fn run_passes(
         }
         report.passes += 1;
         report.identities += added;
-        // After the first pass, only identities learned through links can reach rows read
-        // earlier; with no dataset linking identities, one pass is complete.
         let any_links = sources
             .iter()
             .any(|s| s.plan.protected_member_columns().links_identities());
-        if added == 0 || !any_links {
+        let closing = which != Passes::First && any_links;
+        // A closing pass that added nothing proves the set closed; after the first pass (with
+        // `All`) one closing pass must still confirm it.
+        if !closing || (added == 0 && !first) || members.protected_len() == 0 {
             break;
         }
         first = false;

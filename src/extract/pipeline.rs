@@ -11,7 +11,7 @@ use tokio_util::io::StreamReader;
 use super::csv_out::CsvChunks;
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
 use super::{ExtractError, SourceLocation};
-use crate::policy::{ExtractPlan, RowError, RowOutcome, RowSink, WithheldMembers};
+use crate::policy::{ExtractPlan, MemberKey, RowError, RowOutcome, RowSink, WithheldMembers};
 use crate::storage::{ObjectKey, SharedStore};
 
 /// Plaintext is handed from the transform to the seal stage in pieces of about this size, and
@@ -121,6 +121,9 @@ pub struct RowCounts {
     pub outside_filters: u64,
     /// Invalid rows dropped under the dataset's tolerance.
     pub dropped: Vec<DroppedRows>,
+    /// Identities found beside a protected member's on one row but not recorded as protected:
+    /// when not empty, the file may name a protected member and must not be published.
+    pub unrecorded_links: Vec<MemberKey>,
 }
 
 /// What was stored for one dataset: everything the manifest lists.
@@ -336,8 +339,13 @@ fn transform_stage(
     let mut counts = RowCounts::default();
     let mut dropped = std::collections::BTreeMap::<(String, String), u64>::new();
     let mut invalid = 0u64;
+    let check_links = members.protected_len() > 0;
+    let mut links = Vec::new();
     while let Some(read) = source.next(&mut record)? {
         counts.source_rows += 1;
+        if check_links {
+            bound.unrecorded_links(&record, members, &mut links);
+        }
         let result = read.and_then(|()| bound.apply(&record, members, &mut out));
         match result {
             Ok(RowOutcome::Delivered(_)) => counts.delivered += 1,
@@ -374,6 +382,9 @@ fn transform_stage(
             rows: counts.source_rows,
         });
     }
+    links.sort_unstable();
+    links.dedup();
+    counts.unrecorded_links = links;
     counts.dropped = dropped
         .into_iter()
         .map(|((column, reason), rows)| DroppedRows {

@@ -26,7 +26,7 @@ pub enum Withheld {
 }
 
 /// A member identity (SSN or member id) as a keyed in-memory hash; see the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemberKey(u64);
 
 /// The members of one release whose direct identifiers are withheld.

@@ -13,7 +13,7 @@ use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
 use crate::policy::linkage::{LinkageKey, REPLACEMENT_ID_LEN};
-use crate::policy::members::{Withheld, WithheldMembers};
+use crate::policy::members::{MemberKey, Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
 use crate::policy::schema::{DatasetSchema, Derivation};
 use crate::policy::transform::{self, Age, AGE_TOP_CODE};
@@ -589,10 +589,14 @@ impl ExtractPlan {
                 }
             }
         }
+        // Identity columns are needed to withhold direct identifiers, and wherever present, to
+        // notice a row that links a protected member to an identity not yet recorded.
         let mut subject_columns = Vec::new();
-        if self.guard_direct {
-            for (name, key) in &self.subject_columns {
-                subject_columns.push((find(name)?, *key));
+        for (name, key) in &self.subject_columns {
+            match find(name) {
+                Ok(index) => subject_columns.push((index, *key)),
+                Err(missing) if self.guard_direct => return Err(missing),
+                Err(_) => {}
             }
         }
         let years = match (&self.filter.years, &self.year_column) {
@@ -928,6 +932,29 @@ impl BoundPlan {
         }
         out.end_row()?;
         Ok(RowOutcome::Delivered(flags))
+    }
+
+    /// Adds to `out` the identities on `record` that are not recorded as protected, when at
+    /// least one identity on it is. Such a row links a protected member to another of their
+    /// identities (a payer's member id to their SSN): the extract job records it and builds the
+    /// files again, so that no named row of that member remains.
+    pub fn unrecorded_links(
+        &self,
+        record: &csv::ByteRecord,
+        members: &WithheldMembers,
+        out: &mut Vec<MemberKey>,
+    ) {
+        if self.subject_columns.len() < 2 || record.len() != self.width {
+            return;
+        }
+        let keys = || {
+            self.subject_columns
+                .iter()
+                .filter_map(|&(index, kind)| members.member_key(kind, &record[index]))
+        };
+        if keys().any(|k| members.is_protected(k)) {
+            out.extend(keys().filter(|k| !members.is_protected(*k)));
+        }
     }
 
     /// Whether the row is inside the release's filters. A row without a service year cannot be

@@ -430,3 +430,191 @@ async fn approval_is_refused_when_the_filters_select_no_row(db: Db) {
             .await;
     assert_eq!(status, "in_review", "nothing changed");
 }
+
+on_both_databases!(a_level_three_release_names_no_protected_member_in_any_file);
+
+/// Writes a source with every column of the dataset's schema, blank except the given values.
+fn write_rows(path: &Path, file_type: FileType, rows: &[Vec<(&str, &str)>]) {
+    let schema = schema(&catalog(), file_type);
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name.as_str()).collect();
+    let mut writer = csv::Writer::from_path(path).unwrap();
+    writer.write_record(&names).unwrap();
+    for row in rows {
+        writer
+            .write_record(names.iter().map(|n| {
+                row.iter()
+                    .find(|(column, _)| column == n)
+                    .map_or("", |(_, v)| *v)
+            }))
+            .unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+/// Member 0's protected claim carries only their P01 member id; the eligibility file ties it to
+/// their SSN, and a P02 claim ties the SSN to their P02 id. The first pass records the P01 id;
+/// writing the files finds the link, so the job records every linked identity and writes them
+/// again: member 0 is named nowhere, member 1 keeps their name, and only one copy is stored.
+async fn a_level_three_release_names_no_protected_member_in_any_file(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("med_claim.csv");
+    let elig = dir.path().join("med_elig.csv");
+    let person = |id: &'static str, ssn: &'static str, payer: &'static str, last: &'static str| {
+        vec![
+            ("member_id", id),
+            ("member_ssn", ssn),
+            ("payer_id", payer),
+            ("member_first_name", "Pat"),
+            ("member_last_name", last),
+        ]
+    };
+    let claim = |mut row: Vec<(&'static str, &'static str)>, dx: &'static str| {
+        row.extend([
+            ("principal_diagnosis", dx),
+            ("service_date_from", "2023-05-01"),
+        ]);
+        row
+    };
+    write_rows(
+        &claims,
+        FileType::MedClaim,
+        &[
+            claim(person("B0", "101-45-6701", "P02", "Zero"), "I10"),
+            claim(person("A1", "101-45-6702", "P01", "One"), "I10"),
+            claim(person("A0", "", "P01", "Zero"), "B20"),
+        ],
+    );
+    let enrolled = |row: Vec<(&'static str, &'static str)>| {
+        let mut row = row;
+        row.push(("year", "2023"));
+        row
+    };
+    write_rows(
+        &elig,
+        FileType::MedElig,
+        &[
+            enrolled(person("A0", "101-45-6701", "P01", "Zero")),
+            enrolled(person("B0", "101-45-6701", "P02", "Zero")),
+            enrolled(person("A1", "101-45-6702", "P01", "One")),
+        ],
+    );
+    let (claims_text, elig_text) = (claims.display().to_string(), elig.display().to_string());
+    let app = spawn_app_configured(
+        db,
+        Store::Fs,
+        &[
+            ("STEWARD_JOBS__RUN_IN_SERVE", "false"),
+            ("STEWARD_EXTRACT__SOURCES__MED_CLAIM", &claims_text),
+            ("STEWARD_EXTRACT__SOURCES__MED_ELIG", &elig_text),
+        ],
+    )
+    .await;
+    let p = people(&app).await;
+    let request = json!({
+        "level": "III",
+        "datasets": ["med_claim", "med_elig"],
+        "elements": [
+            { "element": "med_claim.principal_diagnosis" },
+            { "element": "med_claim.member_id", "reason": "Linking claims to enrollment" },
+            { "element": "med_elig.member_id", "reason": "Linking claims to enrollment" },
+            { "element": "med_elig.member_last_name", "reason": "Registry linkage by name" }
+        ],
+        "purpose": "Registry linkage study",
+        "irb": { "board": "State University IRB", "protocol": "2026-017" },
+        "ultimate_recipient": "State University cancer epidemiology unit",
+        "security_measures": "Enclave without internet access",
+        "publication_plan": "Peer-reviewed article, aggregate results only",
+        "filters": { "years": { "first": 2023, "last": 2023 } }
+    });
+    let four_yes = json!({
+        "present": ["A", "B", "C", "D", "E"],
+        "votes": [
+            { "member": "A", "vote": "yes" }, { "member": "B", "vote": "yes" },
+            { "member": "C", "vote": "yes" }, { "member": "D", "vote": "yes" },
+            { "member": "E", "vote": "no" }
+        ],
+        "reason": "Meeting of 2026-03-05"
+    });
+    let release = crate::release_support::execute_request(
+        &app,
+        &p,
+        &request,
+        Some(&four_yes),
+        "DUA-2026-0301",
+    )
+    .await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/releases/{release}/extract"),
+        &p.it.1,
+        None,
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let runner = steward::jobs::Runner::new(
+        app.state.jobs.clone(),
+        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
+        "test-runner".into(),
+        steward::jobs::RunnerConfig::default(),
+    );
+    let outcome = runner.run_once().await.unwrap();
+    let jobs = app.state.jobs.list(None).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            steward::jobs::RunOutcome::Ran {
+                state: steward::jobs::JobState::Succeeded,
+                ..
+            }
+        ),
+        "{outcome:?} {jobs:?}"
+    );
+    let log = app.state.jobs.log_lines(jobs[0].id).await.unwrap();
+    assert!(
+        log.iter().any(|l| l.contains("extracting again")),
+        "{log:?}"
+    );
+
+    let release_id: uuid::Uuid = release.parse().unwrap();
+    let files = steward::db::extracts::files(&app.state.db, release_id)
+        .await
+        .unwrap();
+    let stored = app
+        .state
+        .store
+        .list(&steward::storage::KeyPrefix::parse("releases/").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), files.len(), "the first writing was discarded");
+    let wrapped = steward::db::extracts::wrapped_key(&app.state.db, release_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let identity = app.state.master.unwrap(&wrapped.wrapped).unwrap();
+    let mut names = Vec::new();
+    for name in ["med_claim.csv.zst.age", "med_elig.csv.zst.age"] {
+        let file = files.iter().find(|f| f.name == name).unwrap();
+        let ciphertext = crate::extract_job::read_object(&app, &file.object_key).await;
+        let decryptor = age::Decryptor::new(ciphertext.as_slice()).unwrap();
+        let mut compressed = Vec::new();
+        std::io::Read::read_to_end(
+            &mut decryptor
+                .decrypt(std::iter::once(identity.identity() as &dyn age::Identity))
+                .unwrap(),
+            &mut compressed,
+        )
+        .unwrap();
+        let plain = zstd::decode_all(compressed.as_slice()).unwrap();
+        let mut reader = csv::Reader::from_reader(plain.as_slice());
+        let header = reader.headers().unwrap().clone();
+        let last = header.iter().position(|c| c == "member_last_name");
+        for row in reader.records() {
+            let row = row.unwrap();
+            if let Some(last) = last {
+                names.push(row[last].to_owned());
+            }
+        }
+    }
+    assert_eq!(names, ["", "", "One"], "member 0 is named nowhere");
+}
