@@ -261,7 +261,11 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         policy.clone(),
         store.clone(),
     )));
-    let master = MasterIdentity::load_or_generate(&settings.master_identity_path())?;
+    let master = if settings.keys.master_identity_file.as_os_str().is_empty() {
+        MasterIdentity::load_or_generate(&settings.master_identity_path())?
+    } else {
+        MasterIdentity::load(&settings.master_identity_path())?
+    };
     let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
     Ok(AppState {
         db,

@@ -262,10 +262,33 @@ pub fn authorize(
             "no role of the user grants this action",
         )));
     }
-    if action == Action::ApproveRelease {
-        separation_of_duties(principal, resource)?;
+    if conflicts_with_own_request(action) {
+        separation_of_duties(principal, action, resource)?;
+    }
+    if action == Action::SetRoles && *resource == Resource::OwnedBy(principal.user_id) {
+        return Err(Denied(Reason::new("nobody changes their own roles")));
     }
     Ok(())
+}
+
+/// The decisions about a release that its requester and their organization may not take:
+/// review, the subcommittee's record, approval, denial, the DUA, revocation and destruction.
+fn conflicts_with_own_request(action: Action) -> bool {
+    matches!(
+        action,
+        Action::ApproveRelease
+            | Action::NarrowRelease
+            | Action::RecordCommitteeDecision
+            | Action::AmendDua
+            | Action::TransitionRelease(
+                Transition::StartReview
+                    | Transition::Deny
+                    | Transition::ExecuteDua
+                    | Transition::Revoke
+                    | Transition::DemandDestruction
+                    | Transition::ConfirmDestruction
+            )
+    )
 }
 
 fn in_scope(principal: &Principal, scope: Scope, resource: &Resource<'_>) -> bool {
@@ -283,22 +306,32 @@ fn in_scope(principal: &Principal, scope: Scope, resource: &Resource<'_>) -> boo
     }
 }
 
-fn separation_of_duties(principal: &Principal, resource: &Resource<'_>) -> Result<(), Denied> {
-    if principal.roles.contains(&Role::ItStaff) {
+/// Separation of duties, over every role the user holds (not only those a token carries).
+fn separation_of_duties(
+    principal: &Principal,
+    action: Action,
+    resource: &Resource<'_>,
+) -> Result<(), Denied> {
+    let approving = action == Action::ApproveRelease;
+    if approving && principal.held_roles.contains(&Role::ItStaff) {
         return Err(Denied(Reason::new("IT staff cannot approve releases")));
     }
     let Resource::Release(facts) = resource else {
-        return Err(Denied(Reason::new("only releases can be approved")));
+        return Err(Denied(Reason::new("only releases can be decided on")));
     };
     if facts.requested_by == principal.user_id {
-        return Err(Denied(Reason::new(
-            "nobody approves a release they requested",
-        )));
+        return Err(Denied(Reason::new(if approving {
+            "nobody approves a release they requested"
+        } else {
+            "nobody decides on a release they requested"
+        })));
     }
     if facts.requesting_org == principal.org_id {
-        return Err(Denied(Reason::new(
-            "nobody approves a release their own organization requested",
-        )));
+        return Err(Denied(Reason::new(if approving {
+            "nobody approves a release their own organization requested"
+        } else {
+            "nobody decides on a release their own organization requested"
+        })));
     }
     Ok(())
 }

@@ -89,8 +89,12 @@ pub struct Principal {
     pub user_id: UserId,
     /// Their organization.
     pub org_id: OrgId,
-    /// The roles in force for this request (an API token may carry fewer than the user holds).
+    /// The roles in force for this request (an API token may carry fewer than the user holds):
+    /// what grants an action.
     pub roles: Vec<Role>,
+    /// Every role the user holds, whatever the credential carries: what separation of duties
+    /// looks at, so that a token limited to one role cannot hide another.
+    pub held_roles: Vec<Role>,
     /// How they proved it.
     pub credential: Credential,
 }

@@ -845,6 +845,7 @@ impl Authenticator {
         Ok(Principal {
             user_id: user.id,
             org_id: user.org_id,
+            held_roles: user.roles.clone(),
             roles: user.roles,
             credential: Credential::Session {
                 session: session.id,
@@ -899,6 +900,7 @@ impl Authenticator {
             user_id: user.id,
             org_id: user.org_id,
             roles,
+            held_roles: user.roles,
             credential: Credential::ApiToken(row.id),
         })
     }

@@ -18,6 +18,11 @@ pub enum MasterKeyError {
     /// The master identity file could not be read or written, or is exposed.
     #[error(transparent)]
     File(#[from] PrivateFileError),
+    /// A configured master identity file does not exist. Steward generates one only at its
+    /// default place under the data directory: a missing configured key is a misconfiguration
+    /// (a wrong path, an unmounted secret), and a new key would not unwrap any release.
+    #[error("the configured master identity file {0} does not exist; Steward generates one only at the default location (keys.master_identity_file left empty)")]
+    Missing(String),
     /// The master identity file holds no `AGE-SECRET-KEY-1...` line.
     #[error("master identity file {0} holds no age X25519 identity")]
     Malformed(String),
@@ -42,8 +47,17 @@ impl std::fmt::Debug for MasterIdentity {
 }
 
 impl MasterIdentity {
+    /// Loads a configured master identity, which must exist (see [`MasterKeyError::Missing`]).
+    pub fn load(path: &Path) -> Result<Self, MasterKeyError> {
+        if !path.exists() {
+            return Err(MasterKeyError::Missing(path.display().to_string()));
+        }
+        Self::load_or_generate(path)
+    }
+
     /// Loads the identity at `path` (the format `age-keygen` writes: comment lines, then the
-    /// key), generating it (0600) on first use.
+    /// key), generating it (0600) on first use. Only for the default path under the data
+    /// directory.
     pub fn load_or_generate(path: &Path) -> Result<Self, MasterKeyError> {
         private_file::create_if_missing(path, || {
             let identity = age::x25519::Identity::generate();

@@ -35,7 +35,8 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> PrivateFileError + '_ {
     }
 }
 
-/// Writes `make()` to `path` (0600, parent 0700) unless the file exists.
+/// Writes `make()` to `path` (0600) unless the file exists. A parent directory it has to
+/// create is made 0700; one that exists is left as it is (it may be shared, such as `/etc`).
 pub fn create_if_missing(
     path: &Path,
     make: impl FnOnce() -> String,
@@ -43,7 +44,10 @@ pub fn create_if_missing(
     if path.exists() {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
             .map_err(io(parent))?;

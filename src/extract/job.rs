@@ -222,6 +222,55 @@ impl JobExecutor for ExtractExecutor {
         }
     }
 
+    /// Returns the release of a job the sweep ended to `dua_executed` (if it is still
+    /// `extracting` and no other job is live for it), so IT staff can start or retry it.
+    async fn abandoned(&self, job: &Job) -> Result<(), ExecutionError> {
+        let release_id = ReleaseId(job.release_id);
+        let Some(record) = self
+            .state
+            .releases
+            .record(release_id)
+            .await
+            .map_err(|e| failed("loading the release", e))?
+        else {
+            return Ok(());
+        };
+        if record.row.status != ReleaseStatus::Extracting {
+            return Ok(());
+        }
+        let jobs = self
+            .state
+            .jobs
+            .list(Some(job.release_id))
+            .await
+            .map_err(|e| failed("listing jobs", e))?;
+        let live = jobs.iter().any(|j| {
+            matches!(
+                j.state,
+                crate::jobs::JobState::Queued | crate::jobs::JobState::Running
+            )
+        });
+        if live {
+            return Ok(());
+        }
+        let reason = match job.state {
+            crate::jobs::JobState::Cancelled => "cancelled; its runner stopped",
+            _ => "extraction failed; its runner stopped",
+        };
+        self.state
+            .releases
+            .transition(
+                Caller::System,
+                release_id,
+                Transition::ExtractionFailed,
+                Some(reason),
+                &Client::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("returning the release to dua_executed", e))
+    }
+
     /// Aborts open uploads and deletes unrecorded objects of releases that have no live job:
     /// nothing can still be writing them, and no manifest lists them.
     async fn sweep_orphans(&self) -> Result<u64, ExecutionError> {

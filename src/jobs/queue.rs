@@ -459,25 +459,27 @@ impl JobQueue {
     }
 
     /// Ends jobs that no runner can take over: leases expired with no attempts left, or with a
-    /// cancel request pending. Returns how many were ended.
-    pub async fn sweep(&self) -> Result<u64, QueueError> {
+    /// cancel request pending. Returns the jobs it ended, so their work can be handed back.
+    pub async fn sweep(&self) -> Result<Vec<Job>, QueueError> {
         let (_, now) = self.now()?;
-        let cancelled = sqlx::query(
+        let cancelled = sqlx::query(&format!(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1, updated_at = $1, lease_owner = NULL \
-             WHERE state = 'running' AND lease_expires_at < $1 AND cancel_requested = 1",
-        )
+             WHERE state = 'running' AND lease_expires_at < $1 AND cancel_requested = 1 \
+             RETURNING {COLUMNS}"
+        ))
         .bind(&now)
-        .execute(self.db.pool())
+        .fetch_all(self.db.pool())
         .await?;
-        let failed = sqlx::query(
+        let failed = sqlx::query(&format!(
             "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, lease_owner = NULL, \
              error = COALESCE(error, 'runner stopped and no attempts are left') \
-             WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts",
-        )
+             WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts \
+             RETURNING {COLUMNS}"
+        ))
         .bind(&now)
-        .execute(self.db.pool())
+        .fetch_all(self.db.pool())
         .await?;
-        Ok(cancelled.rows_affected() + failed.rows_affected())
+        cancelled.iter().chain(&failed).map(job_from_row).collect()
     }
 
     /// One job.

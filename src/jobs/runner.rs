@@ -46,6 +46,10 @@ pub trait JobExecutor: Send + Sync {
         control: Arc<JobControl>,
     ) -> Result<(), ExecutionError>;
 
+    /// Hands back what a job that ended without its runner held (the queue's sweep ended it:
+    /// its runner died with no attempt left, or after a cancel), so nothing stays stuck.
+    async fn abandoned(&self, job: &Job) -> Result<(), ExecutionError>;
+
     /// Removes what no live job owns any more (a failed attempt whose clean-up also failed, a
     /// job that ended while its runner was cut off). Called periodically by idle runners.
     async fn sweep_orphans(&self) -> Result<u64, ExecutionError>;
@@ -192,6 +196,23 @@ impl Runner {
         })
     }
 
+    /// Ends the jobs whose runner died with no attempt left (or after a cancel) and hands
+    /// their work back through the executor. Returns how many were ended.
+    pub async fn sweep(&self) -> Result<usize, QueueError> {
+        let ended = self.queue.sweep().await?;
+        for job in &ended {
+            tracing::warn!(job_id = %job.id, state = ?job.state, "job ended by the sweep");
+            let _ = self
+                .queue
+                .log(job.id, "ended by the sweep: its runner stopped")
+                .await;
+            if let Err(error) = self.executor.abandoned(job).await {
+                tracing::error!(job_id = %job.id, %error, "could not hand back the job's work");
+            }
+        }
+        Ok(ended.len())
+    }
+
     /// Runs jobs until `shutdown` completes; a job in progress at shutdown is cancelled
     /// cleanly by dropping its work (its lease expires and another runner retries it).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
@@ -213,7 +234,7 @@ impl Runner {
                     true
                 }
             };
-            if let Err(error) = self.queue.sweep().await {
+            if let Err(error) = self.sweep().await {
                 tracing::error!(%error, "job sweep failed");
             }
             if idle && last_orphan_sweep.elapsed() >= ORPHAN_SWEEP_EVERY {

@@ -9,6 +9,7 @@ fn principal(org: OrgId, roles: &[Role]) -> Principal {
         user_id: UserId::new_random(),
         org_id: org,
         roles: roles.to_vec(),
+        held_roles: roles.to_vec(),
         credential: Credential::Session {
             session: SessionId::new_random(),
             via_cookie: false,
@@ -32,6 +33,7 @@ fn separation_of_duties() {
     // Nobody approves a release they requested or their own organization requested.
     let requester = Principal {
         roles: vec![Role::ExecutiveDirector],
+        held_roles: vec![Role::ExecutiveDirector],
         ..researcher.clone()
     };
     let denied = authorize(&requester, Action::ApproveRelease, &resource).unwrap_err();
@@ -111,4 +113,83 @@ fn own_things_only_and_deny_by_default() {
         &Resource::OwnedBy(nobody.user_id)
     )
     .is_err());
+}
+
+/// Issue 12, finding 1: a token limited to the director's role does not hide the IT role the
+/// user also holds.
+#[test]
+fn separation_of_duties_looks_at_every_role_held_not_the_tokens_subset() {
+    let agency = OrgId::new_random();
+    let release = ReleaseFacts {
+        requesting_org: OrgId::new_random(),
+        requested_by: UserId::new_random(),
+        named_recipients: Vec::new(),
+    };
+    let resource = Resource::Release(&release);
+    let token_of_both = Principal {
+        roles: vec![Role::ExecutiveDirector],
+        held_roles: vec![Role::ItStaff, Role::ExecutiveDirector],
+        ..principal(agency, &[])
+    };
+    let denied = authorize(&token_of_both, Action::ApproveRelease, &resource).unwrap_err();
+    assert_eq!(denied.0.as_str(), "IT staff cannot approve releases");
+    // The token's subset still limits what it grants.
+    let limited = Principal {
+        roles: vec![Role::Recipient],
+        held_roles: vec![Role::Recipient, Role::ExecutiveDirector],
+        ..principal(agency, &[])
+    };
+    assert!(authorize(&limited, Action::ApproveRelease, &resource).is_err());
+}
+
+/// Issue 12, finding 4: the requesting organization's staff decide nothing about its release.
+#[test]
+fn separation_of_duties_covers_committee_dua_denial_and_revocation() {
+    use steward::domain::release::Transition;
+    let university = OrgId::new_random();
+    let release = ReleaseFacts {
+        requesting_org: university,
+        requested_by: UserId::new_random(),
+        named_recipients: Vec::new(),
+    };
+    let resource = Resource::Release(&release);
+    let own_director = principal(university, &[Role::ExecutiveDirector, Role::PrivacyOfficer]);
+    let agency_director = principal(
+        OrgId::new_random(),
+        &[Role::ExecutiveDirector, Role::PrivacyOfficer],
+    );
+    for action in [
+        Action::ApproveRelease,
+        Action::NarrowRelease,
+        Action::RecordCommitteeDecision,
+        Action::AmendDua,
+        Action::TransitionRelease(Transition::StartReview),
+        Action::TransitionRelease(Transition::Deny),
+        Action::TransitionRelease(Transition::ExecuteDua),
+        Action::TransitionRelease(Transition::Revoke),
+        Action::TransitionRelease(Transition::DemandDestruction),
+    ] {
+        assert!(
+            authorize(&own_director, action, &resource).is_err(),
+            "{action:?} by the requesting organization's director"
+        );
+        assert!(
+            authorize(&agency_director, action, &resource).is_ok(),
+            "{action:?} by the agency's director"
+        );
+    }
+}
+
+#[test]
+fn nobody_changes_their_own_roles() {
+    let admin = principal(OrgId::new_random(), &[Role::Admin]);
+    let denied =
+        authorize(&admin, Action::SetRoles, &Resource::OwnedBy(admin.user_id)).unwrap_err();
+    assert_eq!(denied.0.as_str(), "nobody changes their own roles");
+    assert!(authorize(
+        &admin,
+        Action::SetRoles,
+        &Resource::OwnedBy(UserId::new_random())
+    )
+    .is_ok());
 }

@@ -186,3 +186,34 @@ fn s3_backend_needs_its_table_and_bucket() {
     let err = Settings::load_from(None, env).unwrap_err().to_string();
     assert!(err.contains("storage.s3"), "{err}");
 }
+
+/// Issue 12, finding 9: a configured master-key path that does not exist made a new master key
+/// (which unwraps no release) and chmodded the existing parent directory to 0700.
+#[tokio::test]
+async fn a_configured_master_key_that_is_missing_is_refused_and_nothing_is_touched() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("etc");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let master = shared.join("master.age");
+    let settings = crate::helpers::test_settings(
+        &dir.path().join("data"),
+        &format!("sqlite://{}", dir.path().join("s.db").display()),
+        &[(
+            "STEWARD_KEYS__MASTER_IDENTITY_FILE".into(),
+            master.display().to_string(),
+        )],
+    );
+    let err = steward::app::build_state(settings, std::sync::Arc::new(steward::clock::SystemClock))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("does not exist") && text.contains("master.age"),
+        "{text}"
+    );
+    assert!(!master.exists(), "no key was made");
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the parent directory was left as it was");
+}

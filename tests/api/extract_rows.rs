@@ -618,3 +618,53 @@ async fn a_level_three_release_names_no_protected_member_in_any_file(db: Db) {
     }
     assert_eq!(names, ["", "", "One"], "member 0 is named nowhere");
 }
+
+on_both_databases!(a_job_ended_by_the_sweep_hands_its_release_back);
+
+/// Issue 12, finding 2: three restarts of a worker during one job (each a lease left to
+/// expire) ended the job through the sweep, which never handed the release back, so retry and a
+/// new start both answered 409 for good.
+async fn a_job_ended_by_the_sweep_hands_its_release_back(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_med_elig(db, dir.path(), false).await;
+    let p = people(&app).await;
+    let release = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0401").await;
+    let start = format!("/api/v1/releases/{release}/extract");
+    let (status, body) = call(&app, "POST", &start, &p.it.1, None).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    // Each "worker" claims the job and dies: its lease expires and the next one takes over.
+    for attempt in 1..=3 {
+        let (_, lease) = app
+            .state
+            .jobs
+            .claim(&format!("worker-{attempt}"))
+            .await
+            .unwrap()
+            .expect("the job is claimable");
+        assert_eq!(lease.attempt, attempt);
+        app.clock.advance(time::Duration::minutes(10));
+    }
+    let runner = steward::jobs::Runner::new(
+        app.state.jobs.clone(),
+        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
+        "survivor".into(),
+        steward::jobs::RunnerConfig::default(),
+    );
+    assert_eq!(runner.sweep().await.unwrap(), 1);
+    let jobs = app.state.jobs.list(None).await.unwrap();
+    assert_eq!(jobs[0].state, steward::jobs::JobState::Failed);
+    // Half an hour passed: sign in again.
+    let (director, it) = (app.login(&p.director.0).await, app.login(&p.it.0).await);
+    let status = crate::release_support::status_of(&app, &release, &director).await;
+    assert_eq!(status, "dua_executed", "handed back");
+    // IT staff can start again, and the new job runs to the end.
+    let (status, body) = call(&app, "POST", &start, &it, None).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert!(matches!(
+        runner.run_once().await.unwrap(),
+        steward::jobs::RunOutcome::Ran {
+            state: steward::jobs::JobState::Succeeded,
+            ..
+        }
+    ));
+}

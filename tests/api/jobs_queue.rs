@@ -221,7 +221,7 @@ async fn cancel_and_retry(db: Db) {
         JobState::Running
     );
     h.clock.advance(time::Duration::minutes(5));
-    assert_eq!(h.queue.sweep().await.unwrap(), 1);
+    assert_eq!(h.queue.sweep().await.unwrap().len(), 1);
     assert_eq!(
         h.queue.get(running.id).await.unwrap().state,
         JobState::Cancelled

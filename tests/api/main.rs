@@ -31,6 +31,7 @@ mod policy_support;
 mod policy_synth;
 mod policy_validation;
 mod release_cli;
+mod release_duties;
 mod release_expiry;
 mod release_grants;
 mod release_letter;

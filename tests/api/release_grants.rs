@@ -29,6 +29,7 @@ fn grants_mirror_the_performers_of_every_transition() {
                     OrgId(uuid::Uuid::from_u128(4))
                 },
                 roles: vec![role],
+                held_roles: vec![role],
                 credential: Credential::ApiToken(ApiTokenId(uuid::Uuid::nil())),
             };
             let allowed = authorize(

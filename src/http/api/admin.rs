@@ -202,7 +202,8 @@ pub(super) async fn set_roles(
     Path(id): Path<UserId>,
     body: Bytes,
 ) -> Result<Json<Vec<Role>>, ApiError> {
-    a.authorize(&state, Action::SetRoles, &Resource::Directory)
+    // Against the account itself: nobody changes their own roles.
+    a.authorize(&state, Action::SetRoles, &Resource::OwnedBy(id))
         .await?;
     let body: RolesBody = parse_json(&body)?;
     Ok(Json(

@@ -1,0 +1,92 @@
+//! Separation of duties as an attacker probed it (issue 12): over HTTPS, with real tokens.
+
+use serde_json::{json, Value};
+use steward::domain::role::Role;
+
+use crate::helpers::{spawn_app, Db};
+use crate::on_both_databases;
+use crate::release_support::{call, expect, level_one_request, people};
+
+on_both_databases!(
+    a_token_limited_to_the_director_role_cannot_approve_for_it_staff,
+    an_admin_cannot_change_their_own_roles,
+);
+
+/// Finding 1: a user holding both `it_staff` and `executive_director` was refused approval
+/// with a session, then approved with an API token limited to `executive_director`.
+async fn a_token_limited_to_the_director_role_cannot_approve_for_it_staff(db: Db) {
+    let app = spawn_app(db).await;
+    let p = people(&app).await;
+    let both = app
+        .create_user("dual", "Agency", &[Role::ItStaff, Role::ExecutiveDirector])
+        .await;
+    let session = app.login(&both).await;
+    let created = expect(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        &p.requester.1,
+        Some(&level_one_request()),
+        201,
+    )
+    .await;
+    let base = format!("/api/v1/releases/{}", created["id"].as_str().unwrap());
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/submit"),
+        &p.requester.1,
+        None,
+        200,
+    )
+    .await;
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/review"),
+        &p.privacy.1,
+        None,
+        200,
+    )
+    .await;
+    let (status, _) = call(&app, "POST", &format!("{base}/approve"), &session, None).await;
+    assert_eq!(status, 403, "with the session");
+    let response = app
+        .post_json(
+            "/api/v1/me/tokens",
+            Some(&session.access_token),
+            &json!({"name": "approvals", "expires_in_days": 1, "roles": ["executive_director"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let token: Value = response.json().await.unwrap();
+    let token = token["token"].as_str().unwrap();
+    let response = app
+        .call("POST", &format!("{base}/approve"), Some(token), None)
+        .await;
+    assert_eq!(
+        response.status(),
+        403,
+        "with a token carrying only the director role"
+    );
+    let json = expect(&app, "GET", &base, &p.director.1, None, 200).await;
+    assert_eq!(json["status"], "in_review");
+    assert!(json["approved_by"].is_null(), "{json}");
+}
+
+/// Finding 4: an administrator gave itself `executive_director` and approved.
+async fn an_admin_cannot_change_their_own_roles(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.create_user("root2", "Agency", &[Role::Admin]).await;
+    let session = app.login(&admin).await;
+    let path = format!("/api/v1/admin/users/{}/roles", admin.id);
+    let body = json!({ "roles": ["admin", "executive_director"] });
+    let (status, json) = call(&app, "PUT", &path, &session, Some(&body)).await;
+    assert_eq!(status, 403, "{json}");
+    let other = app
+        .create_user("someone", "Agency", &[Role::Recipient])
+        .await;
+    let path = format!("/api/v1/admin/users/{}/roles", other.id);
+    let (status, json) = call(&app, "PUT", &path, &session, Some(&body)).await;
+    assert_eq!(status, 200, "{json}");
+}
