@@ -37,7 +37,7 @@ use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
 use crate::http::AppState;
 use crate::jobs::{ExecutionError, Job, JobExecutor, Lease};
 use crate::policy::{
-    plan, ElementId, ExtractPlan, FileType, LinkageKey, MemberKey, OptOutHasher, OptOutSet,
+    plan, ElementId, ExtractPlan, FileType, LinkageKey, NamedIdentities, OptOutHasher, OptOutSet,
     ReleaseSpec, RowFilter, WithheldMembers,
 };
 use crate::release::service::{Caller, ReleaseRecord};
@@ -413,24 +413,21 @@ impl ExtractExecutor {
                 .await;
         }
 
-        // Written once; written again, after every linked identity is recorded, only when a row
-        // turned out to link a protected member to an identity the first pass had not seen.
-        let mut files = self
+        // Written once. Rows that link a protected member to an identity the first pass had not
+        // seen record it as they go; only when an earlier row may have named that identity are
+        // the files written again, after the closing passes record every linked identity.
+        let (mut files, suspect) = self
             .extract_datasets(
                 job,
                 &planned,
-                &members,
+                &mut members,
                 &recipients,
                 attempt_prefix,
                 control,
             )
             .await?;
-        let links: Vec<MemberKey> = files.iter().flat_map(|(_, links)| links.clone()).collect();
-        if !links.is_empty() {
+        if suspect {
             self.discard(attempt_prefix).await;
-            for key in links {
-                members.add_protected(key);
-            }
             let (found, report) = close_links(
                 member_sources(),
                 members,
@@ -442,17 +439,18 @@ impl ExtractExecutor {
             members = found;
             self.log_member_pass(job, "linked identities recorded; extracting again", &report)
                 .await;
-            files = self
+            let suspect;
+            (files, suspect) = self
                 .extract_datasets(
                     job,
                     &planned,
-                    &members,
+                    &mut members,
                     &recipients,
                     attempt_prefix,
                     control,
                 )
                 .await?;
-            if files.iter().any(|(_, links)| !links.is_empty()) {
+            if suspect {
                 // Cannot happen: the closing passes read every row that links identities.
                 return Err(ExecutionError::Permanent(
                     "a protected member's identities are still unlinked after the closing passes"
@@ -460,7 +458,7 @@ impl ExtractExecutor {
                 ));
             }
         }
-        let mut files: Vec<ManifestFile> = files.into_iter().map(|(file, _)| file).collect();
+
         files.push(
             self.put_small(
                 attempt_prefix,
@@ -534,20 +532,27 @@ impl ExtractExecutor {
         }
     }
 
-    /// Extracts every dataset under `attempt_prefix`, returning each file's manifest entry
-    /// and the identities its rows linked to a protected member without being recorded.
+    /// Extracts every dataset under `attempt_prefix`, returning each file's manifest entry and
+    /// whether a row may have named an identity that a later row linked to a protected member
+    /// (then the files must be written again). Identities learned from linking rows are added
+    /// to `members` as each file ends, so the next file withholds them from its first row.
     async fn extract_datasets(
         &self,
         job: &Job,
         planned: &[(FileType, Arc<ExtractPlan>, SourceLocation)],
-        members: &WithheldMembers,
+        members: &mut WithheldMembers,
         recipients: &Recipients,
         attempt_prefix: &str,
         control: &Arc<JobControl>,
-    ) -> Result<Vec<(ManifestFile, Vec<MemberKey>)>, ExecutionError> {
+    ) -> Result<(Vec<ManifestFile>, bool), ExecutionError> {
         let state = &self.state;
-        let members = Arc::new(members.clone());
+        let links_possible = members.protected_len() > 0
+            && planned
+                .iter()
+                .any(|(_, p, _)| p.delivers_direct_identifiers());
+        let named = links_possible.then(|| Arc::new(NamedIdentities::new()));
         let mut files = Vec::new();
+        let mut suspect = false;
         for (file_type, plan, source) in planned {
             if control.is_cancelled() {
                 return Err(ExecutionError::Cancelled);
@@ -559,8 +564,9 @@ impl ExtractExecutor {
             let request = DatasetRequest {
                 plan: plan.clone(),
                 source: source.clone(),
-                members: members.clone(),
+                members: Arc::new(members.clone()),
                 tolerance: state.settings.invalid_row_tolerance(*file_type),
+                named: named.clone(),
                 recipients: recipients.boxed(),
                 key,
             };
@@ -580,9 +586,13 @@ impl ExtractExecutor {
                 ciphertext: sealed.ciphertext.into(),
                 source: Some(manifest::SourceReport::new(plan, &sealed.counts)),
             };
-            files.push((file, sealed.counts.unrecorded_links));
+            for key in &sealed.counts.learned_links {
+                members.add_protected(*key);
+            }
+            suspect |= sealed.counts.suspect_links > 0;
+            files.push(file);
         }
-        Ok(files)
+        Ok((files, suspect))
     }
 
     async fn log_member_pass(&self, job: &Job, what: &str, report: &MemberPassReport) {

@@ -11,7 +11,9 @@ use tokio_util::io::StreamReader;
 use super::csv_out::CsvChunks;
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
 use super::{ExtractError, SourceLocation};
-use crate::policy::{ExtractPlan, MemberKey, RowError, RowOutcome, RowSink, WithheldMembers};
+use crate::policy::{
+    ExtractPlan, MemberKey, NamedIdentities, RowError, RowOutcome, RowSink, WithheldMembers,
+};
 use crate::storage::{ObjectKey, SharedStore};
 
 /// Plaintext is handed from the transform to the seal stage in pieces of about this size, and
@@ -67,6 +69,9 @@ pub struct DatasetRequest {
     pub members: Arc<WithheldMembers>,
     /// How many invalid source rows may be dropped instead of failing the extract.
     pub tolerance: InvalidRowTolerance,
+    /// The identities of rows written with direct identifiers so far in this writing of the
+    /// release, when rows may link protected members to unrecorded identities.
+    pub named: Option<Arc<NamedIdentities>>,
     /// Who can decrypt: the release identity and every authorized user's key.
     pub recipients: Vec<Box<dyn age::Recipient + Send>>,
     /// The server-chosen key of the encrypted output.
@@ -121,9 +126,11 @@ pub struct RowCounts {
     pub outside_filters: u64,
     /// Invalid rows dropped under the dataset's tolerance.
     pub dropped: Vec<DroppedRows>,
-    /// Identities found beside a protected member's on one row but not recorded as protected:
-    /// when not empty, the file may name a protected member and must not be published.
-    pub unrecorded_links: Vec<MemberKey>,
+    /// Identities found beside a protected member's on one row and recorded from there on.
+    pub learned_links: Vec<MemberKey>,
+    /// How many of them a row written earlier (in this or a previous file of the writing) may
+    /// have named: when not zero, the files must be written again.
+    pub suspect_links: u64,
 }
 
 /// What was stored for one dataset: everything the manifest lists.
@@ -162,17 +169,23 @@ pub async fn extract_dataset(
         .collect();
 
     let transform = {
-        let (plan, source, members, tolerance) = (
+        let (plan, source, members, tolerance, named) = (
             request.plan.clone(),
             request.source.clone(),
             request.members.clone(),
             request.tolerance,
+            request.named.clone(),
         );
         let (store, control) = (store.clone(), control.clone());
         let outputs = vec![hash_tx, plain_tx];
         spawn_stage(move || {
             let source = SourceRows::open(&source, &store, &runtime, &control)?;
-            transform_stage(&plan, source, &members, tolerance, &control, outputs)
+            let rules = RowRules {
+                members: &members,
+                named: named.as_deref(),
+                tolerance,
+            };
+            transform_stage(&plan, source, rules, &control, outputs)
         })
     };
     let hashing = spawn_stage(move || seal::digest(hash_rx));
@@ -321,16 +334,27 @@ impl<'a> SourceRows<'a> {
     }
 }
 
+/// What the transform applies besides the plan.
+struct RowRules<'a> {
+    members: &'a WithheldMembers,
+    named: Option<&'a NamedIdentities>,
+    tolerance: InvalidRowTolerance,
+}
+
 /// Reads, transforms and writes CSV, sending plaintext chunks to the seal stage; sends `End`
 /// only when every row was transformed (or dropped within the tolerance).
 fn transform_stage(
     plan: &ExtractPlan,
     mut source: SourceRows<'_>,
-    members: &WithheldMembers,
-    tolerance: InvalidRowTolerance,
+    rules: RowRules<'_>,
     control: &JobControl,
     outputs: Vec<SyncSender<PlainChunk>>,
 ) -> Result<RowCounts, ExtractError> {
+    let RowRules {
+        members,
+        named,
+        tolerance,
+    } = rules;
     let bound = plan.bind(&source.name, &source.header)?;
     let mut out = CsvChunks::new(PLAIN_CHUNK, outputs);
     out.write_row(plan.header().into_iter().map(str::as_bytes))?;
@@ -339,16 +363,33 @@ fn transform_stage(
     let mut counts = RowCounts::default();
     let mut dropped = std::collections::BTreeMap::<(String, String), u64>::new();
     let mut invalid = 0u64;
-    let check_links = members.protected_len() > 0;
+    // A row that links a protected member to an identity not yet recorded records it at once
+    // (a copy of the set, so rows further on are withheld), and is noted as suspect when a
+    // row written earlier may have named that identity.
+    let mut linked = named
+        .filter(|_| members.protected_len() > 0)
+        .map(|named| (members.clone(), named));
     let mut links = Vec::new();
     while let Some(read) = source.next(&mut record)? {
         counts.source_rows += 1;
-        if check_links {
-            bound.unrecorded_links(&record, members, &mut links);
+        if let Some((local, named)) = &mut linked {
+            bound.unrecorded_links(&record, local, &mut links);
+            for key in links.drain(..) {
+                if local.add_protected(key) {
+                    counts.learned_links.push(key);
+                    counts.suspect_links += u64::from(named.may_contain(key));
+                }
+            }
         }
-        let result = read.and_then(|()| bound.apply(&record, members, &mut out));
+        let rule_members = linked.as_ref().map_or(members, |(local, _)| local);
+        let result = read.and_then(|()| bound.apply(&record, rule_members, &mut out));
         match result {
-            Ok(RowOutcome::Delivered(_)) => counts.delivered += 1,
+            Ok(RowOutcome::Delivered(flags)) => {
+                counts.delivered += 1;
+                if let Some((local, named)) = &linked {
+                    bound.note_named(&record, flags, local, named);
+                }
+            }
             Ok(RowOutcome::OutsideFilters) => counts.outside_filters += 1,
             Err(error) => {
                 let Some((column, reason)) = droppable(&error) else {
@@ -382,9 +423,6 @@ fn transform_stage(
             rows: counts.source_rows,
         });
     }
-    links.sort_unstable();
-    links.dedup();
-    counts.unrecorded_links = links;
     counts.dropped = dropped
         .into_iter()
         .map(|((column, reason), rows)| DroppedRows {

@@ -99,3 +99,61 @@ impl WithheldMembers {
             .map(|_| Withheld::ProtectedMember)
     }
 }
+
+/// The identities of rows written with their direct identifiers, as a Bloom filter of fixed
+/// size (shared by the datasets of one writing of a release). When the files' rows link a
+/// protected member to an identity not yet recorded, the identity is recorded at once, so
+/// later rows are withheld; only if the filter says an earlier row may have named it must the
+/// files be written again. A false positive costs a rewrite, never a disclosure.
+#[derive(Debug)]
+pub struct NamedIdentities {
+    bits: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl NamedIdentities {
+    /// Bits: 2^26 (8 MiB), whatever the release's size; at a million named identities a false
+    /// positive has odds of about one in a million.
+    const WORDS: usize = 1 << 20;
+    const PROBES: u32 = 4;
+
+    /// An empty filter.
+    pub fn new() -> Self {
+        NamedIdentities {
+            bits: (0..Self::WORDS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The bit positions of a key: the key is already a keyed hash, so its halves make the
+    /// probes (double hashing).
+    fn probes(key: MemberKey) -> impl Iterator<Item = (usize, u64)> {
+        let (a, b) = (key.0, key.0.rotate_left(32) | 1);
+        let bits = (Self::WORDS * 64) as u64;
+        (0..Self::PROBES).map(move |i| {
+            let bit = a.wrapping_add(u64::from(i).wrapping_mul(b)) % bits;
+            // `bit / 64` is below WORDS, which fits usize.
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        })
+    }
+
+    /// Notes that a row naming this identity was written.
+    pub fn insert(&self, key: MemberKey) {
+        for (word, mask) in Self::probes(key) {
+            self.bits[word].fetch_or(mask, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a row naming this identity may have been written.
+    pub fn may_contain(&self, key: MemberKey) -> bool {
+        Self::probes(key).all(|(word, mask)| {
+            self.bits[word].load(std::sync::atomic::Ordering::Relaxed) & mask != 0
+        })
+    }
+}
+
+impl Default for NamedIdentities {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -13,7 +13,7 @@ use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
 use crate::policy::linkage::{LinkageKey, REPLACEMENT_ID_LEN};
-use crate::policy::members::{MemberKey, Withheld, WithheldMembers};
+use crate::policy::members::{MemberKey, NamedIdentities, Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
 use crate::policy::schema::{DatasetSchema, Derivation};
 use crate::policy::transform::{self, Age, AGE_TOP_CODE};
@@ -936,8 +936,7 @@ impl BoundPlan {
 
     /// Adds to `out` the identities on `record` that are not recorded as protected, when at
     /// least one identity on it is. Such a row links a protected member to another of their
-    /// identities (a payer's member id to their SSN): the extract job records it and builds the
-    /// files again, so that no named row of that member remains.
+    /// identities (a payer's member id to their SSN), which must be recorded too.
     pub fn unrecorded_links(
         &self,
         record: &csv::ByteRecord,
@@ -954,6 +953,25 @@ impl BoundPlan {
         };
         if keys().any(|k| members.is_protected(k)) {
             out.extend(keys().filter(|k| !members.is_protected(*k)));
+        }
+    }
+
+    /// Notes in `named` the identities of a row written with its direct identifiers.
+    pub fn note_named(
+        &self,
+        record: &csv::ByteRecord,
+        flags: RowFlags,
+        members: &WithheldMembers,
+        named: &NamedIdentities,
+    ) {
+        let withheld = flags.protected || flags.opted_out || flags.protected_member;
+        if !self.guard_direct || withheld || record.len() != self.width {
+            return;
+        }
+        for &(index, kind) in &self.subject_columns {
+            if let Some(key) = members.member_key(kind, &record[index]) {
+                named.insert(key);
+            }
         }
     }
 

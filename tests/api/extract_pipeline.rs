@@ -66,6 +66,7 @@ fn request(
         source,
         members: Arc::new(WithheldMembers::from(opt_outs(&[]))),
         tolerance: InvalidRowTolerance::default(),
+        named: None,
         recipients,
         key: ObjectKey::parse(key).unwrap(),
     }
