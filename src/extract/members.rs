@@ -13,10 +13,14 @@
 //! usual case) is read once more than a release without direct identifiers, not three times.
 //! The passes read only the code and identity columns and keep only keyed hashes, in memory.
 
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::pipeline::SourceRows;
+use super::Compression;
 use super::{ExtractError, JobControl, SourceLocation};
+use crate::policy::catalog::{CodeKind, SubjectKey};
 use crate::policy::{
     BindError, Effect, ExtractPlan, MemberKey, ProtectedCategories, WithheldMembers,
 };
@@ -149,41 +153,21 @@ fn run_passes(
                 .iter()
                 .map(|(name, kind)| Ok((find(name)?, *kind)))
                 .collect::<Result<Vec<_>, ExtractError>>()?;
-            let protected: &ProtectedCategories = source.plan.protected();
-            let mut record = csv::ByteRecord::new();
-            let mut keys: Vec<MemberKey> = Vec::with_capacity(subject_columns.len());
-            let mut seen = 0u64;
-            while let Some(read) = rows.next(&mut record)? {
-                // A malformed row is the transform's to report (or drop); here it says nothing.
-                if read.is_err() || record.len() != rows.header.len() {
-                    continue;
+            let scanner = RowScanner {
+                codes: code_columns,
+                subjects: subject_columns,
+                protected: source.plan.protected(),
+                width: rows.header.len(),
+            };
+            let scanned = match parallel_parts(&source.source, reads_codes) {
+                Some((path, parts)) => {
+                    drop(rows);
+                    scan_in_parts(&path, parts, &scanner, members, control)?
                 }
-                keys.clear();
-                keys.extend(
-                    subject_columns
-                        .iter()
-                        .filter_map(|&(index, kind)| members.member_key(kind, &record[index])),
-                );
-                let is_protected = code_columns.iter().any(|&(index, kind)| {
-                    let value = &record[index];
-                    !value.is_empty()
-                        && protected.matches(Effect::BlankDirectIdentifiers, kind, value)
-                });
-                if is_protected {
-                    report.protected_rows += 1;
-                }
-                if is_protected || keys.iter().any(|k| members.is_protected(*k)) {
-                    for key in &keys {
-                        if members.add_protected(*key) {
-                            added += 1;
-                        }
-                    }
-                }
-                seen += 1;
-                if seen % 65_536 == 0 && control.is_cancelled() {
-                    return Err(ExtractError::Cancelled);
-                }
-            }
+                None => scan_rows(&mut rows, &scanner, members, control)?,
+            };
+            report.protected_rows += scanned.protected_rows;
+            added += scanned.added;
         }
         report.passes += 1;
         report.identities += added;
@@ -199,4 +183,324 @@ fn run_passes(
         first = false;
     }
     Ok(report)
+}
+
+/// Below this size a source is read by one thread: splitting would cost more than it saves.
+const PARALLEL_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What one row tells the pass, read from its code and identity columns.
+struct RowScanner<'a> {
+    codes: Vec<(usize, CodeKind)>,
+    subjects: Vec<(usize, SubjectKey)>,
+    protected: &'a ProtectedCategories,
+    width: usize,
+}
+
+/// What a scan found.
+#[derive(Default)]
+struct Scanned {
+    protected_rows: u64,
+    added: u64,
+}
+
+impl RowScanner<'_> {
+    /// Records the identities of a protected row, or of a row naming an identity already
+    /// recorded; returns whether the row is protected and how many identities it added.
+    fn scan(
+        &self,
+        record: &csv::ByteRecord,
+        members: &mut WithheldMembers,
+        keys: &mut Vec<MemberKey>,
+    ) -> (bool, u64) {
+        // A malformed row is the transform's to report (or drop); here it says nothing.
+        if record.len() != self.width {
+            return (false, 0);
+        }
+        keys.clear();
+        keys.extend(
+            self.subjects
+                .iter()
+                .filter_map(|&(index, kind)| members.member_key(kind, &record[index])),
+        );
+        let is_protected = self.codes.iter().any(|&(index, kind)| {
+            let value = &record[index];
+            !value.is_empty()
+                && self
+                    .protected
+                    .matches(Effect::BlankDirectIdentifiers, kind, value)
+        });
+        let mut added = 0;
+        if is_protected || keys.iter().any(|k| members.is_protected(*k)) {
+            for key in keys.iter() {
+                added += u64::from(members.add_protected(*key));
+            }
+        }
+        (is_protected, added)
+    }
+}
+
+fn scan_rows(
+    rows: &mut SourceRows<'_>,
+    scanner: &RowScanner<'_>,
+    members: &mut WithheldMembers,
+    control: &JobControl,
+) -> Result<Scanned, ExtractError> {
+    let mut scanned = Scanned::default();
+    let mut record = csv::ByteRecord::new();
+    let mut keys = Vec::new();
+    let mut seen = 0u64;
+    while let Some(read) = rows.next(&mut record)? {
+        if read.is_ok() {
+            let (protected, added) = scanner.scan(&record, members, &mut keys);
+            scanned.protected_rows += u64::from(protected);
+            scanned.added += added;
+        }
+        seen += 1;
+        if seen % 65_536 == 0 && control.is_cancelled() {
+            return Err(ExtractError::Cancelled);
+        }
+    }
+    Ok(scanned)
+}
+
+/// A plain (uncompressed) file large enough to be worth reading in parts, and how many: the
+/// first pass then runs on every core while nothing else does.
+fn parallel_parts(source: &SourceLocation, first_pass: bool) -> Option<(PathBuf, usize)> {
+    let SourceLocation::Path(path) = source else {
+        return None;
+    };
+    let cores = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(4);
+    let size = std::fs::metadata(path).ok()?.len();
+    let plain = Compression::from_name(&source.name()) == Compression::None;
+    (first_pass && plain && cores > 1 && size >= PARALLEL_MIN_BYTES).then(|| (path.clone(), cores))
+}
+
+/// Reads a plain CSV file in `parts` byte ranges at once, each starting after a line end. A
+/// line end may lie inside a quoted field, so each part but the last reports where its last
+/// record really ended; a part whose guessed start is not there is read again from there,
+/// so the result is exactly that of one reader.
+fn scan_in_parts(
+    path: &Path,
+    parts: usize,
+    scanner: &RowScanner<'_>,
+    members: &mut WithheldMembers,
+    control: &JobControl,
+) -> Result<Scanned, ExtractError> {
+    let io = |error| ExtractError::Source {
+        source_name: path.display().to_string(),
+        error,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    let mut starts = vec![0u64];
+    for k in 1..parts {
+        let start = line_start_after(path, size * k as u64 / parts as u64).map_err(io)?;
+        if start <= *starts.last().unwrap_or(&0) || start >= size {
+            // Too few lines to split: one reader.
+            return scan_range(path, 0, None, scanner, members, control)
+                .map(|(scanned, _, _)| scanned);
+        }
+        starts.push(start);
+    }
+    let ends: Vec<Option<u64>> = starts
+        .iter()
+        .skip(1)
+        .map(|s| Some(*s))
+        .chain([None])
+        .collect();
+    let results: Vec<Result<(Scanned, u64, WithheldMembers), ExtractError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = starts
+                .iter()
+                .zip(&ends)
+                .map(|(&start, &end)| {
+                    let mut local = members.clone();
+                    scope.spawn(move || {
+                        scan_range(path, start, end, scanner, &mut local, control)
+                            .map(|(scanned, stop, _)| (scanned, stop, local))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(ExtractError::StageLost("protected-member pass")))
+                })
+                .collect()
+        });
+    let mut total = Scanned::default();
+    for (k, result) in results.into_iter().enumerate() {
+        let (scanned, stop, local) = result?;
+        total.protected_rows += scanned.protected_rows;
+        for key in local.protected_keys() {
+            total.added += u64::from(members.add_protected(key));
+        }
+        if let Some(expected) = ends[k] {
+            if stop != expected {
+                // The guessed start of the next part was inside a quoted field: read from the
+                // true record boundary to the end with one reader instead.
+                let (rest, _, _) = scan_range(path, stop, None, scanner, members, control)?;
+                total.protected_rows += rest.protected_rows;
+                total.added += rest.added;
+                return Ok(total);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The offset just after the first line end at or after `offset - 1`.
+fn line_start_after(path: &Path, offset: u64) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    let from = offset.saturating_sub(1);
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = BufReader::new(file);
+    let mut skipped = Vec::new();
+    let n = reader.read_until(b'\n', &mut skipped)?;
+    Ok(from + n as u64)
+}
+
+/// Scans the records that start in `[start, end)` (to the end of the file without `end`;
+/// the header when `start` is 0). Returns what it found, the offset where the first record
+/// at or after `end` starts (the file's size without one), and whether it reached the end.
+fn scan_range(
+    path: &Path,
+    start: u64,
+    end: Option<u64>,
+    scanner: &RowScanner<'_>,
+    members: &mut WithheldMembers,
+    control: &JobControl,
+) -> Result<(Scanned, u64, bool), ExtractError> {
+    let name = path.display().to_string();
+    let io = |error| ExtractError::Source {
+        source_name: name.clone(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(start == 0)
+        .buffer_capacity(256 * 1024)
+        .from_reader(BufReader::with_capacity(256 * 1024, file));
+    if start == 0 {
+        reader
+            .headers()
+            .map_err(|e| super::pipeline::csv_error(&name, e))?;
+    }
+    let mut scanned = Scanned::default();
+    let mut record = csv::ByteRecord::new();
+    let mut keys = Vec::new();
+    let mut seen = 0u64;
+    loop {
+        let more = match reader.read_byte_record(&mut record) {
+            Ok(more) => more,
+            // A malformed row is the transform's to report; here it only marks a boundary.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
+                let record_start = start + e.position().map_or(0, csv::Position::byte);
+                if end.is_some_and(|end| record_start >= end) {
+                    return Ok((scanned, record_start, false));
+                }
+                continue;
+            }
+            Err(e) => return Err(super::pipeline::csv_error(&name, e)),
+        };
+        if !more {
+            return Ok((scanned, start + reader.position().byte(), true));
+        }
+        let record_start = start + record.position().map_or(0, csv::Position::byte);
+        if end.is_some_and(|end| record_start >= end) {
+            return Ok((scanned, record_start, false));
+        }
+        let (protected, added) = scanner.scan(&record, members, &mut keys);
+        scanned.protected_rows += u64::from(protected);
+        scanned.added += added;
+        seen += 1;
+        if seen % 65_536 == 0 && control.is_cancelled() {
+            return Err(ExtractError::Cancelled);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::policy::{OptOutHasher, OptOutSet};
+
+    const CODES: &str = "[[category]]\nid = \"hiv\"\neffect = \"blank_direct_identifiers\"\nsource = \"test\"\n[category.codes]\ndiagnosis = [\"B20\"]\n";
+
+    fn members() -> WithheldMembers {
+        WithheldMembers::from(OptOutSet::new(
+            OptOutHasher::new(&[7u8; 32]).expect("hasher"),
+            [],
+        ))
+    }
+
+    /// Rows: (member, protected, note with line ends and quotes in it, or not).
+    fn write(path: &Path, rows: &[(u8, bool, Option<String>)]) {
+        let mut writer = csv::Writer::from_path(path).expect("create");
+        writer
+            .write_record(["member_id", "note", "diagnosis"])
+            .expect("header");
+        for (member, protected, note) in rows {
+            let id = format!("M{member}");
+            let note = note.clone().unwrap_or_default();
+            let dx = if *protected { "B20" } else { "I10" };
+            writer.write_record([id.as_str(), &note, dx]).expect("row");
+        }
+        writer.flush().expect("flush");
+    }
+
+    fn keys(members: &WithheldMembers) -> BTreeSet<MemberKey> {
+        members.protected_keys().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Reading in parts finds exactly what one reader finds, wherever the guessed part
+        /// starts fall (inside quoted fields with line ends included).
+        #[test]
+        fn parts_find_what_one_reader_finds(
+            rows in prop::collection::vec(
+                (0u8..20, prop::bool::weighted(0.2), prop::option::of("[a-z\n\",]{0,40}")),
+                1..80,
+            ),
+            parts in 2usize..5,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("claims.csv");
+            write(&path, &rows);
+            let protected = ProtectedCategories::parse("codes.toml", CODES).expect("codes");
+            let scanner = RowScanner {
+                codes: vec![(2, CodeKind::Diagnosis)],
+                subjects: vec![(0, SubjectKey::MemberId)],
+                protected: &protected,
+                width: 3,
+            };
+            let control = JobControl::default();
+            // Clones share the hashing key, so their recorded keys compare.
+            let empty = members();
+            let mut one = empty.clone();
+            let (single, _, _) = scan_range(&path, 0, None, &scanner, &mut one, &control)
+                .expect("one reader");
+            let mut parted = empty.clone();
+            let found = scan_in_parts(&path, parts, &scanner, &mut parted, &control)
+                .expect("in parts");
+            prop_assert_eq!(found.protected_rows, single.protected_rows);
+            prop_assert_eq!(found.protected_rows, rows.iter().filter(|r| r.1).count() as u64);
+            prop_assert_eq!(keys(&parted), keys(&one));
+            let expected: BTreeSet<MemberKey> = rows
+                .iter()
+                .filter(|r| r.1)
+                .filter_map(|r| empty.member_key(SubjectKey::MemberId, format!("M{}", r.0).as_bytes()))
+                .collect();
+            prop_assert_eq!(keys(&one), expected);
+        }
+    }
 }

@@ -448,7 +448,7 @@ fn droppable(error: &ExtractError) -> Option<(String, String)> {
 }
 
 /// A CSV reader error as a precise, value-free message naming file and line.
-fn csv_error(file: &str, error: csv::Error) -> ExtractError {
+pub(crate) fn csv_error(file: &str, error: csv::Error) -> ExtractError {
     let line = error.position().map_or(0, csv::Position::line);
     let problem = match error.kind() {
         csv::ErrorKind::UnequalLengths {

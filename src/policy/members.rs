@@ -81,6 +81,11 @@ impl WithheldMembers {
         self.protected.contains(&key)
     }
 
+    /// The identities withheld as protected members.
+    pub fn protected_keys(&self) -> impl Iterator<Item = MemberKey> + '_ {
+        self.protected.iter().copied()
+    }
+
     /// Number of member identities withheld as protected members.
     pub fn protected_len(&self) -> usize {
         self.protected.len()
