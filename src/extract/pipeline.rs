@@ -369,15 +369,18 @@ fn transform_stage(
     let mut linked = named
         .filter(|_| members.protected_len() > 0)
         .map(|named| (members.clone(), named));
-    let mut links = Vec::new();
+    let mut keys = Vec::new();
     while let Some(read) = source.next(&mut record)? {
         counts.source_rows += 1;
         if let Some((local, named)) = &mut linked {
-            bound.unrecorded_links(&record, local, &mut links);
-            for key in links.drain(..) {
-                if local.add_protected(key) {
-                    counts.learned_links.push(key);
-                    counts.suspect_links += u64::from(named.may_contain(key));
+            keys.clear();
+            bound.row_identities(&record, local, &mut keys);
+            if keys.iter().any(|k| local.is_protected(*k)) {
+                for key in &keys {
+                    if local.add_protected(*key) {
+                        counts.learned_links.push(*key);
+                        counts.suspect_links += u64::from(named.may_contain(*key));
+                    }
                 }
             }
         }
@@ -386,8 +389,10 @@ fn transform_stage(
         match result {
             Ok(RowOutcome::Delivered(flags)) => {
                 counts.delivered += 1;
-                if let Some((local, named)) = &linked {
-                    bound.note_named(&record, flags, local, named);
+                if let Some((_, named)) = &linked {
+                    if bound.names_the_member(flags) {
+                        keys.iter().for_each(|key| named.insert(*key));
+                    }
                 }
             }
             Ok(RowOutcome::OutsideFilters) => counts.outside_filters += 1,

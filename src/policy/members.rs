@@ -5,13 +5,14 @@
 //! leave the member named on their other rows, with the same replacement id, so the protected
 //! row could be joined back to the name.
 //!
-//! A protected member is held as a 64-bit keyed hash (SipHash under a key drawn for this
-//! process) of their normalized SSN or member id, in memory only: 8 bytes a member, and cheap
-//! enough to compute on every row. Two members whose hashes collide both lose their direct
-//! identifiers, which is the safe direction.
+//! A protected member is held as a 64-bit seeded hash (a multiply-and-fold mix under a seed
+//! drawn for the release's set) of their normalized SSN or member id, in memory only: 8 bytes
+//! a member, and cheap enough to compute several times on every row. It is not a MAC and need
+//! not be: nothing leaves memory, and two identities whose hashes collide both lose their
+//! direct identifiers, which is the safe direction.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::policy::catalog::SubjectKey;
 use crate::policy::optout::{normalize_member_id, normalize_ssn, OptOutSet};
@@ -33,7 +34,7 @@ pub struct MemberKey(u64);
 #[derive(Debug, Clone)]
 pub struct WithheldMembers {
     optouts: OptOutSet,
-    key: RandomState,
+    seed: u64,
     protected: HashSet<MemberKey>,
 }
 
@@ -41,34 +42,48 @@ impl From<OptOutSet> for WithheldMembers {
     fn from(optouts: OptOutSet) -> Self {
         WithheldMembers {
             optouts,
-            key: RandomState::new(),
+            // The standard library's per-process random keys, drawn from the OS.
+            seed: RandomState::new().hash_one(0x5354_4557_4152_4455_u64),
             protected: HashSet::new(),
         }
     }
+}
+
+/// The high and low halves of a 128-bit product, folded.
+fn fold_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    // Truncations keep the low and high 64 bits, as intended.
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// A seeded 64-bit hash of a short identifier (a domain byte, then its bytes).
+fn mix(seed: u64, domain: u8, bytes: &[u8]) -> u64 {
+    const K0: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K1: u64 = 0x2D35_8DCC_AA6C_78A5;
+    let mut h = fold_multiply(seed ^ u64::from(domain), K0 ^ bytes.len() as u64);
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = fold_multiply(h ^ u64::from_le_bytes(word), K1);
+    }
+    fold_multiply(h, K0)
 }
 
 impl WithheldMembers {
     /// The key of the member identified by a source value of this kind, or `None` when the
     /// value is not a valid SSN or member id (blank, placeholder) and so identifies no one.
     pub fn member_key(&self, kind: SubjectKey, raw: &[u8]) -> Option<MemberKey> {
-        let mut hasher = self.key.build_hasher();
         match kind {
             SubjectKey::Ssn => {
                 let mut digits = [0u8; 9];
-                if !normalize_ssn(raw, &mut digits) {
-                    return None;
-                }
-                hasher.write_u8(0);
-                hasher.write(&digits);
+                normalize_ssn(raw, &mut digits).then(|| MemberKey(mix(self.seed, 0, &digits)))
             }
             SubjectKey::MemberId => {
                 let mut buf = [0u8; 64];
                 let n = normalize_member_id(raw, &mut buf)?;
-                hasher.write_u8(1);
-                hasher.write(&buf[..n]);
+                Some(MemberKey(mix(self.seed, 1, &buf[..n])))
             }
         }
-        Some(MemberKey(hasher.finish()))
     }
 
     /// Adds a member found on a protected row (or linked to one); `false` when already known.
@@ -116,10 +131,11 @@ pub struct NamedIdentities {
 }
 
 impl NamedIdentities {
-    /// Bits: 2^26 (8 MiB), whatever the release's size; at a million named identities a false
-    /// positive has odds of about one in a million.
-    const WORDS: usize = 1 << 20;
-    const PROBES: u32 = 4;
+    /// 2 MiB, whatever the release's size. Each key sets four bits of one 64-bit word, so a
+    /// row costs one memory access; at a million named identities a false positive (which
+    /// only costs a rewrite, and only for an identity learned from a linking row) has odds of
+    /// about one in five hundred.
+    const WORDS: usize = 1 << 18;
 
     /// An empty filter.
     pub fn new() -> Self {
@@ -130,35 +146,68 @@ impl NamedIdentities {
         }
     }
 
-    /// The bit positions of a key: the key is already a keyed hash, so its halves make the
-    /// probes (double hashing).
-    fn probes(key: MemberKey) -> impl Iterator<Item = (usize, u64)> {
-        let (a, b) = (key.0, key.0.rotate_left(32) | 1);
-        let bits = (Self::WORDS * 64) as u64;
-        (0..Self::PROBES).map(move |i| {
-            let bit = a.wrapping_add(u64::from(i).wrapping_mul(b)) % bits;
-            // `bit / 64` is below WORDS, which fits usize.
-            ((bit / 64) as usize, 1u64 << (bit % 64))
-        })
+    /// The word of a key and its four bits in it: the key is already a hash, so its bits
+    /// are taken as they are (18 for the word, four times 6 for the bits).
+    fn probe(key: MemberKey) -> (usize, u64) {
+        let h = key.0;
+        // Masked to 18 bits, so below WORDS.
+        let word = (h & (Self::WORDS as u64 - 1)) as usize;
+        let mask = (0..4).fold(0u64, |mask, i| mask | 1u64 << ((h >> (18 + 6 * i)) & 63));
+        (word, mask)
     }
 
     /// Notes that a row naming this identity was written.
     pub fn insert(&self, key: MemberKey) {
-        for (word, mask) in Self::probes(key) {
-            self.bits[word].fetch_or(mask, std::sync::atomic::Ordering::Relaxed);
-        }
+        let (word, mask) = Self::probe(key);
+        self.bits[word].fetch_or(mask, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether a row naming this identity may have been written.
     pub fn may_contain(&self, key: MemberKey) -> bool {
-        Self::probes(key).all(|(word, mask)| {
-            self.bits[word].load(std::sync::atomic::Ordering::Relaxed) & mask != 0
-        })
+        let (word, mask) = Self::probe(key);
+        self.bits[word].load(std::sync::atomic::Ordering::Relaxed) & mask == mask
     }
 }
 
 impl Default for NamedIdentities {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::optout::OptOutHasher;
+
+    #[test]
+    fn named_identities_never_forget_and_rarely_invent() {
+        let members = WithheldMembers::from(OptOutSet::new(
+            OptOutHasher::new(&[3u8; 32]).expect("hasher"),
+            [],
+        ));
+        let key = |i: u32| {
+            members
+                .member_key(SubjectKey::MemberId, format!("M{i}").as_bytes())
+                .expect("valid id")
+        };
+        let named = NamedIdentities::new();
+        for i in 0..100_000 {
+            named.insert(key(i));
+        }
+        assert!((0..100_000).all(|i| named.may_contain(key(i))));
+        let false_positives = (100_000..200_000)
+            .filter(|i| named.may_contain(key(*i)))
+            .count();
+        assert!(
+            false_positives < 100,
+            "{false_positives} false positives in 100000"
+        );
+        // The same identity written two ways is one key; different ones are not.
+        assert_eq!(
+            members.member_key(SubjectKey::Ssn, b"123-45-6789"),
+            members.member_key(SubjectKey::Ssn, b"123456789")
+        );
+        assert_ne!(key(1), key(2));
     }
 }

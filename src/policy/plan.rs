@@ -13,7 +13,7 @@ use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
 use crate::policy::linkage::{LinkageKey, REPLACEMENT_ID_LEN};
-use crate::policy::members::{MemberKey, NamedIdentities, Withheld, WithheldMembers};
+use crate::policy::members::{MemberKey, Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
 use crate::policy::schema::{DatasetSchema, Derivation};
 use crate::policy::transform::{self, Age, AGE_TOP_CODE};
@@ -934,45 +934,26 @@ impl BoundPlan {
         Ok(RowOutcome::Delivered(flags))
     }
 
-    /// Adds to `out` the identities on `record` that are not recorded as protected, when at
-    /// least one identity on it is. Such a row links a protected member to another of their
-    /// identities (a payer's member id to their SSN), which must be recorded too.
-    pub fn unrecorded_links(
+    /// Adds to `out` the identities of the member `record` is about (SSN, member id).
+    pub fn row_identities(
         &self,
         record: &csv::ByteRecord,
         members: &WithheldMembers,
         out: &mut Vec<MemberKey>,
     ) {
-        if self.subject_columns.len() < 2 || record.len() != self.width {
+        if record.len() != self.width {
             return;
         }
-        let keys = || {
+        out.extend(
             self.subject_columns
                 .iter()
-                .filter_map(|&(index, kind)| members.member_key(kind, &record[index]))
-        };
-        if keys().any(|k| members.is_protected(k)) {
-            out.extend(keys().filter(|k| !members.is_protected(*k)));
-        }
+                .filter_map(|&(index, kind)| members.member_key(kind, &record[index])),
+        );
     }
 
-    /// Notes in `named` the identities of a row written with its direct identifiers.
-    pub fn note_named(
-        &self,
-        record: &csv::ByteRecord,
-        flags: RowFlags,
-        members: &WithheldMembers,
-        named: &NamedIdentities,
-    ) {
-        let withheld = flags.protected || flags.opted_out || flags.protected_member;
-        if !self.guard_direct || withheld || record.len() != self.width {
-            return;
-        }
-        for &(index, kind) in &self.subject_columns {
-            if let Some(key) = members.member_key(kind, &record[index]) {
-                named.insert(key);
-            }
-        }
+    /// Whether a row these flags describe was written with its direct identifiers.
+    pub fn names_the_member(&self, flags: RowFlags) -> bool {
+        self.guard_direct && !(flags.protected || flags.opted_out || flags.protected_member)
     }
 
     /// Whether the row is inside the release's filters. A row without a service year cannot be
