@@ -905,6 +905,33 @@ fn serialize_url_redacted<S: Serializer>(url: &str, serializer: S) -> Result<S::
 
 /// `postgres://user:secret@host/db` -> `postgres://user:[redacted]@host/db`.
 pub fn redact_url_password(url: &str) -> String {
+    // A password may also travel as a query parameter (`?password=...`, libpq style).
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(redact_query_password(query))),
+        None => (url, None),
+    };
+    let redacted = redact_userinfo_password(url);
+    match query {
+        Some(query) => format!("{redacted}?{query}"),
+        None => redacted,
+    }
+}
+
+/// `password=...` parameters of a query string, redacted.
+fn redact_query_password(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                format!("{key}=[redacted]")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn redact_userinfo_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -980,6 +1007,15 @@ mod tests {
         assert_eq!(
             redact_url_password("sqlite:///tmp/x.db"),
             "sqlite:///tmp/x.db"
+        );
+        // Issue 12, finding 12: a password in the query string was printed.
+        assert_eq!(
+            redact_url_password("postgres://u@h/db?sslmode=require&password=hunter2&x=1"),
+            "postgres://u@h/db?sslmode=require&password=[redacted]&x=1"
+        );
+        assert_eq!(
+            redact_url_password("postgres://u:p@h/db?PASSWORD=q"),
+            "postgres://u:[redacted]@h/db?PASSWORD=[redacted]"
         );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
 
-use super::authorize::{authorize, Action, Resource};
+use super::authorize::{authorize, Action, Denied, Resource};
 use super::keys::parse_recipient_key;
 use super::password::{generate_password, PasswordHasher};
 use super::tokens::{self, Claims, TokenKind, API_TOKEN_PREFIX};
@@ -168,6 +168,7 @@ impl Authenticator {
                 "an organization name must have 1 to 200 characters".into(),
             ));
         }
+        check_shown_text("an organization name", name)?;
         if users::find_org(&self.db, name).await?.is_some() {
             return Err(AuthError::Conflict(format!(
                 "organization `{name}` exists already"
@@ -204,12 +205,7 @@ impl Authenticator {
         roles: &[Role],
     ) -> Result<NewAccount, AuthError> {
         let username = username.trim();
-        if username.is_empty()
-            || username.len() > 64
-            || !username
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
-        {
+        if !is_valid_username(username) {
             return Err(AuthError::Invalid(
                 "a user name must have 1 to 64 characters among letters, digits and . _ - @".into(),
             ));
@@ -239,6 +235,7 @@ impl Authenticator {
         } else {
             display_name.trim()
         };
+        check_shown_text("a display name", display_name)?;
         users::insert_user(
             &self.db,
             &NewUser {
@@ -393,7 +390,14 @@ impl Authenticator {
                 });
             }
         }
-        let user = users::find_by_username(&self.db, request.username.trim()).await?;
+        // A name no account can have (control characters, NUL) is looked up nowhere: it is
+        // an unknown user, not a database error.
+        let username = request.username.trim();
+        let user = if is_valid_username(username) {
+            users::find_by_username(&self.db, username).await?
+        } else {
+            None
+        };
         if let Some(user) = &user {
             if lockout::is_locked(user.locked_until, now) {
                 self.login_event(
@@ -972,6 +976,14 @@ impl Authenticator {
                 "a token name must have 1 to 100 characters".into(),
             ));
         }
+        check_shown_text("a token name", name)?;
+        // A token minted by a token could outlive it (and any limit on it): only a person
+        // signed in with a password and a second factor makes tokens.
+        if matches!(principal.credential, Credential::ApiToken(_)) {
+            return Err(AuthError::Forbidden(Denied(Reason::new(
+                "API tokens cannot create API tokens; sign in to make one",
+            ))));
+        }
         let days = ttl_days.unwrap_or(self.settings.api_token_default_ttl_days);
         if days == 0 || days > self.settings.api_token_max_ttl_days {
             return Err(AuthError::Invalid(format!(
@@ -1123,4 +1135,26 @@ fn secs(value: u64) -> Duration {
 
 fn whole_secs(d: Duration) -> u64 {
     u64::try_from(d.whole_seconds()).unwrap_or(0)
+}
+
+/// 1 to 64 of letters, digits and `._-@`.
+fn is_valid_username(username: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= 64
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+}
+
+/// Refuses text shown to people (names of organizations, users, tokens) that holds control
+/// characters or bidirectional formatting characters, which can make one name look like
+/// another in a list or a log review.
+fn check_shown_text(what: &str, text: &str) -> Result<(), AuthError> {
+    let bidi = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if text.chars().any(|c| c.is_control() || bidi(c)) {
+        return Err(AuthError::Invalid(format!(
+            "{what} may not contain control or bidirectional formatting characters"
+        )));
+    }
+    Ok(())
 }

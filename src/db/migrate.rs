@@ -50,6 +50,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_extracts.sql"),
         postgres: include_str!("../../migrations/postgres/0006_extracts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "access_log_no_replace",
+        sqlite: include_str!("../../migrations/sqlite/0007_access_log_no_replace.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_access_log_no_replace.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -316,6 +316,9 @@ impl JobQueue {
         self.finish_leased(lease, JobState::Succeeded, None).await
     }
 
+    // An earlier attempt's error stays on a cancelled job (it says why it was retried), but a
+    // job that succeeded has no error: `finish_leased` clears it for `Succeeded`.
+
     /// Acknowledges a cancel request after the runner stopped and cleaned up.
     pub async fn acknowledge_cancel(&self, lease: &Lease) -> Result<(), QueueError> {
         self.finish_leased(lease, JobState::Cancelled, None).await
@@ -372,8 +375,9 @@ impl JobQueue {
     ) -> Result<(), QueueError> {
         let (_, now) = self.now()?;
         let updated = sqlx::query(
-            "UPDATE jobs SET state = $1, error = COALESCE($2, error), finished_at = $3, updated_at = $3, \
-             lease_owner = NULL, lease_expires_at = NULL \
+            "UPDATE jobs SET state = $1, \
+             error = CASE WHEN $1 = 'succeeded' THEN NULL ELSE COALESCE($2, error) END, \
+             finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $4 AND lease_owner = $5 AND attempts = $6 AND state = 'running'",
         )
         .bind(state.as_str())

@@ -75,6 +75,26 @@ async fn database_refuses_update_and_delete(db: Db) {
     if db == Db::Postgres {
         let truncate = sqlx::query("TRUNCATE access_log").execute(pool).await;
         assert!(truncate.is_err(), "TRUNCATE must be refused");
+        // Issue 12, finding 8: an upsert is an UPDATE, refused.
+        let upsert = sqlx::query(
+            "INSERT INTO access_log SELECT * FROM access_log \
+             ON CONFLICT (seq) DO UPDATE SET outcome = 'denied'",
+        )
+        .execute(pool)
+        .await;
+        assert!(upsert.is_err(), "ON CONFLICT DO UPDATE must be refused");
+    } else {
+        // Issue 12, finding 8: on SQLite `INSERT OR REPLACE` rewrote and deleted records.
+        for statement in [
+            "INSERT OR REPLACE INTO access_log SELECT * FROM access_log",
+            "REPLACE INTO access_log SELECT * FROM access_log",
+        ] {
+            let replaced = sqlx::query(statement).execute(pool).await;
+            let err = replaced
+                .expect_err("a replacing insert must be refused")
+                .to_string();
+            assert!(err.contains("append-only"), "{statement}: {err}");
+        }
     }
     let records = app.state.audit.records_after(0, 100).await.unwrap();
     assert!(records.iter().all(|r| r.outcome == "succeeded"));

@@ -330,7 +330,7 @@ async fn api_tokens_work_until_revoked(db: Db) {
     let response = app
         .post_json(
             "/api/v1/me/tokens",
-            Some(&secret),
+            Some(&session.access_token),
             &json!({"name": "x", "roles": ["admin"]}),
         )
         .await;

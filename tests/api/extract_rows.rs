@@ -673,3 +673,42 @@ async fn a_job_ended_by_the_sweep_hands_its_release_back(db: Db) {
         }
     ));
 }
+
+on_both_databases!(a_job_that_succeeds_on_retry_shows_no_error);
+
+/// Issue 12, finding 12: a succeeded job still showed an earlier attempt's error.
+async fn a_job_that_succeeds_on_retry_shows_no_error(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_med_elig(db, dir.path(), false).await;
+    let p = people(&app).await;
+    let release = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0501").await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/releases/{release}/extract"),
+        &p.it.1,
+        None,
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    // The source is away for the first attempt (a mount not back yet), then returns.
+    let source = dir.path().join("med_elig.csv");
+    let away = dir.path().join("med_elig.csv.away");
+    std::fs::rename(&source, &away).unwrap();
+    let runner = steward::jobs::Runner::new(
+        app.state.jobs.clone(),
+        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
+        "test-runner".into(),
+        steward::jobs::RunnerConfig::default(),
+    );
+    runner.run_once().await.unwrap();
+    let job = app.state.jobs.list(None).await.unwrap().remove(0);
+    assert_eq!(job.state, steward::jobs::JobState::Queued);
+    assert!(job.error.is_some(), "the failed attempt says why");
+    std::fs::rename(&away, &source).unwrap();
+    app.clock.advance(time::Duration::minutes(10));
+    runner.run_once().await.unwrap();
+    let job = app.state.jobs.get(job.id).await.unwrap();
+    assert_eq!(job.state, steward::jobs::JobState::Succeeded);
+    assert_eq!(job.error, None, "a succeeded job has no error");
+}

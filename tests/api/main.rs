@@ -7,6 +7,7 @@ mod s3_server;
 mod audit_log;
 mod auth_authorize;
 mod auth_cli;
+mod auth_findings;
 mod auth_login;
 mod auth_matrix;
 mod auth_tokens;

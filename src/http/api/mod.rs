@@ -287,7 +287,7 @@ impl FromRequestParts<AppState> for Authed {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(|t| SecretString::from(t.trim().to_owned()));
         let presented = match (bearer, cookie(&parts.headers, ACCESS_COOKIE)) {
             (Some(token), _) => PresentedCredential::Bearer(token),
@@ -324,4 +324,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 9110 section 11.1), so `bearer` is the same credential, not none.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
