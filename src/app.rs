@@ -236,6 +236,7 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
     // Everything that can be checked without touching the disk is, before anything is made.
     let policy = Arc::new(load_policy(&settings)?);
     check_sources(&settings, &policy, None)?;
+    settings.check_policy_secrets()?;
     create_private_dir(&settings.data_dir)?;
     let db = connect_database(&settings).await?;
     db.migrate().await?;

@@ -683,6 +683,35 @@ impl Settings {
         read_secret_file(which.key(), &path)
     }
 
+    /// Checks every configured policy secret (inline or file) as the jobs will use it:
+    /// readable, owner-only, and at least 32 bytes. Generated ones are made right on first
+    /// use and are not checked here, so nothing is created.
+    pub fn check_policy_secrets(&self) -> Result<(), ConfigError> {
+        for which in [PolicySecret::Linkage, PolicySecret::OptOut] {
+            let (inline, file) = match which {
+                PolicySecret::Linkage => (
+                    &self.policy.linkage_secret,
+                    &self.policy.linkage_secret_file,
+                ),
+                PolicySecret::OptOut => {
+                    (&self.policy.optout_secret, &self.policy.optout_secret_file)
+                }
+            };
+            if let Some(secret) = resolve_secret(which.key(), inline, file)? {
+                if secret.expose_secret().len() < crate::policy::linkage::MIN_SECRET_LEN {
+                    return Err(ConfigError::Inconsistent {
+                        key: which.key(),
+                        problem: format!(
+                            "must be at least {} bytes",
+                            crate::policy::linkage::MIN_SECRET_LEN
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The PostgreSQL password, from whichever source was configured.
     pub fn database_password(&self) -> Result<Option<SecretString>, ConfigError> {
         resolve_secret(

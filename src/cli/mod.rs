@@ -151,7 +151,11 @@ pub fn run(cli: Cli) -> ExitCode {
 /// is created: the settings, the policy (catalog, schemas, code lists) and each path source.
 fn config_check(settings: &Settings) -> ExitCode {
     let checked = crate::app::load_policy(settings)
-        .and_then(|policy| crate::app::check_sources(settings, &policy, None));
+        .and_then(|policy| crate::app::check_sources(settings, &policy, None))
+        .and_then(|unchecked| {
+            settings.check_policy_secrets()?;
+            Ok(unchecked)
+        });
     match checked {
         Ok(unchecked) => {
             print!("{}", settings.to_redacted_toml());

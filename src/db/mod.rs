@@ -101,12 +101,38 @@ pub struct Database {
     backend: Backend,
 }
 
+/// Creates an empty file readable by its owner only, unless it exists (or is SQLite's
+/// in-memory database).
+fn create_private_file(path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 impl Database {
     /// Connects and checks the connection; does not migrate.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let redacted = redact_url_password(url);
         let (backend, full_url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            // The file holds accounts and the access log: made 0600 before SQLite opens it
+            // (SQLite gives its -wal and -shm files the same mode), wherever it is.
+            create_private_file(path.split('?').next().unwrap_or(path)).map_err(|source| {
+                DbError::Connect {
+                    url: redacted.clone(),
+                    source: sqlx::Error::Io(source),
+                }
+            })?;
             // mode=rwc: create the file on first start.
             let sep = if path.contains('?') { '&' } else { '?' };
             (Backend::Sqlite, format!("{url}{sep}mode=rwc"))

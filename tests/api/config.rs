@@ -217,3 +217,73 @@ async fn a_configured_master_key_that_is_missing_is_refused_and_nothing_is_touch
     let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o755, "the parent directory was left as it was");
 }
+
+/// Issue 12, finding 10: a SQLite file outside the data directory was created 0644.
+#[tokio::test]
+async fn a_sqlite_file_anywhere_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("elsewhere").join("steward.db");
+    std::fs::create_dir(file.parent().unwrap()).unwrap();
+    let settings = crate::helpers::test_settings(
+        &dir.path().join("data"),
+        &format!("sqlite://{}", file.display()),
+        &[],
+    );
+    steward::app::build_state(settings, std::sync::Arc::new(steward::clock::SystemClock))
+        .await
+        .unwrap();
+    for path in [file.clone(), file.with_extension("db-wal")] {
+        if path.exists() {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
+    assert!(file.exists());
+}
+
+/// Issue 12, finding 12: bad linkage and opt-out secret files passed start-up (and failed the
+/// first Level III extract instead).
+#[tokio::test]
+async fn bad_policy_secrets_are_refused_at_start_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.secret");
+    std::fs::write(&short, "too-short").unwrap();
+    std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let exposed = dir.path().join("exposed.secret");
+    std::fs::write(&exposed, "x".repeat(40)).unwrap();
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = dir.path().join("missing.secret");
+    for (key, path, expect) in [
+        (
+            "STEWARD_POLICY__LINKAGE_SECRET_FILE",
+            &short,
+            "at least 32 bytes",
+        ),
+        (
+            "STEWARD_POLICY__OPTOUT_SECRET_FILE",
+            &exposed,
+            "readable by group or others",
+        ),
+        (
+            "STEWARD_POLICY__OPTOUT_SECRET_FILE",
+            &missing,
+            "cannot read secret file",
+        ),
+    ] {
+        let data = dir.path().join("data");
+        let settings = crate::helpers::test_settings(
+            &data,
+            &format!("sqlite://{}", dir.path().join("s.db").display()),
+            &[(key.into(), path.display().to_string())],
+        );
+        let err =
+            steward::app::build_state(settings, std::sync::Arc::new(steward::clock::SystemClock))
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains(expect), "{key}: {err}");
+        assert!(!data.exists(), "nothing created");
+    }
+}
