@@ -18,7 +18,7 @@ use crate::clock::SharedClock;
 use crate::config::AuthSettings;
 use crate::crypto::JwtKeyring;
 use crate::db::api_tokens::{self, ApiTokenRow};
-use crate::db::login_throttle::{self, ThrottleRow};
+use crate::db::login_throttle;
 use crate::db::recipient_keys::{self, RecipientKeyRow};
 use crate::db::sessions::{self, RefreshUse, SessionRow};
 use crate::db::users::{self, NewUser, OrgRow, UserRow};
@@ -374,9 +374,16 @@ impl Authenticator {
     ) -> Result<IssuedSession, AuthError> {
         let now = self.clock.now();
         let addr = client.addr.map(|a| a.to_string());
+        // Every attempt is counted before it is judged, against the address and against the
+        // account (or, for a name no account has, against the name, so that lockout answers
+        // alike whether the account exists): parallel attempts cannot all be judged against
+        // one count, and those over the limit are refused unjudged.
         if let Some(addr) = &addr {
-            let throttle = login_throttle::get(&self.db, addr).await?;
-            if lockout::is_locked(throttle.locked_until, now) {
+            let throttle = login_throttle::reserve(&self.db, addr).await?;
+            let limit = i64::from(self.settings.max_failed_logins_per_address);
+            let locked = lockout::is_locked(throttle.locked_until, now);
+            if locked || throttle.failures > limit {
+                login_throttle::release(&self.db, addr).await?;
                 self.login_event(
                     Actor::Anonymous,
                     Target::Service,
@@ -386,7 +393,8 @@ impl Authenticator {
                 )
                 .await?;
                 return Err(AuthError::LockedOut {
-                    retry_after_secs: lockout::retry_after(throttle.locked_until, now),
+                    retry_after_secs: self
+                        .retry_after(locked.then_some(throttle.locked_until).flatten(), now),
                 });
             }
         }
@@ -398,20 +406,36 @@ impl Authenticator {
         } else {
             None
         };
-        if let Some(user) = &user {
-            if lockout::is_locked(user.locked_until, now) {
-                self.login_event(
-                    Actor::User(user.id.0),
-                    Target::User(user.id.0),
-                    Outcome::Denied,
-                    "account locked out",
-                    client,
-                )
-                .await?;
-                return Err(AuthError::LockedOut {
-                    retry_after_secs: lockout::retry_after(user.locked_until, now),
-                });
+        let name_key = unknown_name_key(username);
+        let account_limit = i64::from(self.settings.max_failed_logins_per_account);
+        let (failures, locked_until) = match &user {
+            Some(user) => {
+                let (failures, _, until) = users::reserve_attempt(&self.db, user.id).await?;
+                (failures, until)
             }
+            None => {
+                let state = login_throttle::reserve(&self.db, &name_key).await?;
+                (state.failures, state.locked_until)
+            }
+        };
+        let locked = lockout::is_locked(locked_until, now);
+        if locked || failures > account_limit {
+            match &user {
+                Some(user) => users::release_attempt(&self.db, user.id).await?,
+                None => login_throttle::release(&self.db, &name_key).await?,
+            }
+            if let Some(addr) = &addr {
+                login_throttle::release(&self.db, addr).await?;
+            }
+            let (actor, target) = match &user {
+                Some(u) => (Actor::User(u.id.0), Target::User(u.id.0)),
+                None => (Actor::Anonymous, Target::UnknownAccount),
+            };
+            self.login_event(actor, target, Outcome::Denied, "account locked out", client)
+                .await?;
+            return Err(AuthError::LockedOut {
+                retry_after_secs: self.retry_after(locked.then_some(locked_until).flatten(), now),
+            });
         }
         let password_ok = self
             .hasher
@@ -421,18 +445,30 @@ impl Authenticator {
             )
             .await?;
         let Some(user) = user else {
-            self.failed_login(None, addr.as_deref(), "unknown user name", client)
+            self.failed_login(None, username, addr.as_deref(), "unknown user name", client)
                 .await?;
             return Err(AuthError::LoginFailed);
         };
         if !password_ok {
-            self.failed_login(Some(&user), addr.as_deref(), "wrong password", client)
-                .await?;
+            self.failed_login(
+                Some(&user),
+                username,
+                addr.as_deref(),
+                "wrong password",
+                client,
+            )
+            .await?;
             return Err(AuthError::LoginFailed);
         }
         if user.disabled {
-            self.failed_login(Some(&user), addr.as_deref(), "account disabled", client)
-                .await?;
+            self.failed_login(
+                Some(&user),
+                username,
+                addr.as_deref(),
+                "account disabled",
+                client,
+            )
+            .await?;
             return Err(AuthError::LoginFailed);
         }
         self.second_factor(
@@ -445,8 +481,10 @@ impl Authenticator {
         )
         .await?;
         users::clear_failures(&self.db, user.id).await?;
+        // The address gives back this attempt only: another account's failures from the same
+        // address still count.
         if let Some(addr) = &addr {
-            login_throttle::clear(&self.db, addr).await?;
+            login_throttle::release(&self.db, addr).await?;
         }
         let session_id = SessionId::new_random();
         let csrf = tokens::generate_csrf_token();
@@ -488,8 +526,14 @@ impl Authenticator {
             if users::use_recovery_code(&self.db, user.id, &hash, now).await? {
                 return Ok(());
             }
-            self.failed_login(Some(user), addr, "wrong or used recovery code", client)
-                .await?;
+            self.failed_login(
+                Some(user),
+                &user.username,
+                addr,
+                "wrong or used recovery code",
+                client,
+            )
+            .await?;
             return Err(AuthError::LoginFailed);
         }
         let (Some(code), Some(secret)) = (code, user.totp_secret.as_deref()) else {
@@ -509,13 +553,19 @@ impl Authenticator {
             return Err(AuthError::SecondFactorRequired);
         };
         let Some(step) = totp::matching_step(secret, code.expose_secret(), now) else {
-            self.failed_login(Some(user), addr, "wrong TOTP code", client)
+            self.failed_login(Some(user), &user.username, addr, "wrong TOTP code", client)
                 .await?;
             return Err(AuthError::LoginFailed);
         };
         if !users::claim_totp_step(&self.db, user.id, step).await? {
-            self.failed_login(Some(user), addr, "TOTP code already used", client)
-                .await?;
+            self.failed_login(
+                Some(user),
+                &user.username,
+                addr,
+                "TOTP code already used",
+                client,
+            )
+            .await?;
             return Err(AuthError::LoginFailed);
         }
         Ok(())
@@ -535,11 +585,13 @@ impl Authenticator {
         self.log(event).await
     }
 
-    /// Logs a failure and counts it against the account and the address, locking either when
-    /// it reaches its limit.
+    /// Logs a failure (already counted when the attempt began) and locks the account, the
+    /// unknown name, or the address when its count reached the limit; of concurrent failures
+    /// only one locks, so one crossing of the limit is one lockout.
     async fn failed_login(
         &self,
         user: Option<&UserRow>,
+        username: &str,
         addr: Option<&str>,
         reason: &'static str,
         client: &Client,
@@ -551,31 +603,30 @@ impl Authenticator {
         };
         self.login_event(actor, target.clone(), Outcome::Denied, reason, client)
             .await?;
-        if let Some(user) = user {
-            let limit = i64::from(self.settings.max_failed_logins_per_account);
-            if user.failed_logins + 1 >= limit {
-                let until = now + lockout::lockout_duration(&self.settings, user.lockouts);
-                users::record_failure(&self.db, user.id, Some(until)).await?;
-                let event =
-                    AccessEvent::new(actor, Logged::AccountLockedOut, target, Outcome::Succeeded)
-                        .with_reason(Reason::new("too many failed logins on the account"))
-                        .with_client(client);
-                self.log(event).await?;
-            } else {
-                users::record_failure(&self.db, user.id, None).await?;
+        let until = |lockouts| now + lockout::lockout_duration(&self.settings, lockouts);
+        let account_limit = i64::from(self.settings.max_failed_logins_per_account);
+        let account_locked = match user {
+            Some(user) => users::lock_if_reached(&self.db, user.id, account_limit, until).await?,
+            None => {
+                login_throttle::lock_if_reached(
+                    &self.db,
+                    &unknown_name_key(username),
+                    account_limit,
+                    until,
+                )
+                .await?
             }
+        };
+        if account_locked {
+            let event =
+                AccessEvent::new(actor, Logged::AccountLockedOut, target, Outcome::Succeeded)
+                    .with_reason(Reason::new("too many failed logins on the account"))
+                    .with_client(client);
+            self.log(event).await?;
         }
         if let Some(addr) = addr {
-            let mut state = login_throttle::get(&self.db, addr).await?;
-            state.failures += 1;
-            if state.failures >= i64::from(self.settings.max_failed_logins_per_address) {
-                state = ThrottleRow {
-                    failures: 0,
-                    lockouts: state.lockouts + 1,
-                    locked_until: Some(
-                        now + lockout::lockout_duration(&self.settings, state.lockouts),
-                    ),
-                };
+            let limit = i64::from(self.settings.max_failed_logins_per_address);
+            if login_throttle::lock_if_reached(&self.db, addr, limit, until).await? {
                 let event = AccessEvent::new(
                     Actor::Anonymous,
                     Logged::AddressLockedOut,
@@ -588,9 +639,17 @@ impl Authenticator {
                 .with_client(client);
                 self.log(event).await?;
             }
-            login_throttle::put(&self.db, addr, &state).await?;
         }
         Ok(())
+    }
+
+    /// Seconds until a lock ends; a refusal over the count without a lock yet (parallel
+    /// attempts) says the first lockout's length.
+    fn retry_after(&self, locked_until: Option<OffsetDateTime>, now: OffsetDateTime) -> u64 {
+        match locked_until {
+            Some(_) => lockout::retry_after(locked_until, now),
+            None => self.settings.lockout_secs.max(1),
+        }
     }
 
     fn sign(
@@ -1157,4 +1216,15 @@ fn check_shown_text(what: &str, text: &str) -> Result<(), AuthError> {
         )));
     }
     Ok(())
+}
+
+/// The throttle key of a name no account has, so that its failures lock it exactly as an
+/// account's would (lockout then says nothing about whether the account exists). Names are
+/// case-folded, so that variants of one guess share a count; bad names share one key.
+fn unknown_name_key(username: &str) -> String {
+    if is_valid_username(username) {
+        format!("name:{}", username.to_ascii_lowercase())
+    } else {
+        "name:(invalid)".to_owned()
+    }
 }

@@ -35,28 +35,57 @@ pub async fn get(db: &Database, addr: &str) -> Result<ThrottleRow, DbError> {
 }
 
 /// Stores the new state of `addr`.
-pub async fn put(db: &Database, addr: &str, state: &ThrottleRow) -> Result<(), DbError> {
-    let locked_until = state.locked_until.map(timestamp::encode).transpose()?;
-    sqlx::query(
+/// Counts an attempt before it is judged (so parallel attempts cannot all be judged against
+/// the same count) and returns the state including it.
+pub async fn reserve(db: &Database, key: &str) -> Result<ThrottleRow, DbError> {
+    let row = sqlx::query(
         "INSERT INTO login_throttle (client_addr, failures, lockouts, locked_until) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (client_addr) DO UPDATE SET \
-         failures = excluded.failures, lockouts = excluded.lockouts, \
-         locked_until = excluded.locked_until",
+         VALUES ($1, 1, 0, NULL) ON CONFLICT (client_addr) DO UPDATE SET \
+         failures = login_throttle.failures + 1 \
+         RETURNING failures, lockouts, locked_until",
     )
-    .bind(addr)
-    .bind(state.failures)
-    .bind(state.lockouts)
-    .bind(locked_until)
+    .bind(key)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(ThrottleRow {
+        failures: row.try_get("failures")?,
+        lockouts: row.try_get("lockouts")?,
+        locked_until: timestamp::decode_opt(row.try_get("locked_until")?)?,
+    })
+}
+
+/// Gives back an attempt that was not a failure (or was refused unjudged).
+pub async fn release(db: &Database, key: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE login_throttle SET failures = failures - 1 WHERE client_addr = $1 AND failures > 0",
+    )
+    .bind(key)
     .execute(db.pool())
     .await?;
     Ok(())
 }
 
-/// Forgets `addr`'s failures after a successful login.
-pub async fn clear(db: &Database, addr: &str) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM login_throttle WHERE client_addr = $1")
-        .bind(addr)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+/// Locks `key` until `until` if its failures reached `limit`, starting the next round; only
+/// one of several concurrent callers does it. Returns whether this call locked it.
+pub async fn lock_if_reached(
+    db: &Database,
+    key: &str,
+    limit: i64,
+    until: impl Fn(i64) -> OffsetDateTime,
+) -> Result<bool, DbError> {
+    let state = get(db, key).await?;
+    if state.failures < limit {
+        return Ok(false);
+    }
+    let locked = sqlx::query(
+        "UPDATE login_throttle SET failures = 0, lockouts = lockouts + 1, locked_until = $3 \
+         WHERE client_addr = $1 AND failures >= $2 AND lockouts = $4",
+    )
+    .bind(key)
+    .bind(limit)
+    .bind(timestamp::encode(until(state.lockouts))?)
+    .bind(state.lockouts)
+    .execute(db.pool())
+    .await?;
+    Ok(locked.rows_affected() == 1)
 }

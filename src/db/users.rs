@@ -246,32 +246,62 @@ pub async fn set_roles(db: &Database, id: UserId, roles: &[Role]) -> Result<(), 
     Ok(())
 }
 
-/// Records a failed login: bumps the counter and, when `lock_until` is given, locks the account
-/// and resets the counter for the next round.
-pub async fn record_failure(
+/// Counts a login attempt on the account before it is judged; returns (failed logins including
+/// this one, lockouts so far, locked until).
+pub async fn reserve_attempt(
     db: &Database,
     id: UserId,
-    lock_until: Option<OffsetDateTime>,
-) -> Result<(), DbError> {
-    match lock_until {
-        Some(until) => {
-            sqlx::query(
-                "UPDATE users SET failed_logins = 0, lockouts = lockouts + 1, locked_until = $2 \
-                 WHERE id = $1",
-            )
-            .bind(id.to_string())
-            .bind(timestamp::encode(until)?)
-            .execute(db.pool())
-            .await?;
-        }
-        None => {
-            sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
-                .bind(id.to_string())
-                .execute(db.pool())
-                .await?;
-        }
-    }
+) -> Result<(i64, i64, Option<OffsetDateTime>), DbError> {
+    let row = sqlx::query(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 \
+         RETURNING failed_logins, lockouts, locked_until",
+    )
+    .bind(id.to_string())
+    .fetch_one(db.pool())
+    .await?;
+    Ok((
+        row.try_get("failed_logins")?,
+        row.try_get("lockouts")?,
+        timestamp::decode_opt(row.try_get("locked_until")?)?,
+    ))
+}
+
+/// Gives back an attempt refused unjudged.
+pub async fn release_attempt(db: &Database, id: UserId) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE users SET failed_logins = failed_logins - 1 WHERE id = $1 AND failed_logins > 0",
+    )
+    .bind(id.to_string())
+    .execute(db.pool())
+    .await?;
     Ok(())
+}
+
+/// Locks the account until `until(lockouts so far)` if its failed logins reached `limit`;
+/// only one of several concurrent callers does it. Returns whether this call locked it.
+pub async fn lock_if_reached(
+    db: &Database,
+    id: UserId,
+    limit: i64,
+    until: impl Fn(i64) -> OffsetDateTime,
+) -> Result<bool, DbError> {
+    let Some(user) = find_by_id(db, id).await? else {
+        return Ok(false);
+    };
+    if user.failed_logins < limit {
+        return Ok(false);
+    }
+    let locked = sqlx::query(
+        "UPDATE users SET failed_logins = 0, lockouts = lockouts + 1, locked_until = $3 \
+         WHERE id = $1 AND failed_logins >= $2 AND lockouts = $4",
+    )
+    .bind(id.to_string())
+    .bind(limit)
+    .bind(timestamp::encode(until(user.lockouts))?)
+    .bind(user.lockouts)
+    .execute(db.pool())
+    .await?;
+    Ok(locked.rows_affected() == 1)
 }
 
 /// Clears failure counters and any lockout (after a success, or by an admin).

@@ -119,3 +119,124 @@ async fn an_api_token_cannot_mint_api_tokens(db: Db) {
         .await;
     assert_eq!(response.status(), 403);
 }
+
+on_both_databases!(
+    parallel_guesses_are_judged_at_most_up_to_the_limit,
+    another_accounts_success_does_not_reset_the_address_count,
+    an_unknown_user_name_locks_out_like_an_account,
+);
+
+fn count(records: &[steward::audit::AccessRecord], action: &str, reason: Option<&str>) -> usize {
+    records
+        .iter()
+        .filter(|r| r.action == action && (reason.is_none() || r.reason.as_deref() == reason))
+        .count()
+}
+
+/// Finding 3: 60 parallel guesses were all judged (no lock held between reading the count and
+/// recording a failure), and 200 from one address raised the address's lockouts by 71.
+async fn parallel_guesses_are_judged_at_most_up_to_the_limit(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app
+        .create_user("target", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let guesses = (0..60).map(|i| {
+        let body = json!({ "username": user.username, "password": format!("guess number {i}!"), "totp": "123456" });
+        let app = &app;
+        async move { app.post_json("/api/v1/auth/login", None, &body).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let records = app.events_after(0).await;
+    let account_limit = app.state.settings.auth.max_failed_logins_per_account as usize;
+    let address_limit = app.state.settings.auth.max_failed_logins_per_address as usize;
+    let judged = count(&records, "login_failed", Some("wrong password"));
+    assert!(
+        judged <= account_limit,
+        "{judged} guesses judged, limit {account_limit}"
+    );
+    assert_eq!(count(&records, "account_locked_out", None), 1);
+
+    // 200 parallel guesses at unknown names from one address: one address lockout.
+    let guesses = (0..200).map(|i| {
+        let body = json!({ "username": format!("nobody{i}"), "password": "whatever password", "totp": "123456" });
+        let app = &app;
+        async move { app.post_json("/api/v1/auth/login", None, &body).await.status().as_u16() }
+    });
+    futures_util::future::join_all(guesses).await;
+    let records = app.events_after(0).await;
+    let judged = count(&records, "login_failed", Some("unknown user name"));
+    assert!(
+        judged <= address_limit,
+        "{judged} judged from one address, limit {address_limit}"
+    );
+    assert_eq!(count(&records, "address_locked_out", None), 1);
+}
+
+/// Finding 3: any account's successful login reset the address's count.
+async fn another_accounts_success_does_not_reset_the_address_count(db: Db) {
+    let app = spawn_app(db).await;
+    let mine = app
+        .create_user("mine", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let address_limit = app.state.settings.auth.max_failed_logins_per_address;
+    for i in 0..address_limit - 1 {
+        // Different names, so no account lockout interferes.
+        let body = json!({ "username": format!("victim{i}"), "password": "wrong password!", "totp": "123456" });
+        let response = app.post_json("/api/v1/auth/login", None, &body).await;
+        assert_eq!(response.status(), 401);
+    }
+    app.login(&mine).await;
+    let body =
+        json!({ "username": "victim-last", "password": "wrong password!", "totp": "123456" });
+    assert_eq!(
+        app.post_json("/api/v1/auth/login", None, &body)
+            .await
+            .status(),
+        401
+    );
+    let records = app.events_after(0).await;
+    assert_eq!(
+        count(&records, "address_locked_out", None),
+        1,
+        "the address is locked"
+    );
+    let body =
+        json!({ "username": "victim-after", "password": "wrong password!", "totp": "123456" });
+    assert_eq!(
+        app.post_json("/api/v1/auth/login", None, &body)
+            .await
+            .status(),
+        429
+    );
+}
+
+/// Finding 3: lockout answered only for existing users, which told which accounts exist.
+async fn an_unknown_user_name_locks_out_like_an_account(db: Db) {
+    let app = spawn_app(db).await;
+    let real = app
+        .create_user("realuser", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let limit = app.state.settings.auth.max_failed_logins_per_account;
+    let mut answers = Vec::new();
+    for name in [real.username.as_str(), "ghostuser"] {
+        let mut statuses = Vec::new();
+        for _ in 0..limit + 1 {
+            let body = json!({ "username": name, "password": "wrong password!", "totp": "123456" });
+            let response = app.post_json("/api/v1/auth/login", None, &body).await;
+            statuses.push((
+                response.status().as_u16(),
+                response.headers().get("retry-after").is_some(),
+            ));
+        }
+        answers.push(statuses);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "an existing and an unknown name answer alike"
+    );
+    assert_eq!(answers[1].last(), Some(&(429, true)));
+}
