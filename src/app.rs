@@ -109,6 +109,7 @@ impl Application {
     /// Connects to everything the settings name, migrates the database, loads or makes the
     /// certificate and binds the listener. Fails naming the first component that is unusable.
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartupError> {
+        raise_open_file_limit();
         let state = build_state(settings, clock).await?;
         let settings = &state.settings;
         let (resolver, local_ca) = match settings.tls.mode {
@@ -197,6 +198,7 @@ impl Application {
         });
         let options = ServeOptions {
             handshake_timeout: Duration::from_secs(settings.server.tls_handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_secs),
         };
         let audit = state.audit.clone();
@@ -459,6 +461,16 @@ fn spawn_certificate_reloader(
         }
     });
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection holds a descriptor,
+/// and a default soft limit (often 1024, sometimes 256) let a few hundred clients that never
+/// finish their headers make the server refuse everyone else.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+    }
 }
 
 /// Creates `dir` readable by its owner only: it holds the database and keys.

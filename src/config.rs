@@ -265,6 +265,9 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// Deadline for a TLS handshake, in seconds.
     pub tls_handshake_timeout_secs: u64,
+    /// Deadline for a request's headers once the connection is up (HTTP/1.1), in seconds: a
+    /// client that never finishes them is dropped instead of holding a connection for good.
+    pub header_read_timeout_secs: u64,
     /// How long in-flight requests may run on after a shutdown signal, in seconds.
     pub shutdown_grace_secs: u64,
 }

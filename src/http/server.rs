@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -20,6 +20,8 @@ use tower::ServiceExt;
 /// Timing of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
+    /// Deadline for a request's headers (HTTP/1.1) and the ping interval (HTTP/2).
+    pub header_read_timeout: Duration,
     /// A handshake not finished by then is dropped, so idle sockets cannot pile up.
     pub handshake_timeout: Duration,
     /// How long in-flight requests may run after the shutdown signal.
@@ -72,7 +74,18 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // A client that never finishes its headers (or goes silent on HTTP/2) is dropped
+            // after the deadline instead of holding a connection and its file descriptor.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(options.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(options.header_read_timeout)
+                .keep_alive_timeout(options.header_read_timeout);
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(tls_stream),
                 TowerToHyperService::new(service),

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod s3_server;
+mod slow_clients;
 
 mod audit_log;
 mod auth_authorize;
