@@ -997,16 +997,45 @@ impl Authenticator {
         let user = users::find_by_id(&self.db, principal.user_id)
             .await?
             .ok_or(AuthError::NotFound(NOT_FOUND_USER))?;
+        // A wrong current password is a failed login: counted before it is judged, and the
+        // account locks as it would at the login form (a stolen session must not be a way to
+        // guess the password without limit).
+        let now = self.clock.now();
+        let limit = i64::from(self.settings.max_failed_logins_per_account);
+        let (failures, _, locked_until) = users::reserve_attempt(&self.db, user.id).await?;
+        if lockout::is_locked(locked_until, now) || failures > limit {
+            users::release_attempt(&self.db, user.id).await?;
+            return Err(AuthError::LockedOut {
+                retry_after_secs: self.retry_after(locked_until, now),
+            });
+        }
         if !self
             .hasher
             .verify(current, Some(&user.password_hash))
             .await?
         {
+            self.failed_login(
+                Some(&user),
+                &user.username,
+                None,
+                "wrong current password",
+                client,
+            )
+            .await?;
             return Err(AuthError::Invalid("current_password is wrong".into()));
         }
+        users::clear_failures(&self.db, user.id).await?;
         self.hasher.check_policy(&new, &user.username)?;
         let hash = self.hasher.hash(new).await?;
         users::set_password_hash(&self.db, user.id, &hash).await?;
+        // Whoever else holds a session or a token of this account loses it: changing the
+        // password is what a user does when they fear someone else has it.
+        let keep = match principal.credential {
+            Credential::Session { session, .. } => Some(session),
+            Credential::ApiToken(_) => None,
+        };
+        sessions::revoke_all_of_user(&self.db, user.id, keep, "password changed", now).await?;
+        api_tokens::revoke_all_of_user(&self.db, user.id, now).await?;
         let event = AccessEvent::new(
             Actor::User(user.id.0),
             Logged::PasswordChanged,

@@ -91,6 +91,22 @@ pub async fn revoke(db: &Database, id: ApiTokenId, now: OffsetDateTime) -> Resul
     Ok(done.rows_affected() == 1)
 }
 
+/// Revokes every live token of a user; returns how many.
+pub async fn revoke_all_of_user(
+    db: &Database,
+    user: UserId,
+    now: OffsetDateTime,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user.to_string())
+    .bind(timestamp::encode(now)?)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 fn from_row(row: &AnyRow) -> Result<ApiTokenRow, DbError> {
     let roles: String = row.try_get("roles")?;
     let roles = roles

@@ -150,3 +150,25 @@ pub async fn revoke(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Revokes every live session of a user but `keep` (the one that asked, when any); returns how
+/// many were revoked.
+pub async fn revoke_all_of_user(
+    db: &Database,
+    user: UserId,
+    keep: Option<SessionId>,
+    reason: &'static str,
+    now: OffsetDateTime,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 \
+         WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4",
+    )
+    .bind(user.to_string())
+    .bind(timestamp::encode(now)?)
+    .bind(reason)
+    .bind(keep.map(|k| k.to_string()).unwrap_or_default())
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -240,3 +240,95 @@ async fn an_unknown_user_name_locks_out_like_an_account(db: Db) {
     );
     assert_eq!(answers[1].last(), Some(&(429, true)));
 }
+
+on_both_databases!(
+    a_password_change_ends_every_other_session_and_token,
+    wrong_current_passwords_count_and_lock,
+);
+
+/// Finding 11: a password change left other sessions and tokens working.
+async fn a_password_change_ends_every_other_session_and_token(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app
+        .create_user("changer", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let here = app.login(&user).await;
+    let elsewhere = app.login(&user).await;
+    let response = app
+        .post_json(
+            "/api/v1/me/tokens",
+            Some(&here.access_token),
+            &json!({ "name": "script", "expires_in_days": 5 }),
+        )
+        .await;
+    let token: Value = response.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    for credential in [&here.access_token, &elsewhere.access_token, &token] {
+        let status = app
+            .call("GET", "/api/v1/me", Some(credential), None)
+            .await
+            .status();
+        assert_eq!(status, 200);
+    }
+    let body = json!({ "current_password": user.password, "new_password": "a new and long passphrase 42" });
+    let response = app
+        .call(
+            "PUT",
+            "/api/v1/me/password",
+            Some(&here.access_token),
+            Some(&body),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        app.call("GET", "/api/v1/me", Some(&here.access_token), None)
+            .await
+            .status(),
+        200
+    );
+    for credential in [&elsewhere.access_token, &token] {
+        let status = app
+            .call("GET", "/api/v1/me", Some(credential), None)
+            .await
+            .status();
+        assert_eq!(status, 401, "another session or token still works");
+    }
+}
+
+/// Finding 11: wrong current passwords at the password change were not counted.
+async fn wrong_current_passwords_count_and_lock(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app
+        .create_user("guessed", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let session = app.login(&user).await;
+    let limit = app.state.settings.auth.max_failed_logins_per_account;
+    for i in 0..limit {
+        let body = json!({ "current_password": format!("guess {i} of many"), "new_password": "a new and long passphrase 42" });
+        let response = app
+            .call(
+                "PUT",
+                "/api/v1/me/password",
+                Some(&session.access_token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(response.status(), 400, "guess {i}");
+    }
+    let body = json!({ "current_password": user.password, "new_password": "a new and long passphrase 42" });
+    let response = app
+        .call(
+            "PUT",
+            "/api/v1/me/password",
+            Some(&session.access_token),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        429,
+        "the account is locked, even for the right password"
+    );
+    let records = app.events_after(0).await;
+    assert_eq!(count(&records, "account_locked_out", None), 1);
+}
