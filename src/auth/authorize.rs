@@ -249,6 +249,17 @@ pub fn authorize(
     action: Action,
     resource: &Resource<'_>,
 ) -> Result<(), Denied> {
+    // A one-time password is for choosing one's own, nothing else.
+    if principal.must_change_password
+        && !matches!(
+            action,
+            Action::ViewOwnAccount | Action::ChangeOwnPassword | Action::EndOwnSession
+        )
+    {
+        return Err(Denied(Reason::new(
+            "change the one-time password before anything else",
+        )));
+    }
     let granted = principal.roles.iter().any(|&role| {
         let own = EVERY_ROLE.contains(&role) && EVERY_ROLE_OWN.contains(&action);
         (own && in_scope(principal, Scope::Own, resource))

@@ -95,6 +95,8 @@ pub struct Principal {
     /// Every role the user holds, whatever the credential carries: what separation of duties
     /// looks at, so that a token limited to one role cannot hide another.
     pub held_roles: Vec<Role>,
+    /// The user still has the one-time password they were given: they may only change it.
+    pub must_change_password: bool,
     /// How they proved it.
     pub credential: Credential,
 }

@@ -910,6 +910,7 @@ impl Authenticator {
             org_id: user.org_id,
             held_roles: user.roles.clone(),
             roles: user.roles,
+            must_change_password: user.must_change_password,
             credential: Credential::Session {
                 session: session.id,
                 via_cookie,
@@ -964,6 +965,7 @@ impl Authenticator {
             org_id: user.org_id,
             roles,
             held_roles: user.roles,
+            must_change_password: user.must_change_password,
             credential: Credential::ApiToken(row.id),
         })
     }

@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_access_log_no_replace.sql"),
         postgres: include_str!("../../migrations/postgres/0007_access_log_no_replace.sql"),
     },
+    Migration {
+        version: 8,
+        name: "must_change_password",
+        sqlite: include_str!("../../migrations/sqlite/0008_must_change_password.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_must_change_password.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

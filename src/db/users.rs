@@ -38,6 +38,8 @@ pub struct UserRow {
     pub totp_last_step: i64,
     /// Disabled users cannot sign in or use any token.
     pub disabled: bool,
+    /// The password is a one-time password: the user may only change it.
+    pub must_change_password: bool,
     /// Failed logins since the last success or lockout.
     pub failed_logins: i64,
     /// Lockouts so far (each doubles the next one).
@@ -72,7 +74,8 @@ pub struct NewUser<'a> {
 }
 
 const USER_COLUMNS: &str = "id, org_id, username, display_name, password_hash, totp_secret, \
-     totp_last_step, disabled, failed_logins, lockouts, locked_until, created_at";
+     totp_last_step, disabled, must_change_password, failed_logins, lockouts, locked_until, \
+     created_at";
 
 /// Creates an organization.
 pub async fn insert_org(db: &Database, org: &OrgRow) -> Result<(), DbError> {
@@ -121,7 +124,7 @@ pub async fn insert_user(
     let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO users (id, org_id, username, display_name, password_hash, totp_secret, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         created_at, must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
     )
     .bind(user.id.to_string())
     .bind(user.org_id.to_string())
@@ -211,7 +214,8 @@ pub async fn list(db: &Database) -> Result<Vec<UserRow>, DbError> {
 
 /// Replaces a user's password hash.
 pub async fn set_password_hash(db: &Database, id: UserId, hash: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+    // The user chose it: no longer a one-time password.
+    sqlx::query("UPDATE users SET password_hash = $2, must_change_password = 0 WHERE id = $1")
         .bind(id.to_string())
         .bind(hash)
         .execute(db.pool())
@@ -366,6 +370,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow, DbError> {
         totp_secret: row.try_get("totp_secret")?,
         totp_last_step: row.try_get("totp_last_step")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
         failed_logins: row.try_get("failed_logins")?,
         lockouts: row.try_get("lockouts")?,
         locked_until: timestamp::decode_opt(row.try_get("locked_until")?)?,

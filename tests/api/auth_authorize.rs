@@ -10,6 +10,7 @@ fn principal(org: OrgId, roles: &[Role]) -> Principal {
         org_id: org,
         roles: roles.to_vec(),
         held_roles: roles.to_vec(),
+        must_change_password: false,
         credential: Credential::Session {
             session: SessionId::new_random(),
             via_cookie: false,

@@ -332,3 +332,49 @@ async fn wrong_current_passwords_count_and_lock(db: Db) {
     let records = app.events_after(0).await;
     assert_eq!(count(&records, "account_locked_out", None), 1);
 }
+
+on_both_databases!(a_one_time_password_must_be_changed_first);
+
+/// Finding 11: the administrator-issued one-time password never had to be changed.
+async fn a_one_time_password_must_be_changed_first(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app
+        .create_user("fresh", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    sqlx::query("UPDATE users SET must_change_password = 1 WHERE id = $1")
+        .bind(user.id.to_string())
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let session = app.login(&user).await;
+    assert_eq!(
+        app.call("GET", "/api/v1/me", Some(&session.access_token), None)
+            .await
+            .status(),
+        200
+    );
+    let response = app
+        .call("GET", "/api/v1/releases", Some(&session.access_token), None)
+        .await;
+    assert_eq!(
+        response.status(),
+        403,
+        "only the password change is allowed"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(body.to_string().contains("one-time password"), "{body}");
+    let body = json!({ "current_password": user.password, "new_password": "a new and long passphrase 42" });
+    let response = app
+        .call(
+            "PUT",
+            "/api/v1/me/password",
+            Some(&session.access_token),
+            Some(&body),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let response = app
+        .call("GET", "/api/v1/releases", Some(&session.access_token), None)
+        .await;
+    assert_eq!(response.status(), 200, "then everything the roles grant");
+}

@@ -389,6 +389,13 @@ impl TestApp {
             .create_user(steward::audit::Actor::System, username, "", org, roles)
             .await
             .expect("user created");
+        // Tests act as users who already chose their password; the one-time-password rule
+        // has its own test (`auth_findings`).
+        sqlx::query("UPDATE users SET must_change_password = 0 WHERE id = $1")
+            .bind(account.user_id.to_string())
+            .execute(self.state.db.pool())
+            .await
+            .expect("password chosen");
         let uri = account.totp_uri.expose_secret().to_owned();
         let secret = uri
             .split("secret=")

@@ -30,6 +30,7 @@ fn grants_mirror_the_performers_of_every_transition() {
                 },
                 roles: vec![role],
                 held_roles: vec![role],
+                must_change_password: false,
                 credential: Credential::ApiToken(ApiTokenId(uuid::Uuid::nil())),
             };
             let allowed = authorize(
