@@ -239,6 +239,15 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
     let policy = Arc::new(load_policy(&settings)?);
     check_sources(&settings, &policy, None)?;
     settings.check_policy_secrets()?;
+    if let Some((key, path)) = settings.missing_configured_keys().into_iter().next() {
+        return Err(StartupError::Config(ConfigError::Inconsistent {
+            key,
+            problem: format!(
+                "{} does not exist (or holds no key); configured keys are never generated: make them with `steward keys init`",
+                path.display()
+            ),
+        }));
+    }
     create_private_dir(&settings.data_dir)?;
     let db = connect_database(&settings).await?;
     db.migrate().await?;
@@ -460,6 +469,43 @@ fn spawn_certificate_reloader(
             }
         }
     });
+    Ok(())
+}
+
+/// `steward keys init`: every key and secret replicas and workers must share, made in a new
+/// directory (0700, each file 0600); prints the settings that name them.
+pub fn init_keys(dir: &Path, clock: SharedClock) -> Result<(), StartupError> {
+    if dir.exists() {
+        return Err(StartupError::Config(ConfigError::Inconsistent {
+            key: "--dir",
+            problem: format!(
+                "{} exists; keys are made only in a new directory",
+                dir.display()
+            ),
+        }));
+    }
+    create_private_dir(dir)?;
+    let master = dir.join("master.age");
+    let signing = dir.join("signing.key");
+    let jwt = dir.join("jwt");
+    let (linkage, optout) = (dir.join("linkage.secret"), dir.join("optout.secret"));
+    MasterIdentity::load_or_generate(&master)?;
+    ServerSigner::load_or_generate(&signing)?;
+    let now = u64::try_from(clock.now().unix_timestamp()).unwrap_or(0);
+    JwtKeyring::open(&jwt, now).map_err(AuthError::from)?;
+    crate::config::generate_secret_file("policy.linkage_secret", &linkage)?;
+    crate::config::generate_secret_file("policy.optout_secret", &optout)?;
+    println!(
+        "# Keys made in {}; give every replica and worker these settings:",
+        dir.display()
+    );
+    println!("[keys]");
+    println!("master_identity_file = {:?}", master.display().to_string());
+    println!("signing_key_file = {:?}", signing.display().to_string());
+    println!("jwt_keys_dir = {:?}", jwt.display().to_string());
+    println!("[policy]");
+    println!("linkage_secret_file = {:?}", linkage.display().to_string());
+    println!("optout_secret_file = {:?}", optout.display().to_string());
     Ok(())
 }
 

@@ -154,6 +154,16 @@ pub struct KeySettings {
     /// The master age identity that wraps every release identity (0600); empty means
     /// `data_dir/keys/master.age`, generated on first start.
     pub master_identity_file: PathBuf,
+    /// The server's Ed25519 signing key (manifests, letters, checkpoints, certificates);
+    /// empty means `data_dir/keys/signing.key`, generated on first start. Replicas and
+    /// workers share one (`steward keys init`), so that everything they sign verifies with the
+    /// key any of them publishes.
+    #[serde(default)]
+    pub signing_key_file: PathBuf,
+    /// Directory of the JWT signing keys; empty means `data_dir/keys/jwt`, with a key generated
+    /// on first start. Replicas share one, so that a session from one is valid at the others.
+    #[serde(default)]
+    pub jwt_keys_dir: PathBuf,
 }
 
 /// The release lifecycle's scheduled work.
@@ -632,7 +642,11 @@ impl Settings {
 
     /// Directory of the JWT signing keys (0700, each key a 0600 file).
     pub fn jwt_keys_dir(&self) -> PathBuf {
-        self.data_dir.join("keys").join("jwt")
+        if self.keys.jwt_keys_dir.as_os_str().is_empty() {
+            self.data_dir.join("keys").join("jwt")
+        } else {
+            self.keys.jwt_keys_dir.clone()
+        }
     }
 
     /// The master identity file (0600).
@@ -657,7 +671,40 @@ impl Settings {
 
     /// The server's Ed25519 signing key file (0600).
     pub fn signing_key_path(&self) -> PathBuf {
-        self.data_dir.join("keys").join("signing.key")
+        if self.keys.signing_key_file.as_os_str().is_empty() {
+            self.data_dir.join("keys").join("signing.key")
+        } else {
+            self.keys.signing_key_file.clone()
+        }
+    }
+
+    /// Configured key files (master, signing, JWT) that do not exist. Steward generates keys
+    /// only at their default places: a configured key that is missing is a wrong path or an
+    /// unmounted secret, and a fresh key would not match the other replicas'.
+    pub fn missing_configured_keys(&self) -> Vec<(&'static str, PathBuf)> {
+        let jwt_missing = |dir: &std::path::Path| {
+            std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
+        };
+        [
+            (
+                "keys.master_identity_file",
+                &self.keys.master_identity_file,
+                false,
+            ),
+            ("keys.signing_key_file", &self.keys.signing_key_file, false),
+            ("keys.jwt_keys_dir", &self.keys.jwt_keys_dir, true),
+        ]
+        .into_iter()
+        .filter(|(_, path, _)| !path.as_os_str().is_empty())
+        .filter(|(_, path, dir)| {
+            if *dir {
+                jwt_missing(path)
+            } else {
+                !path.exists()
+            }
+        })
+        .map(|(key, path, _)| (key, path.clone()))
+        .collect()
     }
 
     /// Directory of the self-signed certificate and its CA.
@@ -864,7 +911,8 @@ pub fn resolve_secret(
 }
 
 /// Writes 32 random bytes, hex-encoded, to a new owner-only file.
-fn generate_secret_file(key: &str, path: &Path) -> Result<(), ConfigError> {
+/// Writes 32 random bytes (hex) to a new 0600 file, never over an existing one.
+pub(crate) fn generate_secret_file(key: &str, path: &Path) -> Result<(), ConfigError> {
     use rand::RngCore;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

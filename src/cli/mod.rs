@@ -71,6 +71,9 @@ pub enum Command {
     /// Extract jobs: start, list, show, cancel, retry.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Key material shared by replicas and workers.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Run jobs without serving HTTPS until Ctrl-C or SIGTERM; any number of workers may share
     /// one database and one bucket.
     #[command(
@@ -87,6 +90,20 @@ pub enum OptoutCommand {
     Import {
         /// The CSV file.
         file: PathBuf,
+    },
+}
+
+/// `steward keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make every key and secret several replicas and workers must share (master identity,
+    /// signing key, JWT keys, linkage and opt-out secrets) in a new directory, and print the
+    /// settings that name them.
+    #[command(after_help = "Example:\n  steward keys init --dir /etc/steward/keys")]
+    Init {
+        /// A directory that does not exist yet (created 0700).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -113,6 +130,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check) => return config_check(&settings),
         Command::Synth { out, rows, seed } => {
             return report(policy::synth(out, *rows, *seed));
+        }
+        Command::Keys(KeysCommand::Init { dir }) => {
+            return report(crate::app::init_keys(dir, Arc::new(SystemClock)));
         }
         _ => {}
     }
@@ -142,7 +162,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Jobs(command) => report(jobs::run(&settings, command).await),
             Command::Worker => report(worker::run(settings).await),
             // Handled above, before the runtime starts.
-            Command::Config(_) | Command::Synth { .. } => ExitCode::SUCCESS,
+            Command::Config(_) | Command::Synth { .. } | Command::Keys(_) => ExitCode::SUCCESS,
         }
     })
 }

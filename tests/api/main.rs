@@ -39,5 +39,6 @@ mod release_grants;
 mod release_letter;
 mod release_lifecycle;
 mod release_support;
+mod replicas;
 mod storage;
 mod tls;

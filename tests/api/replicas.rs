@@ -1,0 +1,213 @@
+//! Issue 12, finding 5: each process generated its own JWT and signing keys under its data
+//! directory, so a session from one replica was refused by another and a worker's manifests
+//! were signed by a key no server publishes. Here two `serve` replicas (this test's in-process
+//! one and a `steward serve` process) and a `steward worker`, each with its own data
+//! directory, share one PostgreSQL, one object store and the keys `steward keys init` made.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use steward::db::extracts;
+use steward::extract::manifest;
+use tokio::io::AsyncReadExt;
+
+use crate::helpers::{client_trusting, spawn_app_configured, Db, Store};
+use crate::release_support::{executed_level_one, people};
+
+struct Running(
+    Child,
+    #[allow(dead_code)] Option<BufReader<std::process::ChildStdout>>,
+);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn steward() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STEWARD_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// The settings every process shares: the keys from `steward keys init`.
+fn shared_keys(keys: &Path) -> Vec<(String, String)> {
+    [
+        ("STEWARD_KEYS__MASTER_IDENTITY_FILE", "master.age"),
+        ("STEWARD_KEYS__SIGNING_KEY_FILE", "signing.key"),
+        ("STEWARD_KEYS__JWT_KEYS_DIR", "jwt"),
+        ("STEWARD_POLICY__LINKAGE_SECRET_FILE", "linkage.secret"),
+        ("STEWARD_POLICY__OPTOUT_SECRET_FILE", "optout.secret"),
+    ]
+    .into_iter()
+    .map(|(k, f)| (k.to_owned(), keys.join(f).display().to_string()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
+    if crate::helpers::postgres_url("replicas").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let made = steward()
+        .args(["keys", "init", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    steward::synth::generate(&dir.path().join("synth"), 200, 4).unwrap();
+    let source = dir.path().join("synth/med_elig.csv").display().to_string();
+    let mut env = shared_keys(&keys);
+    env.push(("STEWARD_JOBS__RUN_IN_SERVE".into(), "false".into()));
+    env.push(("STEWARD_EXTRACT__SOURCES__MED_ELIG".into(), source));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = spawn_app_configured(Db::Postgres, Store::Fs, &env_refs).await;
+
+    // What the other processes share with replica A: database, store, keys; not the data
+    // directory.
+    let mut common: Vec<(String, String)> = a
+        .shared_env()
+        .into_iter()
+        .filter(|(k, _)| k != "STEWARD_DATA_DIR")
+        .collect();
+    common.push((
+        "STEWARD_STORAGE__FS__ROOT".into(),
+        a.state.settings.fs_store_root().display().to_string(),
+    ));
+    common.extend(env.iter().cloned());
+
+    let b_dir = dir.path().join("replica-b");
+    let mut b = steward();
+    b.arg("serve")
+        .envs(common.iter().cloned())
+        .env("STEWARD_DATA_DIR", &b_dir)
+        .env("STEWARD_SERVER__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut b = b.spawn().expect("replica B starts");
+    let mut banner = BufReader::new(b.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        banner.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let _b = Running(b, Some(banner));
+    let port: u16 = lines[0]
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {lines:?}"));
+    let b_url = format!("https://localhost:{port}");
+    let b_client = client_trusting(&b_dir.join("tls/ca.pem"));
+
+    // A worker with its own data directory builds an extract started at A.
+    let p = people(&a).await;
+    let release = executed_level_one(&a, &p, "DUA-2026-0601").await;
+    let start = a
+        .call(
+            "POST",
+            &format!("/api/v1/releases/{release}/extract"),
+            Some(&p.it.1.access_token),
+            None,
+        )
+        .await;
+    assert!(start.status().is_success());
+    let mut worker = steward();
+    worker
+        .arg("worker")
+        .envs(common.iter().cloned())
+        .env("STEWARD_DATA_DIR", dir.path().join("worker"))
+        .env("STEWARD_JOBS__POLL_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _worker = Running(worker.spawn().expect("worker starts"), None);
+    let release_id: uuid::Uuid = release.parse().unwrap();
+    let mut files = Vec::new();
+    for _ in 0..120 {
+        files = extracts::files(&a.state.db, release_id).await.unwrap();
+        if !files.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let manifest_file = files
+        .iter()
+        .find(|f| f.name == "manifest.json")
+        .expect("the worker published the extract");
+
+    // A session opened at A is valid at B. (A runs on a test clock; B keeps real time, so
+    // this session is opened at A at the real time.)
+    let officer = a
+        .create_user(
+            "crossing",
+            "Agency",
+            &[steward::domain::role::Role::PrivacyOfficer],
+        )
+        .await;
+    a.clock
+        .set(time::OffsetDateTime::now_utc() - time::Duration::seconds(30));
+    let session = a.login(&officer).await;
+    let me = b_client
+        .get(format!("{b_url}/api/v1/me"))
+        .bearer_auth(&session.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "A's session at B");
+    let key_at = |client: reqwest::Client, url: String, token: String| async move {
+        let json: serde_json::Value = client
+            .get(format!("{url}/api/v1/server/signing-key"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        json["public_key"].as_str().unwrap().to_owned()
+    };
+    let b_key = key_at(
+        b_client.clone(),
+        b_url.clone(),
+        session.access_token.clone(),
+    )
+    .await;
+    let a_key = key_at(
+        a.client.clone(),
+        a.url.clone(),
+        session.access_token.clone(),
+    )
+    .await;
+    assert_eq!(a_key, b_key);
+
+    // The worker's manifest verifies with the key B publishes.
+    let mut object = a
+        .state
+        .store
+        .get(
+            &steward::storage::ObjectKey::parse(&manifest_file.object_key).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    object.body.read_to_end(&mut bytes).await.unwrap();
+    manifest::verify(&bytes, &b_key).expect("the worker's manifest verifies with B's key");
+}
