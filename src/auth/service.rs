@@ -696,6 +696,7 @@ impl Authenticator {
     pub async fn refresh(
         &self,
         token: &SecretString,
+        csrf: Option<&str>,
         route: &'static str,
         client: &Client,
     ) -> Result<IssuedSession, AuthError> {
@@ -715,6 +716,19 @@ impl Authenticator {
                     .await)
             }
         };
+        // A refresh by cookie carries the CSRF token, which must be this session's own (not
+        // merely equal to a cookie an attacker may have planted), checked before the refresh
+        // token is spent.
+        if let Some(csrf) = csrf {
+            let session = claims.sid.parse::<SessionId>().ok();
+            let matches = match session {
+                Some(session) => self.csrf_matches(session, Some(csrf)).await?,
+                None => false,
+            };
+            if !matches {
+                return Err(AuthError::Csrf);
+            }
+        }
         let hash = tokens::hash_token(token.expose_secret());
         let session_id = match sessions::use_refresh_token(&self.db, &hash, now).await? {
             RefreshUse::Fresh(id) => id,

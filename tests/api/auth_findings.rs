@@ -378,3 +378,44 @@ async fn a_one_time_password_must_be_changed_first(db: Db) {
         .await;
     assert_eq!(response.status(), 200, "then everything the roles grant");
 }
+
+on_both_databases!(a_cookie_refresh_needs_the_sessions_own_csrf_token);
+
+/// Finding 12: a refresh by cookie compared the CSRF header with the CSRF cookie only, so a
+/// planted cookie and header pair passed.
+async fn a_cookie_refresh_needs_the_sessions_own_csrf_token(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app
+        .create_user("cookie", "Agency", &[Role::Recipient])
+        .await;
+    app.clock.advance(time::Duration::seconds(30));
+    let body =
+        json!({ "username": user.username, "password": user.password, "totp": app.totp(&user) });
+    let response = app.post_json("/api/v1/auth/login", None, &body).await;
+    assert_eq!(response.status(), 200);
+    let refresh = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-steward_refresh="))
+        .unwrap();
+    let refresh = refresh.split(';').next().unwrap().to_owned();
+    let real: Value = response.json().await.unwrap();
+    let real = real["csrf_token"].as_str().unwrap().to_owned();
+    let refresh_with = |csrf: &str| {
+        app.client
+            .post(format!("{}/api/v1/auth/refresh", app.url))
+            .header("cookie", format!("{refresh}; __Host-steward_csrf={csrf}"))
+            .header("x-csrf-token", csrf)
+            .send()
+    };
+    let planted = refresh_with("planted-by-someone-else").await.unwrap();
+    assert_eq!(
+        planted.status(),
+        403,
+        "a cookie and header pair not of this session"
+    );
+    let genuine = refresh_with(&real).await.unwrap();
+    assert_eq!(genuine.status(), 200, "the session's own token");
+}

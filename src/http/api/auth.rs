@@ -78,21 +78,25 @@ pub(super) async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let token = if body.is_empty() {
-        // The browser console: the refresh cookie, with the double-submitted CSRF token.
+    let (token, csrf) = if body.is_empty() {
+        // The browser console: the refresh cookie, with the double-submitted CSRF token, which
+        // must also be the session's own (checked by the service).
         let token = cookie(&headers, REFRESH_COOKIE).ok_or_else(|| {
             ApiError::BadRequest("give refresh_token in the body or the refresh cookie".into())
         })?;
         let csrf_cookie = cookie(&headers, CSRF_COOKIE);
         let csrf_header = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if csrf_cookie.is_none() || csrf_cookie.as_deref() != csrf_header {
+        let Some(csrf) = csrf_header.filter(|h| csrf_cookie.as_deref() == Some(*h)) else {
             return Err(AuthError::Csrf.into());
-        }
-        SecretString::from(token)
+        };
+        (SecretString::from(token), Some(csrf.to_owned()))
     } else {
-        parse_json::<RefreshBody>(&body)?.refresh_token
+        (parse_json::<RefreshBody>(&body)?.refresh_token, None)
     };
-    let issued = state.auth.refresh(&token, ctx.route, &ctx.client).await?;
+    let issued = state
+        .auth
+        .refresh(&token, csrf.as_deref(), ctx.route, &ctx.client)
+        .await?;
     Ok(session_response(issued))
 }
 
