@@ -13,7 +13,9 @@ pub mod tokens;
 pub mod totp;
 
 pub use authorize::{authorize, Action, Denied, ReleaseFacts, Resource};
-pub use service::{Authenticator, IssuedSession, LoginRequest, NewAccount, PresentedCredential};
+pub use service::{
+    Authenticator, By, IssuedSession, LoginRequest, NewAccount, PresentedCredential,
+};
 
 use crate::audit::{AuditError, Reason};
 use crate::crypto::KeyringError;

@@ -161,7 +161,7 @@ impl Authenticator {
     // ----- organizations and users -----
 
     /// Creates an organization.
-    pub async fn create_org(&self, actor: Actor, name: &str) -> Result<OrgRow, AuthError> {
+    pub async fn create_org(&self, by: &By, name: &str) -> Result<OrgRow, AuthError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(AuthError::Invalid(
@@ -180,12 +180,15 @@ impl Authenticator {
             created_at: self.clock.now(),
         };
         users::insert_org(&self.db, &org).await?;
-        self.log(AccessEvent::new(
-            actor,
-            Logged::OrganizationCreated,
-            Target::Organization(org.id.0),
-            Outcome::Succeeded,
-        ))
+        self.log(
+            AccessEvent::new(
+                by.actor,
+                Logged::OrganizationCreated,
+                Target::Organization(org.id.0),
+                Outcome::Succeeded,
+            )
+            .with_client(&by.client),
+        )
         .await?;
         Ok(org)
     }
@@ -198,7 +201,7 @@ impl Authenticator {
     /// Creates a user with a one-time password, a TOTP secret and recovery codes.
     pub async fn create_user(
         &self,
-        actor: Actor,
+        by: &By,
         username: &str,
         display_name: &str,
         org: &str,
@@ -251,12 +254,15 @@ impl Authenticator {
             self.clock.now(),
         )
         .await?;
-        self.log(AccessEvent::new(
-            actor,
-            Logged::UserCreated,
-            Target::User(id.0),
-            Outcome::Succeeded,
-        ))
+        self.log(
+            AccessEvent::new(
+                by.actor,
+                Logged::UserCreated,
+                Target::User(id.0),
+                Outcome::Succeeded,
+            )
+            .with_client(&by.client),
+        )
         .await?;
         Ok(NewAccount {
             user_id: id,
@@ -279,10 +285,10 @@ impl Authenticator {
             ));
         }
         if users::find_org(&self.db, org_name.trim()).await?.is_none() {
-            self.create_org(Actor::System, org_name).await?;
+            self.create_org(&By::system(), org_name).await?;
         }
         let account = self
-            .create_user(Actor::System, username, username, org_name, &[Role::Admin])
+            .create_user(&By::system(), username, username, org_name, &[Role::Admin])
             .await?;
         self.log(AccessEvent::new(
             Actor::System,
@@ -309,23 +315,26 @@ impl Authenticator {
     }
 
     /// Disables a user: every session and token of theirs stops working at once.
-    pub async fn disable_user(&self, actor: Actor, id: UserId) -> Result<(), AuthError> {
+    pub async fn disable_user(&self, by: &By, id: UserId) -> Result<(), AuthError> {
         if !users::disable(&self.db, id).await? {
             return Err(AuthError::NotFound(NOT_FOUND_USER));
         }
-        self.log(AccessEvent::new(
-            actor,
-            Logged::UserDisabled,
-            Target::User(id.0),
-            Outcome::Succeeded,
-        ))
+        self.log(
+            AccessEvent::new(
+                by.actor,
+                Logged::UserDisabled,
+                Target::User(id.0),
+                Outcome::Succeeded,
+            )
+            .with_client(&by.client),
+        )
         .await
     }
 
     /// Replaces a user's roles.
     pub async fn set_roles(
         &self,
-        actor: Actor,
+        by: &By,
         id: UserId,
         roles: &[Role],
     ) -> Result<Vec<Role>, AuthError> {
@@ -339,27 +348,33 @@ impl Authenticator {
         roles.sort();
         roles.dedup();
         users::set_roles(&self.db, id, &roles).await?;
-        self.log(AccessEvent::new(
-            actor,
-            Logged::RolesChanged,
-            Target::User(id.0),
-            Outcome::Succeeded,
-        ))
+        self.log(
+            AccessEvent::new(
+                by.actor,
+                Logged::RolesChanged,
+                Target::User(id.0),
+                Outcome::Succeeded,
+            )
+            .with_client(&by.client),
+        )
         .await?;
         Ok(roles)
     }
 
     /// Lifts a user's lockout before it ends by itself.
-    pub async fn unlock_user(&self, actor: Actor, id: UserId) -> Result<(), AuthError> {
+    pub async fn unlock_user(&self, by: &By, id: UserId) -> Result<(), AuthError> {
         if !users::clear_failures(&self.db, id).await? {
             return Err(AuthError::NotFound(NOT_FOUND_USER));
         }
-        self.log(AccessEvent::new(
-            actor,
-            Logged::AccountUnlocked,
-            Target::User(id.0),
-            Outcome::Succeeded,
-        ))
+        self.log(
+            AccessEvent::new(
+                by.actor,
+                Logged::AccountUnlocked,
+                Target::User(id.0),
+                Outcome::Succeeded,
+            )
+            .with_client(&by.client),
+        )
         .await
     }
 
@@ -1271,5 +1286,25 @@ fn unknown_name_key(username: &str) -> String {
         format!("name:{}", username.to_ascii_lowercase())
     } else {
         "name:(invalid)".to_owned()
+    }
+}
+
+/// Who changes the directory, and from where: an administrator over HTTPS (whose client
+/// address goes into every event), or the shell (`steward admin`, acting as `system`).
+#[derive(Debug, Clone)]
+pub struct By {
+    /// Who.
+    pub actor: Actor,
+    /// From where (empty for the shell).
+    pub client: Client,
+}
+
+impl By {
+    /// The shell, or Steward itself.
+    pub fn system() -> By {
+        By {
+            actor: Actor::System,
+            client: Client::default(),
+        }
     }
 }

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use secrecy::ExposeSecret;
 
 use crate::app::{build_authenticator, connect_database, StartupError};
-use crate::audit::{Actor, AuditLog};
-use crate::auth::{AuthError, Authenticator, NewAccount};
+use crate::audit::AuditLog;
+use crate::auth::{AuthError, Authenticator, By, NewAccount};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::domain::role::Role;
@@ -135,7 +135,7 @@ async fn execute(auth: &Authenticator, command: AdminCommand) -> Result<(), Admi
             roles,
         }) => {
             let account = auth
-                .create_user(Actor::System, &username, &name, &org, &roles)
+                .create_user(&By::system(), &username, &name, &org, &roles)
                 .await?;
             print_account(&account);
         }
@@ -155,22 +155,22 @@ async fn execute(auth: &Authenticator, command: AdminCommand) -> Result<(), Admi
         }
         AdminCommand::User(UserCommand::Disable { user }) => {
             let found = auth.find_user(&user).await?;
-            auth.disable_user(Actor::System, found.id).await?;
+            auth.disable_user(&By::system(), found.id).await?;
             println!("user {} disabled", found.username);
         }
         AdminCommand::User(UserCommand::Roles { user, roles }) => {
             let found = auth.find_user(&user).await?;
-            let roles = auth.set_roles(Actor::System, found.id, &roles).await?;
+            let roles = auth.set_roles(&By::system(), found.id, &roles).await?;
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             println!("user {} now holds: {}", found.username, names.join(", "));
         }
         AdminCommand::User(UserCommand::Unlock { user }) => {
             let found = auth.find_user(&user).await?;
-            auth.unlock_user(Actor::System, found.id).await?;
+            auth.unlock_user(&By::system(), found.id).await?;
             println!("user {} unlocked", found.username);
         }
         AdminCommand::Org(OrgCommand::Add { name }) => {
-            let org = auth.create_org(Actor::System, &name).await?;
+            let org = auth.create_org(&By::system(), &name).await?;
             println!("{}  {}", org.id, org.name);
         }
         AdminCommand::Org(OrgCommand::List) => {

@@ -419,3 +419,74 @@ async fn a_cookie_refresh_needs_the_sessions_own_csrf_token(db: Db) {
     let genuine = refresh_with(&real).await.unwrap();
     assert_eq!(genuine.status(), 200, "the session's own token");
 }
+
+on_both_databases!(admin_events_carry_the_client_address);
+
+/// Finding 12: events of administrators' changes carried no client address.
+async fn admin_events_carry_the_client_address(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.create_user("root3", "Agency", &[Role::Admin]).await;
+    let session = app.login(&admin).await;
+    let after = app.events_after(0).await.last().map_or(0, |r| r.seq);
+    let response = app
+        .post_json(
+            "/api/v1/admin/orgs",
+            Some(&session.access_token),
+            &json!({ "name": "Clinic" }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let response = app
+        .post_json(
+            "/api/v1/admin/users",
+            Some(&session.access_token),
+            &json!({ "username": "newbie", "organization": "Clinic", "roles": ["recipient"] }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["user_id"]
+        .as_str()
+        .or(created["id"].as_str())
+        .unwrap()
+        .to_owned();
+    for (method, path, body) in [
+        (
+            "PUT",
+            format!("/api/v1/admin/users/{id}/roles"),
+            Some(json!({ "roles": ["recipient", "it_staff"] })),
+        ),
+        ("POST", format!("/api/v1/admin/users/{id}/unlock"), None),
+        ("POST", format!("/api/v1/admin/users/{id}/disable"), None),
+    ] {
+        let response = app
+            .call(method, &path, Some(&session.access_token), body.as_ref())
+            .await;
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
+    }
+    let events = app.events_after(after).await;
+    for action in [
+        "organization_created",
+        "user_created",
+        "roles_changed",
+        "account_unlocked",
+        "user_disabled",
+    ] {
+        let event = events
+            .iter()
+            .find(|r| r.action == action)
+            .unwrap_or_else(|| panic!("no {action} event"));
+        assert!(
+            event
+                .client_addr
+                .as_deref()
+                .is_some_and(|a| a.starts_with("127.0.0.1")),
+            "{action}: {:?}",
+            event.client_addr
+        );
+    }
+}

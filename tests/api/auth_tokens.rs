@@ -189,7 +189,7 @@ async fn bad_tokens_are_refused_and_logged(db: Db) {
     let (bob, bob_session) = signed_in(&app, "bob").await;
     app.state
         .auth
-        .disable_user(steward::audit::Actor::System, bob.id)
+        .disable_user(&steward::auth::By::system(), bob.id)
         .await
         .unwrap();
     assert_refused(&app, &bob_session.access_token, "user disabled").await;

@@ -368,7 +368,7 @@ impl TestApp {
         }
         self.state
             .auth
-            .create_org(steward::audit::Actor::System, name)
+            .create_org(&steward::auth::By::system(), name)
             .await
             .expect("org created")
             .id
@@ -386,7 +386,7 @@ impl TestApp {
         let account = self
             .state
             .auth
-            .create_user(steward::audit::Actor::System, username, "", org, roles)
+            .create_user(&steward::auth::By::system(), username, "", org, roles)
             .await
             .expect("user created");
         // Tests act as users who already chose their password; the one-time-password rule

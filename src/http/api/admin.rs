@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::me::TokenDto;
 use super::{parse_json, rfc3339, Authed};
 use crate::audit::Actor;
-use crate::auth::{Action, NewAccount, Resource};
+use crate::auth::{Action, By, NewAccount, Resource};
 use crate::db::users::{OrgRow, UserRow};
 use crate::domain::ids::{ApiTokenId, UserId};
 use crate::domain::role::Role;
@@ -114,8 +114,12 @@ pub struct RolesBody {
     roles: Vec<Role>,
 }
 
-fn actor(a: &Authed) -> Actor {
-    Actor::User(a.principal.user_id.0)
+/// The administrator making a change, and from where.
+fn actor(a: &Authed) -> By {
+    By {
+        actor: Actor::User(a.principal.user_id.0),
+        client: a.client.clone(),
+    }
 }
 
 pub(super) async fn list_orgs(
@@ -143,7 +147,7 @@ pub(super) async fn create_org(
     a.authorize(&state, Action::CreateOrganization, &Resource::Directory)
         .await?;
     let body: NewOrgBody = parse_json(&body)?;
-    let org = state.auth.create_org(actor(&a), &body.name).await?;
+    let org = state.auth.create_org(&actor(&a), &body.name).await?;
     Ok((StatusCode::CREATED, Json(org.into())))
 }
 
@@ -175,7 +179,7 @@ pub(super) async fn create_user(
     let account = state
         .auth
         .create_user(
-            actor(&a),
+            &actor(&a),
             &body.username,
             &body.display_name,
             &body.organization,
@@ -192,7 +196,7 @@ pub(super) async fn disable_user(
 ) -> Result<StatusCode, ApiError> {
     a.authorize(&state, Action::DisableUser, &Resource::Directory)
         .await?;
-    state.auth.disable_user(actor(&a), id).await?;
+    state.auth.disable_user(&actor(&a), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -207,7 +211,7 @@ pub(super) async fn set_roles(
         .await?;
     let body: RolesBody = parse_json(&body)?;
     Ok(Json(
-        state.auth.set_roles(actor(&a), id, &body.roles).await?,
+        state.auth.set_roles(&actor(&a), id, &body.roles).await?,
     ))
 }
 
@@ -218,7 +222,7 @@ pub(super) async fn unlock_user(
 ) -> Result<StatusCode, ApiError> {
     a.authorize(&state, Action::UnlockUser, &Resource::Directory)
         .await?;
-    state.auth.unlock_user(actor(&a), id).await?;
+    state.auth.unlock_user(&actor(&a), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
