@@ -210,6 +210,9 @@ pub struct AuthSettings {
     pub api_token_default_ttl_days: u32,
     /// Longest lifetime an API token may be given, in days.
     pub api_token_max_ttl_days: u32,
+    /// Requests without valid credentials from one client address logged one by one per
+    /// minute; further ones are refused unjudged (429) and logged as one event with their count.
+    pub refusals_logged_per_minute: u64,
 }
 
 /// The level policy's files and secrets.

@@ -320,6 +320,12 @@ impl AccessEvent {
         self
     }
 
+    /// The same event with a count (bytes for a download; refusals for an aggregated denial).
+    pub fn with_count(mut self, count: u64) -> Self {
+        self.bytes = Some(count);
+        self
+    }
+
     /// The same event, from the client that made the request.
     pub fn with_client(mut self, client: &Client) -> Self {
         self.client = client.clone();

@@ -41,6 +41,15 @@ pub enum AuthError {
         /// Seconds until the lock ends.
         retry_after_secs: u64,
     },
+    /// Too many refused requests without valid credentials from one client address: further
+    /// ones are refused unjudged and counted in one aggregated log event.
+    #[error(
+        "too many refused requests from this address; try again in {retry_after_secs} seconds"
+    )]
+    RateLimited {
+        /// Seconds until the address's window ends.
+        retry_after_secs: u64,
+    },
     /// The principal may not do this.
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),

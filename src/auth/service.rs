@@ -35,7 +35,28 @@ pub struct Authenticator {
     settings: Arc<AuthSettings>,
     keyring: JwtKeyring,
     hasher: PasswordHasher,
+    refusals: Arc<std::sync::Mutex<RefusalWindows>>,
 }
+
+/// Refusals of requests without valid credentials, per client address, in one-minute windows:
+/// the first few of a window are logged one by one, the rest refused unjudged (429) and logged
+/// as one event with their count when the window closes, so a flood of bad requests adds a
+/// handful of rows, not one each.
+#[derive(Debug, Default)]
+struct RefusalWindows {
+    by_address: std::collections::HashMap<std::net::IpAddr, RefusalWindow>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RefusalWindow {
+    started: OffsetDateTime,
+    refused: u64,
+}
+
+/// The window.
+const REFUSAL_WINDOW: Duration = Duration::seconds(60);
+/// Addresses tracked at once; beyond, closed windows are flushed first, then the oldest.
+const REFUSAL_ADDRESSES: usize = 10_000;
 
 /// A login attempt. Secrets stay wrapped so `Debug` cannot print them.
 #[derive(Debug)]
@@ -114,6 +135,7 @@ impl Authenticator {
             settings: Arc::new(settings.clone()),
             keyring,
             hasher,
+            refusals: Arc::default(),
         })
     }
 
@@ -818,6 +840,33 @@ impl Authenticator {
         reason: Reason,
         client: &Client,
     ) -> AuthError {
+        let now = self.clock.now();
+        let (closed, over) = self.count_refusal(client, now);
+        for (addr, window) in closed {
+            let suppressed = window
+                .refused
+                .saturating_sub(self.settings.refusals_logged_per_minute);
+            let event = AccessEvent::new(
+                Actor::Anonymous,
+                Logged::Authentication,
+                Target::Service,
+                Outcome::Denied,
+            )
+            .with_reason(Reason::new(
+                "further refusals from the client address in one minute (count in bytes)",
+            ))
+            .with_count(suppressed)
+            .with_client(&Client {
+                addr: Some(addr),
+                ..Client::default()
+            });
+            if let Err(e) = self.log(event).await {
+                return e;
+            }
+        }
+        if let Some(retry_after_secs) = over {
+            return AuthError::RateLimited { retry_after_secs };
+        }
         let event = AccessEvent::new(
             actor,
             Logged::Authentication,
@@ -830,6 +879,59 @@ impl Authenticator {
             Ok(()) => AuthError::Unauthenticated(reason),
             Err(e) => e,
         }
+    }
+
+    /// Counts a refusal from the client's address. Returns the windows that closed and
+    /// suppressed refusals (to log as aggregates), and, when this refusal is over the window's
+    /// share, the seconds until the window ends.
+    fn count_refusal(
+        &self,
+        client: &Client,
+        now: OffsetDateTime,
+    ) -> (Vec<(std::net::IpAddr, RefusalWindow)>, Option<u64>) {
+        let Some(addr) = client.addr else {
+            return (Vec::new(), None);
+        };
+        // A poisoned lock only means another request panicked mid-count; the counts stay usable.
+        let mut windows = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut closed = Vec::new();
+        let expired = |w: &RefusalWindow| now - w.started >= REFUSAL_WINDOW;
+        if windows.by_address.get(&addr).is_some_and(expired)
+            || windows.by_address.len() >= REFUSAL_ADDRESSES
+        {
+            let done: Vec<std::net::IpAddr> = windows
+                .by_address
+                .iter()
+                .filter(|(a, w)| {
+                    expired(w) || (windows.by_address.len() >= REFUSAL_ADDRESSES && **a == addr)
+                })
+                .map(|(a, _)| *a)
+                .collect();
+            for a in done {
+                if let Some(w) = windows.by_address.remove(&a) {
+                    if w.refused > self.settings.refusals_logged_per_minute {
+                        closed.push((a, w));
+                    }
+                }
+            }
+            if windows.by_address.len() >= REFUSAL_ADDRESSES {
+                // Every window is open and the table is full: start over rather than grow.
+                windows.by_address.clear();
+            }
+        }
+        let window = windows.by_address.entry(addr).or_insert(RefusalWindow {
+            started: now,
+            refused: 0,
+        });
+        window.refused += 1;
+        let over = (window.refused > self.settings.refusals_logged_per_minute).then(|| {
+            let left = REFUSAL_WINDOW - (now - window.started);
+            u64::try_from(left.whole_seconds().max(1)).unwrap_or(1)
+        });
+        (closed, over)
     }
 
     /// The session named by verified claims, if it is still live and its user enabled.

@@ -69,6 +69,7 @@ fn auth_status_and_code(error: &AuthError) -> (StatusCode, &'static str) {
         AuthError::LoginFailed => (StatusCode::UNAUTHORIZED, "login_failed"),
         AuthError::SecondFactorRequired => (StatusCode::UNAUTHORIZED, "second_factor_required"),
         AuthError::LockedOut { .. } => (StatusCode::TOO_MANY_REQUESTS, "locked_out"),
+        AuthError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         AuthError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
         AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
@@ -164,7 +165,10 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let retry_after = match &self {
-            ApiError::Auth(AuthError::LockedOut { retry_after_secs }) => Some(*retry_after_secs),
+            ApiError::Auth(
+                AuthError::LockedOut { retry_after_secs }
+                | AuthError::RateLimited { retry_after_secs },
+            ) => Some(*retry_after_secs),
             _ => None,
         };
         let mut response = (status, Json(ErrorBody { code, message })).into_response();

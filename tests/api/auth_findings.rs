@@ -490,3 +490,64 @@ async fn admin_events_carry_the_client_address(db: Db) {
         );
     }
 }
+
+on_both_databases!(a_flood_of_refused_requests_adds_a_few_rows_not_one_each);
+
+/// Finding 7: every refused unauthenticated request added a permanent log row with up to 200
+/// attacker-chosen bytes; 5,000 of them added 2.9 MB and slowed the API.
+async fn a_flood_of_refused_requests_adds_a_few_rows_not_one_each(db: Db) {
+    let app = crate::helpers::spawn_app_configured(
+        db,
+        crate::helpers::Store::Fs,
+        &[("STEWARD_AUTH__REFUSALS_LOGGED_PER_MINUTE", "10")],
+    )
+    .await;
+    let user = app
+        .create_user("steady", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let session = app.login(&user).await;
+    let before = app.events_after(0).await.len();
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let response = app
+            .client
+            .get(format!("{}/api/v1/me", app.url))
+            .header("authorization", format!("Bearer not-a-token-{i}"))
+            .header("user-agent", "x".repeat(200))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses[..10].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Valid credentials are served all along.
+    assert_eq!(
+        app.call("GET", "/api/v1/me", Some(&session.access_token), None)
+            .await
+            .status(),
+        200
+    );
+    let rows = app.events_after(0).await.len() - before;
+    assert!(rows <= 12, "{rows} rows for 300 refusals");
+    // The window closes: the next refusal logs the count of those not logged one by one.
+    app.clock.advance(time::Duration::seconds(61));
+    let response = app
+        .client
+        .get(format!("{}/api/v1/me", app.url))
+        .header("authorization", "Bearer still-not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let events = app.events_after(0).await;
+    let aggregate = events
+        .iter()
+        .find(|r| {
+            r.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("further refusals"))
+        })
+        .expect("an aggregated event");
+    assert_eq!(aggregate.bytes, Some(290));
+}
