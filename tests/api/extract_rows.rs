@@ -317,6 +317,16 @@ fn med_elig_source(dir: &Path, bad_year: bool) -> std::path::PathBuf {
     path
 }
 
+/// A job runner over the app's queue with the extract executor, as `serve` runs one.
+fn runner(app: &crate::helpers::TestApp, name: &str) -> steward::jobs::Runner {
+    steward::jobs::Runner::new(
+        app.state.jobs.clone(),
+        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
+        name.into(),
+        steward::jobs::RunnerConfig::default(),
+    )
+}
+
 /// A Steward whose med_elig source is `med_elig_source(dir, bad_year)`; jobs run by the test.
 async fn app_with_med_elig(db: Db, dir: &Path, bad_year: bool) -> crate::helpers::TestApp {
     let source = med_elig_source(dir, bad_year).display().to_string();
@@ -345,12 +355,7 @@ async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
     )
     .await;
     assert!((200..300).contains(&status), "{status} {body}");
-    let runner = steward::jobs::Runner::new(
-        app.state.jobs.clone(),
-        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
-        "test-runner".into(),
-        steward::jobs::RunnerConfig::default(),
-    );
+    let runner = runner(&app, "test-runner");
     let outcome = runner.run_once().await.unwrap();
     assert!(
         matches!(
@@ -557,12 +562,7 @@ async fn a_level_three_release_names_no_protected_member_in_any_file(db: Db) {
     )
     .await;
     assert!((200..300).contains(&status), "{status} {body}");
-    let runner = steward::jobs::Runner::new(
-        app.state.jobs.clone(),
-        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
-        "test-runner".into(),
-        steward::jobs::RunnerConfig::default(),
-    );
+    let runner = runner(&app, "test-runner");
     let outcome = runner.run_once().await.unwrap();
     let jobs = app.state.jobs.list(None).await.unwrap();
     assert!(
@@ -649,12 +649,7 @@ async fn a_job_ended_by_the_sweep_hands_its_release_back(db: Db) {
         assert_eq!(lease.attempt, attempt);
         app.clock.advance(time::Duration::minutes(10));
     }
-    let runner = steward::jobs::Runner::new(
-        app.state.jobs.clone(),
-        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
-        "survivor".into(),
-        steward::jobs::RunnerConfig::default(),
-    );
+    let runner = runner(&app, "survivor");
     assert_eq!(runner.sweep().await.unwrap(), 1);
     let jobs = app.state.jobs.list(None).await.unwrap();
     assert_eq!(jobs[0].state, steward::jobs::JobState::Failed);
@@ -695,12 +690,7 @@ async fn a_job_that_succeeds_on_retry_shows_no_error(db: Db) {
     let source = dir.path().join("med_elig.csv");
     let away = dir.path().join("med_elig.csv.away");
     std::fs::rename(&source, &away).unwrap();
-    let runner = steward::jobs::Runner::new(
-        app.state.jobs.clone(),
-        Arc::new(steward::extract::job::ExtractExecutor::new(&app.state)),
-        "test-runner".into(),
-        steward::jobs::RunnerConfig::default(),
-    );
+    let runner = runner(&app, "test-runner");
     runner.run_once().await.unwrap();
     let job = app.state.jobs.list(None).await.unwrap().remove(0);
     assert_eq!(job.state, steward::jobs::JobState::Queued);
