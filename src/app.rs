@@ -273,11 +273,7 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         policy.clone(),
         store.clone(),
     )));
-    let master = if settings.keys.master_identity_file.as_os_str().is_empty() {
-        MasterIdentity::load_or_generate(&settings.master_identity_path())?
-    } else {
-        MasterIdentity::load(&settings.master_identity_path())?
-    };
+    let master = load_master(&settings)?;
     let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
     Ok(AppState {
         db,
@@ -342,8 +338,20 @@ pub async fn build_authenticator(
         clock.clone(),
         &settings.auth,
         keyring,
+        Arc::new(load_master(settings)?),
     )
     .await?)
+}
+
+/// The master identity: configured (it must exist), or the default one, made on first start.
+pub fn load_master(settings: &Settings) -> Result<MasterIdentity, StartupError> {
+    Ok(
+        if settings.keys.master_identity_file.as_os_str().is_empty() {
+            MasterIdentity::load_or_generate(&settings.master_identity_path())?
+        } else {
+            MasterIdentity::load(&settings.master_identity_path())?
+        },
+    )
 }
 
 /// The shipped policy with the configured overrides.

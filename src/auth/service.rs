@@ -16,6 +16,7 @@ use crate::audit::{
 };
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
+use crate::crypto::master::MasterIdentity;
 use crate::crypto::JwtKeyring;
 use crate::db::api_tokens::{self, ApiTokenRow};
 use crate::db::login_throttle;
@@ -36,6 +37,8 @@ pub struct Authenticator {
     keyring: JwtKeyring,
     hasher: PasswordHasher,
     refusals: Arc<std::sync::Mutex<RefusalWindows>>,
+    /// Wraps TOTP seeds, so the database holds none in clear.
+    master: Arc<MasterIdentity>,
 }
 
 /// Refusals of requests without valid credentials, per client address, in one-minute windows:
@@ -126,6 +129,7 @@ impl Authenticator {
         clock: SharedClock,
         settings: &AuthSettings,
         keyring: JwtKeyring,
+        master: Arc<MasterIdentity>,
     ) -> Result<Self, AuthError> {
         let hasher = PasswordHasher::new(settings).await?;
         Ok(Self {
@@ -136,6 +140,7 @@ impl Authenticator {
             keyring,
             hasher,
             refusals: Arc::default(),
+            master,
         })
     }
 
@@ -249,6 +254,10 @@ impl Authenticator {
         let password = generate_password();
         let password_hash = self.hasher.hash(password.clone()).await?;
         let secret = totp::generate_secret();
+        let wrapped_secret = self
+            .master
+            .wrap_text(&secret)
+            .map_err(|e| AuthError::Hashing(e.to_string()))?;
         let codes = totp::generate_recovery_codes();
         let hashes: Vec<String> = codes.iter().map(|c| totp::hash_recovery_code(c)).collect();
         let mut roles = roles.to_vec();
@@ -269,7 +278,7 @@ impl Authenticator {
                 username,
                 display_name,
                 password_hash: &password_hash,
-                totp_secret: &secret,
+                totp_secret: &wrapped_secret,
                 roles: &roles,
                 recovery_code_hashes: &hashes,
             },
@@ -589,7 +598,9 @@ impl Authenticator {
             .await?;
             return Err(AuthError::SecondFactorRequired);
         };
-        let Some(step) = totp::matching_step(secret, code.expose_secret(), now) else {
+        let secret = self.totp_seed(user, secret).await?;
+        let Some(step) = totp::matching_step(secret.expose_secret(), code.expose_secret(), now)
+        else {
             self.failed_login(Some(user), &user.username, addr, "wrong TOTP code", client)
                 .await?;
             return Err(AuthError::LoginFailed);
@@ -606,6 +617,18 @@ impl Authenticator {
             return Err(AuthError::LoginFailed);
         }
         Ok(())
+    }
+
+    /// The TOTP seed of `user`: unwrapped, or, written before seeds were wrapped, wrapped now.
+    async fn totp_seed(&self, user: &UserRow, stored: &str) -> Result<SecretString, AuthError> {
+        let unwrap_error =
+            |e: crate::crypto::master::MasterKeyError| AuthError::Hashing(e.to_string());
+        if let Some(seed) = self.master.unwrap_text(stored).map_err(unwrap_error)? {
+            return Ok(seed);
+        }
+        let wrapped = self.master.wrap_text(stored).map_err(unwrap_error)?;
+        users::set_totp_secret(&self.db, user.id, &wrapped).await?;
+        Ok(SecretString::from(stored.to_owned()))
     }
 
     async fn login_event(

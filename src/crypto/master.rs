@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
+use secrecy::SecretString;
 
 use super::private_file::{self, PrivateFileError};
 
@@ -34,6 +35,9 @@ pub enum MasterKeyError {
     #[error("cannot unwrap a release identity: {0}")]
     Unwrap(String),
 }
+
+/// How a wrapped text secret starts in the database.
+const WRAPPED_PREFIX: &str = "age:";
 
 /// The server's master identity.
 pub struct MasterIdentity {
@@ -76,6 +80,35 @@ impl MasterIdentity {
             .and_then(|line| age::x25519::Identity::from_str(line).ok())
             .ok_or_else(|| MasterKeyError::Malformed(path.display().to_string()))?;
         Ok(Self { identity })
+    }
+
+    /// Wraps a small secret kept in the database (a TOTP seed): `age:` and the base64 of its
+    /// age encryption to the master identity, so a copy of the database alone does not hold it.
+    pub fn wrap_text(&self, secret: &str) -> Result<String, MasterKeyError> {
+        use base64::Engine as _;
+        let sealed = age::encrypt(&self.identity.to_public(), secret.as_bytes())
+            .map_err(|e| MasterKeyError::Wrap(e.to_string()))?;
+        Ok(format!(
+            "{WRAPPED_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        ))
+    }
+
+    /// The secret [`MasterIdentity::wrap_text`] wrapped; `None` when `stored` is not wrapped
+    /// (written before secrets were).
+    pub fn unwrap_text(&self, stored: &str) -> Result<Option<SecretString>, MasterKeyError> {
+        use base64::Engine as _;
+        let Some(encoded) = stored.strip_prefix(WRAPPED_PREFIX) else {
+            return Ok(None);
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| MasterKeyError::Unwrap(e.to_string()))?;
+        let plain = age::decrypt(&self.identity, &sealed)
+            .map_err(|e| MasterKeyError::Unwrap(e.to_string()))?;
+        let text =
+            String::from_utf8(plain).map_err(|_| MasterKeyError::Unwrap("not UTF-8".into()))?;
+        Ok(Some(SecretString::from(text)))
     }
 
     /// Wraps a release identity: its secret, age-encrypted to the master identity.

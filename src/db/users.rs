@@ -223,6 +223,16 @@ pub async fn set_password_hash(db: &Database, id: UserId, hash: &str) -> Result<
     Ok(())
 }
 
+/// Replaces a user's stored TOTP seed (with its wrapped form).
+pub async fn set_totp_secret(db: &Database, id: UserId, stored: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET totp_secret = $2 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(stored)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Disables a user; returns false when there is no such user.
 pub async fn disable(db: &Database, id: UserId) -> Result<bool, DbError> {
     let done = sqlx::query("UPDATE users SET disabled = 1 WHERE id = $1")

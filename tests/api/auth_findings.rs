@@ -551,3 +551,42 @@ async fn a_flood_of_refused_requests_adds_a_few_rows_not_one_each(db: Db) {
         .expect("an aggregated event");
     assert_eq!(aggregate.bytes, Some(290));
 }
+
+on_both_databases!(totp_seeds_are_stored_wrapped);
+
+/// Finding 10: TOTP secrets were stored in clear, so a copy of the database was enough to
+/// produce second factors.
+async fn totp_seeds_are_stored_wrapped(db: Db) {
+    use sqlx::Row;
+    let app = spawn_app(db).await;
+    let user = app
+        .create_user("seeded", "Agency", &[Role::PrivacyOfficer])
+        .await;
+    let stored = |app: &crate::helpers::TestApp, id: String| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            sqlx::query("SELECT totp_secret FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .try_get::<String, _>("totp_secret")
+                .unwrap()
+        }
+    };
+    let seed_hex = hex::encode(&user.totp_secret);
+    let row = stored(&app, user.id.to_string()).await;
+    assert!(row.starts_with("age:"), "{row}");
+    assert!(!row.contains(&seed_hex));
+    app.login(&user).await;
+    // A seed written in clear before this change still works, and is wrapped at its first use.
+    sqlx::query("UPDATE users SET totp_secret = $2 WHERE id = $1")
+        .bind(user.id.to_string())
+        .bind(&seed_hex)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    app.login(&user).await;
+    let row = stored(&app, user.id.to_string()).await;
+    assert!(row.starts_with("age:") && !row.contains(&seed_hex), "{row}");
+}
