@@ -85,6 +85,8 @@ pub enum Action {
     ReleaseTransitioned,
     /// A reviewer narrowed a release's approved elements.
     ReleaseElementsNarrowed,
+    /// A release, its history or its approval letter was read (the reason says which).
+    ReleaseRead,
     /// The release subcommittee's decision was recorded.
     CommitteeDecisionRecorded,
     /// An executed DUA was amended (a new version).
@@ -128,6 +130,7 @@ impl Action {
             Action::ReleaseRequested => "release_requested",
             Action::ReleaseTransitioned => "release_transitioned",
             Action::ReleaseElementsNarrowed => "release_elements_narrowed",
+            Action::ReleaseRead => "release_read",
             Action::CommitteeDecisionRecorded => "committee_decision_recorded",
             Action::DuaAmended => "dua_amended",
             Action::JobStarted => "job_started",

@@ -359,6 +359,28 @@ impl ReleaseService {
         Ok(())
     }
 
+    /// Logs a granted read of a release (`what`: the release, its history, its letter), so
+    /// the access log answers who looked at it, not only who changed it.
+    pub async fn log_read(
+        &self,
+        principal: &Principal,
+        id: ReleaseId,
+        what: Reason,
+        client: &Client,
+    ) -> Result<(), ServiceError> {
+        let event = AccessEvent::new(
+            Caller::Person(principal).actor(),
+            Logged::ReleaseRead,
+            // Entry 0: the release as a whole, not one history entry.
+            Target::Release { id: id.0, entry: 0 },
+            Outcome::Granted,
+        )
+        .with_reason(what)
+        .with_client(client);
+        self.audit.append(&event).await?;
+        Ok(())
+    }
+
     fn authorize(
         &self,
         caller: Caller<'_>,

@@ -90,3 +90,44 @@ async fn an_admin_cannot_change_their_own_roles(db: Db) {
     let (status, json) = call(&app, "PUT", &path, &session, Some(&body)).await;
     assert_eq!(status, 200, "{json}");
 }
+
+on_both_databases!(granted_reads_of_a_release_are_logged);
+
+/// Finding 12: granted reads of a release, its letter and its history were not logged.
+async fn granted_reads_of_a_release_are_logged(db: Db) {
+    let app = spawn_app(db).await;
+    let p = people(&app).await;
+    let id = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0701").await;
+    let after = app.events_after(0).await.last().map_or(0, |r| r.seq);
+    for path in ["", "/history", "/letter", "/letter/signature"] {
+        let response = app
+            .call(
+                "GET",
+                &format!("/api/v1/releases/{id}{path}"),
+                Some(&p.requester.1.access_token),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let reads: Vec<_> = app
+        .events_after(after)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "release_read")
+        .collect();
+    let reasons: Vec<_> = reads.iter().filter_map(|r| r.reason.clone()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "release read",
+            "history read",
+            "approval letter read",
+            "approval letter signature read"
+        ]
+    );
+    assert!(reads
+        .iter()
+        .all(|r| r.outcome == "granted" && r.actor.contains(&p.requester.0.id.to_string())));
+    assert!(reads.iter().all(|r| r.target.contains(&id)));
+}

@@ -17,6 +17,7 @@ use time::Date;
 use uuid::Uuid;
 
 use super::{parse_json, rfc3339, Authed};
+use crate::audit::Reason;
 use crate::auth::{Action, Resource};
 use crate::domain::committee::{Decision, MemberName, MemberVote, Outcome, Vote};
 use crate::domain::dua::{Amendment, Cidr, DownloadLimit, DuaNumber, DuaTerms, Networks};
@@ -492,6 +493,21 @@ fn parse_list_query(query: Option<&str>) -> Result<ListFilter, ApiError> {
 
 /// Loads the release and authorizes `action` on it; an unknown id is authorized against
 /// facts that match nobody, then answered 404.
+/// [`load_checked`] for a read, which is logged as granted.
+async fn load_read(
+    state: &AppState,
+    a: &Authed,
+    id: &str,
+    what: &'static str,
+) -> Result<ReleaseRecord, ApiError> {
+    let record = load_checked(state, a, id, Action::ReadRelease).await?;
+    state
+        .releases
+        .log_read(&a.principal, record.row.id, Reason::new(what), &a.client)
+        .await?;
+    Ok(record)
+}
+
 async fn load_checked(
     state: &AppState,
     a: &Authed,
@@ -577,7 +593,7 @@ pub(super) async fn show(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<ReleaseDto>, ApiError> {
-    let record = load_checked(&state, &a, &id, Action::ReadRelease).await?;
+    let record = load_read(&state, &a, &id, "release read").await?;
     Ok(Json(release_dto(&record)?))
 }
 
@@ -586,7 +602,7 @@ pub(super) async fn history(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<HistoryDto>>, ApiError> {
-    let record = load_checked(&state, &a, &id, Action::ReadRelease).await?;
+    let record = load_read(&state, &a, &id, "history read").await?;
     let entries = state.releases.history(record.row.id).await?;
     Ok(Json(
         entries
@@ -790,7 +806,7 @@ pub(super) async fn letter(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = load_checked(&state, &a, &id, Action::ReadRelease).await?;
+    let record = load_read(&state, &a, &id, "approval letter read").await?;
     let letter = state
         .releases
         .letter(record.row.id)
@@ -818,7 +834,7 @@ pub(super) async fn letter_signature(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<SignatureDto>, ApiError> {
-    let record = load_checked(&state, &a, &id, Action::ReadRelease).await?;
+    let record = load_read(&state, &a, &id, "approval letter signature read").await?;
     let letter = state
         .releases
         .letter(record.row.id)
