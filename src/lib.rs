@@ -16,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod policy;
 pub mod release;
+pub mod state;
 pub mod storage;
 pub mod synth;
 pub mod telemetry;

@@ -34,13 +34,13 @@ use crate::crypto::master::ReleaseIdentity;
 use crate::db::extracts::{self, ExtractFileRow, ExtractStoreError, WrappedKey};
 use crate::db::{optout, recipient_keys};
 use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
-use crate::http::AppState;
 use crate::jobs::{ExecutionError, Job, JobExecutor, Lease};
 use crate::policy::{
     plan, ElementId, ExtractPlan, FileType, LinkageKey, NamedIdentities, OptOutHasher, OptOutSet,
     ReleaseSpec, RowFilter, WithheldMembers,
 };
 use crate::release::service::{Caller, ReleaseRecord};
+use crate::state::AppState;
 use crate::storage::{KeyPrefix, ObjectKey};
 
 /// Runs extract jobs.

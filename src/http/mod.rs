@@ -9,7 +9,6 @@ mod health;
 pub mod server;
 pub mod tls;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
@@ -24,41 +23,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
+pub use crate::state::AppState;
 pub use error::{ApiError, ErrorBody};
-
-use crate::audit::AuditLog;
-use crate::auth::Authenticator;
-use crate::clock::SharedClock;
-use crate::config::Settings;
-use crate::crypto::signing::ServerSigner;
-use crate::db::Database;
-use crate::release::ReleaseService;
-use crate::storage::SharedStore;
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The database.
-    pub db: Database,
-    /// The object store.
-    pub store: SharedStore,
-    /// The access log.
-    pub audit: AuditLog,
-    /// The injected clock.
-    pub clock: SharedClock,
-    /// Identity and access.
-    pub auth: Authenticator,
-    /// The effective settings.
-    pub settings: Arc<Settings>,
-    /// The server's Ed25519 signing key (letters, manifests).
-    pub signer: ServerSigner,
-    /// Requests, the release lifecycle and DUAs.
-    pub releases: ReleaseService,
-    /// The master identity wrapping every release identity.
-    pub master: Arc<crate::crypto::master::MasterIdentity>,
-    /// The durable job queue.
-    pub jobs: crate::jobs::JobQueue,
-}
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
