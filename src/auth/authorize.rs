@@ -131,6 +131,9 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::Recipient, Action::ReadRelease, Scope::OwnOrganization),
     (Role::Recipient, Action::CreateRequest, Scope::Any),
     (Role::Recipient, Action::ListReleases, Scope::Any),
+    // Release transitions: this table is the only place that says which person may perform
+    // which (the state machine only says which ones the server performs itself).
+    // The applicant files and withdraws its own application (seed 001 section 3.2).
     (
         Role::Recipient,
         Action::TransitionRelease(Transition::Submit),
@@ -142,6 +145,7 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
         Scope::OwnOrganization,
     ),
     (Role::ItStaff, Action::ListReleases, Scope::Any),
+    // "IT processes the data extract" (seed 000 step 6).
     (
         Role::ItStaff,
         Action::TransitionRelease(Transition::StartExtraction),
@@ -153,6 +157,12 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
         Scope::Any,
     ),
     (Role::ExecutiveDirector, Action::ListReleases, Scope::Any),
+    // Review is done by the director "or designee" (seed 001 sections 6.2 C, 7.2 C); the
+    // privacy officer is the designee for the compliance review (seed 000 steps 2-4). Denial
+    // (seed 001 section 3.3 F) and final approval (`ApproveRelease`) are the director's alone;
+    // the director signs the DUA, which the privacy officer may also record; the director stops
+    // access (sections 3.3 K, 4.3 I) and directs destruction (section 4.3 K); the privacy
+    // officer checks the recipients' certificates of destruction against the access log.
     (
         Role::ExecutiveDirector,
         Action::TransitionRelease(Transition::StartReview),

@@ -19,8 +19,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::role::Role;
-
 /// A release (one data request and everything decided about it).
 // Kept here rather than in `ids.rs` because that file belongs to the identity work in progress;
 // it should move there (same shape as the other typed ids) once that lands.
@@ -264,16 +262,6 @@ pub enum Transition {
     ConfirmDestruction,
 }
 
-/// Who performs a transition: a person holding a role, or the server itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Performer {
-    /// A signed-in person holding this role (and passing the caller's other checks, such as
-    /// "not for their own organization").
-    Person(Role),
-    /// The server: the extract job or a scheduled job, never on a person's request.
-    System,
-}
-
 impl Transition {
     /// Every transition, in lifecycle order.
     pub const ALL: [Transition; 14] = [
@@ -313,53 +301,24 @@ impl Transition {
         }
     }
 
-    /// Who may perform this transition. Anyone else is refused by the caller.
-    pub fn performers(self) -> &'static [Performer] {
-        use Performer::{Person, System};
-        match self {
-            // The applicant files and withdraws its own application (seed 001 section 3.2).
-            Transition::Submit | Transition::Withdraw => &[Person(Role::Recipient)],
-            // Review is done by the director "or designee" (seed 001 sections 6.2 C, 7.2 C); the
-            // privacy officer is the designee for the compliance review (seed 000 steps 2-4).
-            Transition::StartReview => &[
-                Person(Role::ExecutiveDirector),
-                Person(Role::PrivacyOfficer),
-            ],
-            // Final approval is the director's alone (seed 000 step 4; issue 5), and so is the
-            // authority to deny (seed 001 section 3.3 F). A subcommittee denial is recorded by
-            // the director.
-            Transition::Approve | Transition::Deny => &[Person(Role::ExecutiveDirector)],
-            // The agency's side of the DUA: the director signs; the privacy officer tracks DUAs
-            // (PRODUCT.md, "Users and their jobs") and may record the executed agreement.
-            Transition::ExecuteDua => &[
-                Person(Role::ExecutiveDirector),
-                Person(Role::PrivacyOfficer),
-            ],
-            // "IT processes the data extract" (seed 000 step 6): over the API, or from the
-            // server's shell (`steward jobs start|cancel|retry`), where the operator acts as
-            // the server; a cancelled extract job also hands the release back itself.
-            Transition::StartExtraction | Transition::CancelExtraction => {
-                &[Person(Role::ItStaff), System]
-            }
-            // Only the job knows whether every file was sealed and stored.
-            Transition::ExtractionFinished | Transition::ExtractionFailed => &[System],
-            // Expiry follows the DUA's dates; a person cannot expire a release early (that is a
-            // revocation, which is logged as one).
-            Transition::Expire => &[System],
-            // Seed 001 sections 3.3 K, 4.3 I: the executive director stops access.
-            Transition::Revoke => &[Person(Role::ExecutiveDirector)],
-            // Directed by the director (seed 001 section 4.3 K), or issued by the expiry job
-            // where configured (issue 5, "Expiry").
-            Transition::DemandDestruction => &[Person(Role::ExecutiveDirector), System],
-            // The privacy officer checks the recipients' certificates against the access log
-            // (PRODUCT.md, "Encryption and keys", destruction).
-            Transition::ConfirmDestruction => &[Person(Role::PrivacyOfficer)],
-        }
-    }
-
-    /// Whether a person holding `role` may perform this transition.
-    pub fn allowed_for(self, role: Role) -> bool {
-        self.performers().contains(&Performer::Person(role))
+    /// Whether the server itself performs this transition (the extract job, a scheduled job,
+    /// the operator at the server's shell). Which people may perform one is decided by
+    /// `auth::authorize` from its one table, `GRANTS`.
+    pub fn system_performs(self) -> bool {
+        matches!(
+            self,
+            // `steward jobs start|cancel` at the shell; a cancelled job hands its release back.
+            Transition::StartExtraction
+                | Transition::CancelExtraction
+                // Only the job knows whether every file was sealed and stored.
+                | Transition::ExtractionFinished
+                | Transition::ExtractionFailed
+                // Expiry follows the DUA's dates; a person cannot expire a release early (that
+                // is a revocation, which is logged as one).
+                | Transition::Expire
+                // Issued by the expiry job where configured (issue 5, "Expiry").
+                | Transition::DemandDestruction
+        )
     }
 }
 
@@ -571,45 +530,19 @@ mod tests {
     }
 
     #[test]
-    fn who_performs_each_transition() {
-        use Performer::{Person, System};
-        use Role::*;
-        let table: &[(Transition, &[Performer])] = &[
-            (T::Submit, &[Person(Recipient)]),
-            (
-                T::StartReview,
-                &[Person(ExecutiveDirector), Person(PrivacyOfficer)],
-            ),
-            (T::Approve, &[Person(ExecutiveDirector)]),
-            (T::Deny, &[Person(ExecutiveDirector)]),
-            (T::Withdraw, &[Person(Recipient)]),
-            (
-                T::ExecuteDua,
-                &[Person(ExecutiveDirector), Person(PrivacyOfficer)],
-            ),
-            (T::StartExtraction, &[Person(ItStaff), System]),
-            (T::ExtractionFinished, &[System]),
-            (T::ExtractionFailed, &[System]),
-            (T::CancelExtraction, &[Person(ItStaff), System]),
-            (T::Expire, &[System]),
-            (T::Revoke, &[Person(ExecutiveDirector)]),
-            (T::DemandDestruction, &[Person(ExecutiveDirector), System]),
-            (T::ConfirmDestruction, &[Person(PrivacyOfficer)]),
-        ];
-        assert_eq!(table.len(), T::ALL.len());
-        for (t, want) in table {
-            assert_eq!(t.performers(), *want, "{t}");
-        }
-        // Separation of duties (PRODUCT.md): IT staff and administrators never approve, and
-        // nobody but the director approves.
-        for role in Role::ALL {
-            assert_eq!(
-                T::Approve.allowed_for(role),
-                role == ExecutiveDirector,
-                "{role}"
-            );
-        }
-        assert!(T::ALL.into_iter().all(|t| !t.allowed_for(Admin)));
+    fn the_server_performs_only_its_own_transitions() {
+        let system: Vec<Transition> = T::ALL.into_iter().filter(|t| t.system_performs()).collect();
+        assert_eq!(
+            system,
+            [
+                T::StartExtraction,
+                T::ExtractionFinished,
+                T::ExtractionFailed,
+                T::CancelExtraction,
+                T::Expire,
+                T::DemandDestruction,
+            ]
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::domain::dua::{
 };
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::level::Level;
-use crate::domain::release::{IllegalTransition, Performer, ReleaseId, ReleaseStatus, Transition};
+use crate::domain::release::{IllegalTransition, ReleaseId, ReleaseStatus, Transition};
 use crate::domain::request::{DataRequest, RequestError};
 use crate::policy::{Catalog, ElementId, FileType, Policy};
 
@@ -610,7 +610,7 @@ impl ReleaseService {
     ) -> Result<(), ServiceError> {
         match caller {
             Caller::Person(_) => self.authorize(caller, action_for(transition), &record.facts()),
-            Caller::System if transition.performers().contains(&Performer::System) => Ok(()),
+            Caller::System if transition.system_performs() => Ok(()),
             Caller::System => Err(ServiceError::Forbidden(Denied(Reason::new(
                 "only a person may perform this transition",
             )))),
