@@ -93,6 +93,9 @@ pub enum Resource<'a> {
 /// The facts about a release that decide who may see or approve it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseFacts {
+    /// The release, when it exists: denials are logged against it (never for an id that
+    /// exists nowhere, which would say whether it does).
+    pub release: Option<uuid::Uuid>,
     /// The organization that requested it.
     pub requesting_org: OrgId,
     /// The user who requested it.

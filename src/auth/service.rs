@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
 
-use super::authorize::{authorize, Action, Denied, Resource};
+use super::authorize::{authorize, Action, Denied, ReleaseFacts, Resource};
 use super::keys::parse_recipient_key;
 use super::password::{generate_password, PasswordHasher};
 use super::tokens::{self, Claims, TokenKind, API_TOKEN_PREFIX};
@@ -171,10 +171,19 @@ impl Authenticator {
         match authorize(principal, action, resource) {
             Ok(()) => Ok(()),
             Err(denied) => {
+                // Against what was refused: the release or the account when known, else the
+                // route.
+                let target = match resource {
+                    Resource::Release(ReleaseFacts {
+                        release: Some(id), ..
+                    }) => Target::Release { id: *id, entry: 0 },
+                    Resource::OwnedBy(owner) => Target::User(owner.0),
+                    _ => Target::Route(route),
+                };
                 let event = AccessEvent::new(
                     Actor::User(principal.user_id.0),
                     Logged::Authorization,
-                    Target::Route(route),
+                    target,
                     Outcome::Denied,
                 )
                 .with_reason(denied.0)

@@ -161,6 +161,7 @@ impl ReleaseRecord {
     /// The facts authorization decides on.
     pub fn facts(&self) -> ReleaseFacts {
         ReleaseFacts {
+            release: Some(self.row.id.0),
             requesting_org: self.row.org_id,
             requested_by: self.row.requested_by,
             named_recipients: self
@@ -181,6 +182,7 @@ impl ReleaseRecord {
 /// exist, so a caller who may not read a release cannot tell "absent" from "not yours".
 pub fn nobody_facts() -> ReleaseFacts {
     ReleaseFacts {
+        release: None,
         requesting_org: OrgId(uuid::Uuid::nil()),
         requested_by: UserId(uuid::Uuid::nil()),
         named_recipients: Vec::new(),

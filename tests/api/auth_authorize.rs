@@ -24,6 +24,7 @@ fn separation_of_duties() {
     let university = OrgId::new_random();
     let researcher = principal(university, &[Role::Recipient]);
     let release = ReleaseFacts {
+        release: None,
         requesting_org: university,
         requested_by: researcher.user_id,
         named_recipients: vec![researcher.user_id],
@@ -71,6 +72,7 @@ fn recipients_reach_only_releases_naming_them() {
     let named = principal(university, &[Role::Recipient]);
     let colleague = principal(university, &[Role::Recipient]);
     let release = ReleaseFacts {
+        release: None,
         requesting_org: university,
         requested_by: named.user_id,
         named_recipients: vec![named.user_id],
@@ -122,6 +124,7 @@ fn own_things_only_and_deny_by_default() {
 fn separation_of_duties_looks_at_every_role_held_not_the_tokens_subset() {
     let agency = OrgId::new_random();
     let release = ReleaseFacts {
+        release: None,
         requesting_org: OrgId::new_random(),
         requested_by: UserId::new_random(),
         named_recipients: Vec::new(),
@@ -149,6 +152,7 @@ fn separation_of_duties_covers_committee_dua_denial_and_revocation() {
     use steward::domain::release::Transition;
     let university = OrgId::new_random();
     let release = ReleaseFacts {
+        release: None,
         requesting_org: university,
         requested_by: UserId::new_random(),
         named_recipients: Vec::new(),

@@ -131,3 +131,48 @@ async fn granted_reads_of_a_release_are_logged(db: Db) {
         .all(|r| r.outcome == "granted" && r.actor.contains(&p.requester.0.id.to_string())));
     assert!(reads.iter().all(|r| r.target.contains(&id)));
 }
+
+on_both_databases!(a_denial_about_a_release_is_logged_against_it);
+
+/// Finding 12: a denial was logged against the route template, not the release it was about.
+async fn a_denial_about_a_release_is_logged_against_it(db: Db) {
+    let app = spawn_app(db).await;
+    let p = people(&app).await;
+    let id = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0801").await;
+    let response = app
+        .call(
+            "POST",
+            &format!("/api/v1/releases/{id}/revoke"),
+            Some(&p.it.1.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    let denial = app
+        .events_after(0)
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| r.action == "authorization" && r.outcome == "denied")
+        .expect("the denial is logged");
+    assert_eq!(denial.target, format!("release:{id}#0"));
+    // For an id that exists nowhere, the route: the log says nothing of what exists.
+    let nowhere = uuid::Uuid::new_v4();
+    let response = app
+        .call(
+            "POST",
+            &format!("/api/v1/releases/{nowhere}/revoke"),
+            Some(&p.it.1.access_token),
+            None,
+        )
+        .await;
+    assert!(response.status() == 403 || response.status() == 404);
+    let denial = app
+        .events_after(0)
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| r.action == "authorization" && r.outcome == "denied")
+        .unwrap();
+    assert!(denial.target.starts_with("route:"), "{}", denial.target);
+}

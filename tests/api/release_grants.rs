@@ -26,6 +26,7 @@ use steward::release::action_for;
 fn grants_give_each_transition_to_exactly_its_performers() {
     assert!(!GRANTS.is_empty());
     let facts = ReleaseFacts {
+        release: None,
         requesting_org: OrgId(uuid::Uuid::from_u128(1)),
         requested_by: UserId(uuid::Uuid::from_u128(2)),
         named_recipients: Vec::new(),
