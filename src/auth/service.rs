@@ -196,8 +196,9 @@ impl Authenticator {
 
     // ----- organizations and users -----
 
-    /// Creates an organization.
-    pub async fn create_org(&self, by: &By, name: &str) -> Result<OrgRow, AuthError> {
+    /// Creates an organization; `agency` marks it as the agency, whose people alone hold staff
+    /// roles in force (only the shell and bootstrap mark one).
+    pub async fn create_org(&self, by: &By, name: &str, agency: bool) -> Result<OrgRow, AuthError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(AuthError::Invalid(
@@ -213,6 +214,7 @@ impl Authenticator {
         let org = OrgRow {
             id: OrgId::new_random(),
             name: name.to_owned(),
+            agency,
             created_at: self.clock.now(),
         };
         users::insert_org(&self.db, &org).await?;
@@ -325,7 +327,7 @@ impl Authenticator {
             ));
         }
         if users::find_org(&self.db, org_name.trim()).await?.is_none() {
-            self.create_org(&By::system(), org_name).await?;
+            self.create_org(&By::system(), org_name, true).await?;
         }
         let account = self
             .create_user(&By::system(), username, username, org_name, &[Role::Admin])
@@ -966,6 +968,23 @@ impl Authenticator {
         (closed, over)
     }
 
+    /// The roles a user holds that are in force: staff roles count only for people of the
+    /// agency, so a director of a requesting organization directs nothing at the agency.
+    async fn roles_in_force(&self, user: &UserRow) -> Result<Vec<Role>, AuthError> {
+        if !user.roles.iter().any(|r| r.is_staff()) {
+            return Ok(user.roles.clone());
+        }
+        let agency = users::find_org(&self.db, &user.org_id.to_string())
+            .await?
+            .is_some_and(|org| org.agency);
+        Ok(user
+            .roles
+            .iter()
+            .copied()
+            .filter(|r| agency || !r.is_staff())
+            .collect())
+    }
+
     /// The session named by verified claims, if it is still live and its user enabled.
     async fn live_session(
         &self,
@@ -1068,11 +1087,12 @@ impl Authenticator {
         let user = users::find_by_id(&self.db, session.user_id)
             .await?
             .ok_or(AuthError::NotFound(NOT_FOUND_USER))?;
+        let roles = self.roles_in_force(&user).await?;
         Ok(Principal {
             user_id: user.id,
             org_id: user.org_id,
             held_roles: user.roles.clone(),
-            roles: user.roles,
+            roles,
             must_change_password: user.must_change_password,
             credential: Credential::Session {
                 session: session.id,
@@ -1116,12 +1136,13 @@ impl Authenticator {
                 .refuse(actor, route, Reason::new("user disabled"), client)
                 .await);
         };
-        // Scoped to the owner's roles: never more than they hold today.
+        // Scoped to the owner's roles in force: never more than they hold today.
+        let in_force = self.roles_in_force(&user).await?;
         let roles = row
             .roles
             .iter()
             .copied()
-            .filter(|r| user.roles.contains(r))
+            .filter(|r| in_force.contains(r))
             .collect();
         Ok(Principal {
             user_id: user.id,

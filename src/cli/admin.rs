@@ -90,6 +90,10 @@ pub enum OrgCommand {
     Add {
         /// Its unique name.
         name: String,
+        /// Mark it as the agency: staff roles are in force only for its people (bootstrap marks
+        /// the first administrator's organization).
+        #[arg(long)]
+        agency: bool,
     },
     /// List organizations.
     List,
@@ -169,17 +173,25 @@ async fn execute(auth: &Authenticator, command: AdminCommand) -> Result<(), Admi
             auth.unlock_user(&By::system(), found.id).await?;
             println!("user {} unlocked", found.username);
         }
-        AdminCommand::Org(OrgCommand::Add { name }) => {
-            let org = auth.create_org(&By::system(), &name).await?;
-            println!("{}  {}", org.id, org.name);
+        AdminCommand::Org(OrgCommand::Add { name, agency }) => {
+            let org = auth.create_org(&By::system(), &name, agency).await?;
+            println!("{}  {}{}", org.id, org.name, agency_mark(&org));
         }
         AdminCommand::Org(OrgCommand::List) => {
             for org in auth.list_orgs().await? {
-                println!("{}  {}", org.id, org.name);
+                println!("{}  {}{}", org.id, org.name, agency_mark(&org));
             }
         }
     }
     Ok(())
+}
+
+fn agency_mark(org: &crate::db::users::OrgRow) -> &'static str {
+    if org.agency {
+        "  (agency)"
+    } else {
+        ""
+    }
 }
 
 /// Prints a new account's one-time secrets to stdout (never to the log).

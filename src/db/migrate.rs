@@ -62,6 +62,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_must_change_password.sql"),
         postgres: include_str!("../../migrations/postgres/0008_must_change_password.sql"),
     },
+    Migration {
+        version: 9,
+        name: "agency",
+        sqlite: include_str!("../../migrations/sqlite/0009_agency.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_agency.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -15,6 +15,8 @@ pub struct OrgRow {
     pub id: OrgId,
     /// Its unique name.
     pub name: String,
+    /// Whether it is the agency, whose people alone may hold staff roles in force.
+    pub agency: bool,
     /// When it was created.
     pub created_at: OffsetDateTime,
 }
@@ -79,10 +81,11 @@ const USER_COLUMNS: &str = "id, org_id, username, display_name, password_hash, t
 
 /// Creates an organization.
 pub async fn insert_org(db: &Database, org: &OrgRow) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO organizations (id, name, created_at, agency) VALUES ($1, $2, $3, $4)")
         .bind(org.id.to_string())
         .bind(&org.name)
         .bind(timestamp::encode(org.created_at)?)
+        .bind(i64::from(org.agency))
         .execute(db.pool())
         .await?;
     Ok(())
@@ -90,7 +93,7 @@ pub async fn insert_org(db: &Database, org: &OrgRow) -> Result<(), DbError> {
 
 /// Every organization, by name.
 pub async fn list_orgs(db: &Database) -> Result<Vec<OrgRow>, DbError> {
-    let rows = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY name")
+    let rows = sqlx::query("SELECT id, name, agency, created_at FROM organizations ORDER BY name")
         .fetch_all(db.pool())
         .await?;
     rows.iter().map(org_from_row).collect()
@@ -98,11 +101,12 @@ pub async fn list_orgs(db: &Database) -> Result<Vec<OrgRow>, DbError> {
 
 /// The organization with this id or name.
 pub async fn find_org(db: &Database, id_or_name: &str) -> Result<Option<OrgRow>, DbError> {
-    let row =
-        sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1 OR name = $1")
-            .bind(id_or_name)
-            .fetch_optional(db.pool())
-            .await?;
+    let row = sqlx::query(
+        "SELECT id, name, agency, created_at FROM organizations WHERE id = $1 OR name = $1",
+    )
+    .bind(id_or_name)
+    .fetch_optional(db.pool())
+    .await?;
     row.as_ref().map(org_from_row).transpose()
 }
 
@@ -110,6 +114,7 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRow, DbError> {
     Ok(OrgRow {
         id: parse_id(row, "id").map(OrgId)?,
         name: row.try_get("name")?,
+        agency: row.try_get::<i64, _>("agency")? != 0,
         created_at: timestamp::decode(&row.try_get::<String, _>("created_at")?)?,
     })
 }

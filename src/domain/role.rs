@@ -27,6 +27,11 @@ pub enum Role {
 pub struct ParseRoleError(pub String);
 
 impl Role {
+    /// Whether this is a staff role, in force only for people of the agency.
+    pub fn is_staff(self) -> bool {
+        self != Role::Recipient
+    }
+
     /// Every role.
     pub const ALL: [Role; 5] = [
         Role::Recipient,

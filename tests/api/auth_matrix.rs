@@ -106,8 +106,10 @@ async fn every_route_every_role(db: Db) {
     let app = spawn_app(db).await;
     let mut sessions: Vec<(Role, Session)> = Vec::new();
     for role in Role::ALL {
+        // Staff work at the agency; recipients at another organization.
+        let org = if role.is_staff() { "Agency" } else { "Org A" };
         let user = app
-            .create_user(&format!("u_{}", role.as_str()), "Org A", &[role])
+            .create_user(&format!("u_{}", role.as_str()), org, &[role])
             .await;
         sessions.push((role, app.login(&user).await));
     }

@@ -371,7 +371,8 @@ impl TestApp {
         }
         self.state
             .auth
-            .create_org(&steward::auth::By::system(), name)
+            // "Agency" is the agency in every test: its people hold staff roles in force.
+            .create_org(&steward::auth::By::system(), name, name == "Agency")
             .await
             .expect("org created")
             .id

@@ -176,3 +176,66 @@ async fn a_denial_about_a_release_is_logged_against_it(db: Db) {
         .unwrap();
     assert!(denial.target.starts_with("route:"), "{}", denial.target);
 }
+
+on_both_databases!(staff_roles_outside_the_agency_are_not_in_force);
+
+/// Finding 4: staff roles applied to every organization: a requesting organization's
+/// executive director approved, denied and revoked another organization's releases.
+async fn staff_roles_outside_the_agency_are_not_in_force(db: Db) {
+    let app = spawn_app(db).await;
+    let p = people(&app).await;
+    // Another organization's request, in review.
+    let created = expect(
+        &app,
+        "POST",
+        "/api/v1/requests",
+        &p.outsider.1,
+        Some(&level_one_request()),
+        201,
+    )
+    .await;
+    let base = format!("/api/v1/releases/{}", created["id"].as_str().unwrap());
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/submit"),
+        &p.outsider.1,
+        None,
+        200,
+    )
+    .await;
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/review"),
+        &p.privacy.1,
+        None,
+        200,
+    )
+    .await;
+    // The university's "director" decides nothing about it.
+    for action in ["approve", "deny"] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            &format!("{base}/{action}"),
+            &p.director_of_university.1,
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "{action}: {body}");
+    }
+    // No role of theirs is in force at all: not even their own account is theirs to see.
+    let (status, _) = call(&app, "GET", "/api/v1/me", &p.director_of_university.1, None).await;
+    assert_eq!(status, 403);
+    // The agency's director still does.
+    expect(
+        &app,
+        "POST",
+        &format!("{base}/deny"),
+        &p.director.1,
+        Some(&json!({ "reason": "outside the agency's scope" })),
+        200,
+    )
+    .await;
+}

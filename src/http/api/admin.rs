@@ -147,7 +147,8 @@ pub(super) async fn create_org(
     a.authorize(&state, Action::CreateOrganization, &Resource::Directory)
         .await?;
     let body: NewOrgBody = parse_json(&body)?;
-    let org = state.auth.create_org(&actor(&a), &body.name).await?;
+    // Over HTTPS an organization is never the agency: only bootstrap and the shell mark it.
+    let org = state.auth.create_org(&actor(&a), &body.name, false).await?;
     Ok((StatusCode::CREATED, Json(org.into())))
 }
 
