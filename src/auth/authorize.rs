@@ -8,7 +8,7 @@ use crate::domain::ids::{OrgId, UserId};
 use crate::domain::release::Transition;
 use crate::domain::role::Role;
 
-use super::Principal;
+use super::{Credential, Principal};
 
 /// Something a principal may try to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,6 +271,13 @@ pub fn authorize(
     {
         return Err(Denied(Reason::new(
             "change the one-time password before anything else",
+        )));
+    }
+    // A token minted by a token could outlive it (and any limit on it): only a person signed
+    // in with a password and a second factor makes tokens.
+    if action == Action::CreateApiToken && matches!(principal.credential, Credential::ApiToken(_)) {
+        return Err(Denied(Reason::new(
+            "API tokens cannot create API tokens; sign in to make one",
         )));
     }
     let granted = principal.roles.iter().any(|&role| {

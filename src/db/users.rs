@@ -302,6 +302,7 @@ pub async fn lock_if_reached(
     db: &Database,
     id: UserId,
     limit: i64,
+    now: OffsetDateTime,
     until: impl Fn(i64) -> OffsetDateTime,
 ) -> Result<bool, DbError> {
     let Some(user) = find_by_id(db, id).await? else {
@@ -312,12 +313,14 @@ pub async fn lock_if_reached(
     }
     let locked = sqlx::query(
         "UPDATE users SET failed_logins = 0, lockouts = lockouts + 1, locked_until = $3 \
-         WHERE id = $1 AND failed_logins >= $2 AND lockouts = $4",
+         WHERE id = $1 AND failed_logins >= $2 AND lockouts = $4 \
+         AND (locked_until IS NULL OR locked_until <= $5)",
     )
     .bind(id.to_string())
     .bind(limit)
     .bind(timestamp::encode(until(user.lockouts))?)
     .bind(user.lockouts)
+    .bind(timestamp::encode(now)?)
     .execute(db.pool())
     .await?;
     Ok(locked.rows_affected() == 1)

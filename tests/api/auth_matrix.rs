@@ -184,3 +184,104 @@ async fn every_route_every_role(db: Db) {
         .sum();
     assert_eq!(denials, expected_denials);
 }
+
+on_both_databases!(the_matrix_holds_for_token_subsets_outside_staff_and_own_roles);
+
+/// The same routes for three more callers, each expected from the matrix above:
+/// - an API token limited to `executive_director`, of a user who also holds `it_staff`: the
+///   director's column, except approval (separation of duties looks at every role held) and
+///   making tokens (a token cannot make tokens);
+/// - an executive director of another organization than the agency: no role in force, so every
+///   authenticated route is denied;
+/// - an administrator changing their own roles: denied, though they may change others'.
+async fn the_matrix_holds_for_token_subsets_outside_staff_and_own_roles(db: Db) {
+    let app = spawn_app(db).await;
+    let both = app
+        .create_user("dual", "Agency", &[Role::ItStaff, Role::ExecutiveDirector])
+        .await;
+    let session = app.login(&both).await;
+    let response = app
+        .post_json(
+            "/api/v1/me/tokens",
+            Some(&session.access_token),
+            &serde_json::json!({ "name": "director only", "expires_in_days": 1, "roles": ["executive_director"] }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let token: serde_json::Value = response.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let outside = app
+        .create_user("outside_director", "University", &[Role::ExecutiveDirector])
+        .await;
+    let outside = app.login(&outside).await;
+    let target = app.create_user("target", "Org B", &[Role::Recipient]).await;
+    let any_id = uuid::Uuid::new_v4().to_string();
+    let director = 2; // the executive director's column
+    for (method, template, expected) in MATRIX {
+        if *template == "/api/v1/auth/logout" {
+            continue; // it would end the sessions the other rows use
+        }
+        let access = ROUTES
+            .iter()
+            .find(|r| r.method == *method && r.path == *template)
+            .expect("served")
+            .access;
+        let path = if template.contains("/users/{id}") {
+            template.replace("{id}", &target.id.to_string())
+        } else {
+            template.replace("{id}", &any_id)
+        };
+        let body = if *template == "/api/v1/auth/refresh" {
+            Some(serde_json::json!({ "refresh_token": "not-a-token" }))
+        } else {
+            (*method != "GET" && *method != "DELETE").then(|| serde_json::json!({}))
+        };
+        let token_allowed = expected[director]
+            && *template != "/api/v1/releases/{id}/approve"
+            && !(*method == "POST" && *template == "/api/v1/me/tokens");
+        let outside_allowed = access == Access::Public;
+        for (caller, credential, allowed) in [
+            ("token subset", token.as_str(), token_allowed),
+            (
+                "outside director",
+                outside.access_token.as_str(),
+                outside_allowed,
+            ),
+        ] {
+            let status = app
+                .call(method, &path, Some(credential), body.as_ref())
+                .await
+                .status()
+                .as_u16();
+            if allowed {
+                assert!(
+                    status != 403 && (status != 401 || access == Access::Public),
+                    "{method} {template} as {caller} should be allowed, got {status}"
+                );
+            } else {
+                assert_eq!(
+                    status, 403,
+                    "{method} {template} as {caller} should be denied"
+                );
+            }
+        }
+    }
+    let admin = app
+        .create_user("self_admin", "Agency", &[Role::Admin])
+        .await;
+    let admin_session = app.login(&admin).await;
+    let roles = serde_json::json!({ "roles": ["admin", "executive_director"] });
+    for (user, expected) in [(admin.id, 403), (target.id, 200)] {
+        let status = app
+            .call(
+                "PUT",
+                &format!("/api/v1/admin/users/{user}/roles"),
+                Some(&admin_session.access_token),
+                Some(&roles),
+            )
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(status, expected, "roles of {user}");
+    }
+}
