@@ -71,6 +71,8 @@ pub enum Action {
     CancelJob,
     /// Queue a failed or cancelled job again.
     RetryJob,
+    /// Download a file of an available release (decided on [`DownloadFacts`]).
+    DownloadFile,
 }
 
 /// What an action is applied to.
@@ -88,6 +90,27 @@ pub enum Resource<'a> {
     ServerKeys,
     /// The job queue as a whole (jobs carry no personal data and belong to no organization).
     Jobs,
+    /// A file of a release, with the facts a download is decided on.
+    Download(&'a DownloadFacts),
+}
+
+/// What a download is decided on, loaded for the file, the caller and the moment: the release
+/// (named recipients), its status, the DUA in force and its terms, how many complete
+/// downloads of this file the caller has, where the request comes from, and today's date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadFacts {
+    /// The release the file belongs to.
+    pub release: ReleaseFacts,
+    /// Its lifecycle status.
+    pub status: crate::domain::release::ReleaseStatus,
+    /// The DUA in force, if any.
+    pub dua: Option<crate::domain::dua::DuaTerms>,
+    /// Complete downloads of this file by the caller so far.
+    pub completed_downloads: u32,
+    /// The client's address.
+    pub client: Option<std::net::IpAddr>,
+    /// Today (the injected clock's).
+    pub today: time::Date,
 }
 
 /// The facts about a release that decide who may see or approve it.
@@ -217,6 +240,8 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::PrivacyOfficer, Action::NarrowRelease, Scope::Any),
     (Role::PrivacyOfficer, Action::AmendDua, Scope::Any),
     (Role::Recipient, Action::ReadSigningKey, Scope::Any),
+    // Data leaves only to the people a DUA names, and only on its terms (`download_terms`).
+    (Role::Recipient, Action::DownloadFile, Scope::NamedRecipient),
     (Role::ItStaff, Action::ReadSigningKey, Scope::Any),
     (Role::ExecutiveDirector, Action::ReadSigningKey, Scope::Any),
     (Role::PrivacyOfficer, Action::ReadSigningKey, Scope::Any),
@@ -299,6 +324,45 @@ pub fn authorize(
     if action == Action::SetRoles && *resource == Resource::OwnedBy(principal.user_id) {
         return Err(Denied(Reason::new("nobody changes their own roles")));
     }
+    if let (Action::DownloadFile, Resource::Download(facts)) = (action, resource) {
+        download_terms(facts)?;
+    }
+    Ok(())
+}
+
+/// The DUA's terms for one download (seed 001 sections 3.3 G-K, 4.3): the release is available,
+/// a DUA is in force today, the client is inside its networks, and the caller has downloads of
+/// this file left.
+fn download_terms(facts: &DownloadFacts) -> Result<(), Denied> {
+    use crate::domain::release::ReleaseStatus;
+    if facts.status != ReleaseStatus::Available {
+        return Err(Denied(Reason::new(
+            "the release is not available for download",
+        )));
+    }
+    let Some(dua) = &facts.dua else {
+        return Err(Denied(Reason::new("the release has no DUA in force")));
+    };
+    if facts.today < dua.effective {
+        return Err(Denied(Reason::new("the DUA is not in force yet")));
+    }
+    if facts.today > dua.expiry {
+        return Err(Denied(Reason::new("the DUA has expired")));
+    }
+    let inside = match &dua.networks {
+        crate::domain::dua::Networks::Any => true,
+        restricted => facts.client.is_some_and(|ip| restricted.allows(ip)),
+    };
+    if !inside {
+        return Err(Denied(Reason::new(
+            "the client address is outside the DUA's allowed networks",
+        )));
+    }
+    if facts.completed_downloads >= dua.download_limit.get() {
+        return Err(Denied(Reason::new(
+            "the DUA's download limit for this file is reached",
+        )));
+    }
     Ok(())
 }
 
@@ -328,6 +392,9 @@ fn in_scope(principal: &Principal, scope: Scope, resource: &Resource<'_>) -> boo
         (Scope::Own, Resource::OwnedBy(owner)) => *owner == principal.user_id,
         (Scope::NamedRecipient, Resource::Release(facts)) => {
             facts.named_recipients.contains(&principal.user_id)
+        }
+        (Scope::NamedRecipient, Resource::Download(facts)) => {
+            facts.release.named_recipients.contains(&principal.user_id)
         }
         (Scope::OwnOrganization, Resource::Release(facts)) => {
             facts.requested_by == principal.user_id

@@ -198,3 +198,109 @@ fn nobody_changes_their_own_roles() {
     )
     .is_ok());
 }
+
+/// Issue 12: the decisions a download needs (DUA status, term, named users, networks, quota)
+/// are taken by the one authorization function, on facts loaded for the file.
+#[test]
+fn a_download_is_decided_on_the_duas_terms() {
+    use steward::auth::authorize::DownloadFacts;
+    use steward::domain::dua::{Cidr, DownloadLimit, DuaNumber, DuaTerms, Networks};
+    use steward::domain::release::ReleaseStatus;
+    use time::macros::date;
+    let university = OrgId::new_random();
+    let named = principal(university, &[Role::Recipient]);
+    let colleague = principal(university, &[Role::Recipient]);
+    let terms = DuaTerms {
+        number: DuaNumber::parse("DUA-2026-0001").unwrap(),
+        effective: date!(2026 - 03 - 01),
+        expiry: date!(2026 - 12 - 31),
+        authorized_users: [named.user_id].into_iter().collect(),
+        responsible: named.user_id,
+        download_limit: DownloadLimit::new(3).unwrap(),
+        networks: Networks::only([Cidr::parse("192.0.2.0/24").unwrap()]).unwrap(),
+        destruction_days: 30,
+    };
+    let facts = DownloadFacts {
+        release: ReleaseFacts {
+            release: None,
+            requesting_org: university,
+            requested_by: named.user_id,
+            named_recipients: vec![named.user_id],
+        },
+        status: ReleaseStatus::Available,
+        dua: Some(terms.clone()),
+        completed_downloads: 2,
+        client: Some("192.0.2.7".parse().unwrap()),
+        today: date!(2026 - 06 - 15),
+    };
+    let decide = |who: &Principal, facts: &DownloadFacts| {
+        authorize(who, Action::DownloadFile, &Resource::Download(facts)).map_err(|d| d.0.as_str())
+    };
+    assert_eq!(decide(&named, &facts), Ok(()));
+    assert!(decide(&colleague, &facts).is_err(), "not named by the DUA");
+    let staff = principal(
+        OrgId::new_random(),
+        &[Role::ExecutiveDirector, Role::PrivacyOfficer],
+    );
+    assert!(
+        decide(&staff, &facts).is_err(),
+        "staff read releases, they do not receive data"
+    );
+    let cases: [(&str, DownloadFacts); 6] = [
+        (
+            "the release is not available for download",
+            DownloadFacts {
+                status: ReleaseStatus::Revoked,
+                ..facts.clone()
+            },
+        ),
+        (
+            "the release has no DUA in force",
+            DownloadFacts {
+                dua: None,
+                ..facts.clone()
+            },
+        ),
+        (
+            "the DUA is not in force yet",
+            DownloadFacts {
+                today: date!(2026 - 02 - 28),
+                ..facts.clone()
+            },
+        ),
+        (
+            "the DUA has expired",
+            DownloadFacts {
+                today: date!(2027 - 01 - 01),
+                ..facts.clone()
+            },
+        ),
+        (
+            "the client address is outside the DUA's allowed networks",
+            DownloadFacts {
+                client: Some("198.51.100.1".parse().unwrap()),
+                ..facts.clone()
+            },
+        ),
+        (
+            "the DUA's download limit for this file is reached",
+            DownloadFacts {
+                completed_downloads: 3,
+                ..facts.clone()
+            },
+        ),
+    ];
+    for (reason, case) in cases {
+        assert_eq!(decide(&named, &case), Err(reason));
+    }
+    // No network restriction: any address, even an unknown one.
+    let anywhere = DownloadFacts {
+        dua: Some(DuaTerms {
+            networks: Networks::Any,
+            ..terms
+        }),
+        client: None,
+        ..facts
+    };
+    assert_eq!(decide(&named, &anywhere), Ok(()));
+}
