@@ -359,9 +359,10 @@ pub fn load_policy(settings: &Settings) -> Result<Policy, StartupError> {
     Policy::load(&settings.policy_overrides()).map_err(|e| StartupError::Policy(Box::new(e)))
 }
 
-/// Checks every configured extract source against its dataset's schema: path sources always,
-/// object sources when the store is given (on a blocking thread). Returns the datasets whose
-/// source could not be checked yet (objects, without a store).
+/// Checks configured extract sources against their datasets' schemas. Without a store: the path
+/// sources (before anything is created), returning the datasets whose source is an object and
+/// so could not be checked yet. With the store (on a blocking thread): those object sources
+/// only, the paths having been read already.
 pub fn check_sources(
     settings: &Settings,
     policy: &Policy,
@@ -380,6 +381,9 @@ pub fn check_sources(
             .ok_or_else(|| problem("no dataset schema".into()))?;
         let location = crate::extract::job::dataset_source(settings, file_type)
             .map_err(|e| problem(e.to_string()))?;
+        if store.is_some() && matches!(location, crate::extract::SourceLocation::Path(_)) {
+            continue;
+        }
         let checked = crate::extract::check_source(&location, schema, store)
             .map_err(|e| problem(e.to_string()))?;
         if !checked {

@@ -400,17 +400,13 @@ impl ExtractExecutor {
             .iter()
             .any(|(_, p, _)| p.delivers_direct_identifiers());
         if guards_direct {
-            let (found, report) = first_pass(
+            let pass = first_pass(
                 member_sources(),
                 members,
                 state.store.clone(),
                 control.clone(),
-            )
-            .await
-            .map_err(|e| extract_failed("protected-member pass", e))?;
-            members = found;
-            self.log_member_pass(job, "protected-member pass", &report)
-                .await;
+            );
+            members = self.member_pass(job, "protected-member pass", pass).await?;
         }
 
         // Written once. Rows that link a protected member to an identity the first pass had not
@@ -428,17 +424,15 @@ impl ExtractExecutor {
             .await?;
         if suspect {
             self.discard(attempt_prefix).await;
-            let (found, report) = close_links(
+            let pass = close_links(
                 member_sources(),
                 members,
                 state.store.clone(),
                 control.clone(),
-            )
-            .await
-            .map_err(|e| extract_failed("protected-member links", e))?;
-            members = found;
-            self.log_member_pass(job, "linked identities recorded; extracting again", &report)
-                .await;
+            );
+            members = self
+                .member_pass(job, "linked identities recorded; extracting again", pass)
+                .await?;
             let suspect;
             (files, suspect) = self
                 .extract_datasets(
@@ -595,7 +589,16 @@ impl ExtractExecutor {
         Ok((files, suspect))
     }
 
-    async fn log_member_pass(&self, job: &Job, what: &str, report: &MemberPassReport) {
+    /// Runs one protected-member pass and logs its counts to the job's record.
+    async fn member_pass(
+        &self,
+        job: &Job,
+        what: &str,
+        pass: impl std::future::Future<
+            Output = Result<(WithheldMembers, MemberPassReport), ExtractError>,
+        >,
+    ) -> Result<WithheldMembers, ExecutionError> {
+        let (members, report) = pass.await.map_err(|e| extract_failed(what, e))?;
         let _ = self
             .state
             .jobs
@@ -607,6 +610,7 @@ impl ExtractExecutor {
                 ),
             )
             .await;
+        Ok(members)
     }
 
     /// Deletes what earlier attempts of this release left behind: they never recorded it, so

@@ -20,7 +20,7 @@ use steward::storage::{FsStore, ObjectKey, SharedStore};
 use crate::helpers::{spawn_app_configured, Db, Store};
 use crate::on_both_databases;
 use crate::policy_support::{catalog, everything_allowed, opt_outs, schema};
-use crate::release_support::{call, expect, level_one_request, people};
+use crate::release_support::{call, in_review, level_one_request, people};
 
 /// The shipped med_claim schema for a source that has no age column: the age is derived.
 fn derived_age_schema() -> String {
@@ -317,6 +317,13 @@ fn med_elig_source(dir: &Path, bad_year: bool) -> std::path::PathBuf {
     path
 }
 
+/// IT staff start the extract of `release`.
+async fn start_extract(app: &crate::helpers::TestApp, it: &crate::helpers::Session, release: &str) {
+    let path = format!("/api/v1/releases/{release}/extract");
+    let (status, body) = call(app, "POST", &path, it, None).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+}
+
 /// A job runner over the app's queue with the extract executor, as `serve` runs one.
 fn runner(app: &crate::helpers::TestApp, name: &str) -> steward::jobs::Runner {
     steward::jobs::Runner::new(
@@ -346,15 +353,7 @@ async fn a_data_error_fails_the_job_at_once_and_returns_the_release(db: Db) {
     let app = app_with_med_elig(db, dir.path(), true).await;
     let p = people(&app).await;
     let release = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0201").await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/api/v1/releases/{release}/extract"),
-        &p.it.1,
-        None,
-    )
-    .await;
-    assert!((200..300).contains(&status), "{status} {body}");
+    start_extract(&app, &p.it.1, &release).await;
     let runner = runner(&app, "test-runner");
     let outcome = runner.run_once().await.unwrap();
     assert!(
@@ -392,34 +391,8 @@ async fn approval_is_refused_when_the_filters_select_no_row(db: Db) {
     // The synthetic eligibility covers 2022-2024; this asks for 2019-2020.
     let mut request = level_one_request();
     request["filters"] = json!({ "years": { "first": 2019, "last": 2020 } });
-    let created = expect(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        &p.requester.1,
-        Some(&request),
-        201,
-    )
-    .await;
-    let base = format!("/api/v1/releases/{}", created["id"].as_str().unwrap());
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/submit"),
-        &p.requester.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/review"),
-        &p.privacy.1,
-        None,
-        200,
-    )
-    .await;
+    let id = in_review(&app, &p.requester.1, &p.privacy.1, &request).await;
+    let base = format!("/api/v1/releases/{id}");
     let (status, body) = call(
         &app,
         "POST",
@@ -431,9 +404,7 @@ async fn approval_is_refused_when_the_filters_select_no_row(db: Db) {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "filters_select_no_rows", "{body}");
     assert!(body.to_string().contains("med_elig"), "{body}");
-    let status =
-        crate::release_support::status_of(&app, created["id"].as_str().unwrap(), &p.director.1)
-            .await;
+    let status = crate::release_support::status_of(&app, &id, &p.director.1).await;
     assert_eq!(status, "in_review", "nothing changed");
 }
 
@@ -553,15 +524,7 @@ async fn a_level_three_release_names_no_protected_member_in_any_file(db: Db) {
         "DUA-2026-0301",
     )
     .await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/api/v1/releases/{release}/extract"),
-        &p.it.1,
-        None,
-    )
-    .await;
-    assert!((200..300).contains(&status), "{status} {body}");
+    start_extract(&app, &p.it.1, &release).await;
     let runner = runner(&app, "test-runner");
     let outcome = runner.run_once().await.unwrap();
     let jobs = app.state.jobs.list(None).await.unwrap();
@@ -677,15 +640,7 @@ async fn a_job_that_succeeds_on_retry_shows_no_error(db: Db) {
     let app = app_with_med_elig(db, dir.path(), false).await;
     let p = people(&app).await;
     let release = crate::release_support::executed_level_one(&app, &p, "DUA-2026-0501").await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/api/v1/releases/{release}/extract"),
-        &p.it.1,
-        None,
-    )
-    .await;
-    assert!((200..300).contains(&status), "{status} {body}");
+    start_extract(&app, &p.it.1, &release).await;
     // The source is away for the first attempt (a mount not back yet), then returns.
     let source = dir.path().join("med_elig.csv");
     let away = dir.path().join("med_elig.csv.away");

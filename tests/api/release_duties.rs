@@ -5,7 +5,7 @@ use steward::domain::role::Role;
 
 use crate::helpers::{spawn_app, Db};
 use crate::on_both_databases;
-use crate::release_support::{call, expect, level_one_request, people};
+use crate::release_support::{call, expect, in_review, level_one_request, people};
 
 on_both_databases!(
     a_token_limited_to_the_director_role_cannot_approve_for_it_staff,
@@ -21,34 +21,8 @@ async fn a_token_limited_to_the_director_role_cannot_approve_for_it_staff(db: Db
         .create_user("dual", "Agency", &[Role::ItStaff, Role::ExecutiveDirector])
         .await;
     let session = app.login(&both).await;
-    let created = expect(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        &p.requester.1,
-        Some(&level_one_request()),
-        201,
-    )
-    .await;
-    let base = format!("/api/v1/releases/{}", created["id"].as_str().unwrap());
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/submit"),
-        &p.requester.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/review"),
-        &p.privacy.1,
-        None,
-        200,
-    )
-    .await;
+    let id = in_review(&app, &p.requester.1, &p.privacy.1, &level_one_request()).await;
+    let base = format!("/api/v1/releases/{id}");
     let (status, _) = call(&app, "POST", &format!("{base}/approve"), &session, None).await;
     assert_eq!(status, 403, "with the session");
     let response = app
@@ -185,34 +159,8 @@ async fn staff_roles_outside_the_agency_are_not_in_force(db: Db) {
     let app = spawn_app(db).await;
     let p = people(&app).await;
     // Another organization's request, in review.
-    let created = expect(
-        &app,
-        "POST",
-        "/api/v1/requests",
-        &p.outsider.1,
-        Some(&level_one_request()),
-        201,
-    )
-    .await;
-    let base = format!("/api/v1/releases/{}", created["id"].as_str().unwrap());
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/submit"),
-        &p.outsider.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/review"),
-        &p.privacy.1,
-        None,
-        200,
-    )
-    .await;
+    let id = in_review(&app, &p.outsider.1, &p.privacy.1, &level_one_request()).await;
+    let base = format!("/api/v1/releases/{id}");
     // The university's "director" decides nothing about it.
     for action in ["approve", "deny"] {
         let (status, body) = call(

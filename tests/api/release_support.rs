@@ -157,6 +157,30 @@ pub async fn executed_level_one(app: &TestApp, p: &People, number: &str) -> Stri
     execute_request(app, p, &level_one_request(), None, number).await
 }
 
+/// Files `request` as `requester`, submits it and has `reviewer` start the review; returns the
+/// release id.
+pub async fn in_review(
+    app: &TestApp,
+    requester: &Session,
+    reviewer: &Session,
+    request: &Value,
+) -> String {
+    let created = expect(
+        app,
+        "POST",
+        "/api/v1/requests",
+        requester,
+        Some(request),
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let base = format!("/api/v1/releases/{id}");
+    expect(app, "POST", &format!("{base}/submit"), requester, None, 200).await;
+    expect(app, "POST", &format!("{base}/review"), reviewer, None, 200).await;
+    id
+}
+
 /// Files `request`, then submits, reviews, records `committee` when given (Level III), approves
 /// and executes a DUA naming the requester; returns the release id.
 pub async fn execute_request(
@@ -166,35 +190,8 @@ pub async fn execute_request(
     committee: Option<&Value>,
     number: &str,
 ) -> String {
-    let created = expect(
-        app,
-        "POST",
-        "/api/v1/requests",
-        &p.requester.1,
-        Some(request),
-        201,
-    )
-    .await;
-    let id = created["id"].as_str().expect("id").to_owned();
+    let id = in_review(app, &p.requester.1, &p.privacy.1, request).await;
     let base = format!("/api/v1/releases/{id}");
-    expect(
-        app,
-        "POST",
-        &format!("{base}/submit"),
-        &p.requester.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        app,
-        "POST",
-        &format!("{base}/review"),
-        &p.privacy.1,
-        None,
-        200,
-    )
-    .await;
     if let Some(decision) = committee {
         expect(
             app,
