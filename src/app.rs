@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::audit::checkpoint::CheckpointSigner;
+use crate::audit::sequencer::{Sequencer, SequencerConfig};
 use crate::audit::{AccessEvent, Action, Actor, AuditError, AuditLog, Outcome, Target};
 use crate::auth::{AuthError, Authenticator};
 use crate::clock::SharedClock;
@@ -185,8 +187,13 @@ impl Application {
         if settings.tls.mode == TlsMode::Files {
             spawn_certificate_reloader(self.resolver.clone(), &settings)?;
         }
-        // The scheduled DUA expiry runs beside the server and stops with it.
+        // The scheduled DUA expiry and the access log's sequencer run beside the server and
+        // stop with it.
         let expiry = tokio::spawn(state.releases.clone().run_expiry());
+        let (stop_sequencer, sequencer_stop) = tokio::sync::oneshot::channel::<()>();
+        let sequencer = tokio::spawn(state.sequencer.clone().run(async {
+            let _ = sequencer_stop.await;
+        }));
         // In the embedded mode a job runner works beside the server; it stops once the server
         // has drained, and a job it was running is left to its lease (another runner retries).
         let (stop_runner, runner_stop) = tokio::sync::oneshot::channel::<()>();
@@ -226,6 +233,9 @@ impl Application {
                 Outcome::Succeeded,
             ))
             .await?;
+        // The last round integrates the stop event too.
+        let _ = stop_sequencer.send(());
+        let _ = sequencer.await;
         Ok(())
     }
 }
@@ -275,10 +285,12 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
     )));
     let master = load_master(&settings)?;
     let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
+    let sequencer = build_sequencer(&settings, &db, &clock, &signer);
     Ok(AppState {
         db,
         store,
         audit,
+        sequencer,
         clock,
         auth,
         settings,
@@ -287,6 +299,29 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         master: Arc::new(master),
         jobs,
     })
+}
+
+/// The access log's sequencer, signing checkpoints with the server's key under the configured
+/// origin.
+pub fn build_sequencer(
+    settings: &Settings,
+    db: &Database,
+    clock: &SharedClock,
+    signer: &ServerSigner,
+) -> Sequencer {
+    let audit = &settings.audit;
+    Sequencer::new(
+        db.clone(),
+        clock.clone(),
+        Arc::new(CheckpointSigner::new(&audit.origin, signer.signing_key())),
+        SequencerConfig {
+            batch: 5000,
+            checkpoint_every: audit.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(audit.checkpoint_secs),
+            interval: Duration::from_millis(audit.sequencer_interval_ms),
+            export_dir: Some(settings.checkpoint_export_dir()),
+        },
+    )
 }
 
 /// The runner timing the settings ask for.

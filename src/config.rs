@@ -97,6 +97,29 @@ pub struct Settings {
     pub extract: ExtractSettings,
     /// Key files that live outside the database.
     pub keys: KeySettings,
+    /// The access log's sequencer and signed checkpoints.
+    pub audit: AuditSettings,
+}
+
+/// The access log's sequencer and signed checkpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The log's name in its checkpoints (the C2SP origin line) and in the note key that signs
+    /// them; unique per installation.
+    pub origin: String,
+    /// A signed checkpoint after this many new records...
+    pub checkpoint_every: u64,
+    /// ...or this many seconds after the last one, when any record is new.
+    pub checkpoint_secs: u64,
+    /// How often the sequencer looks for committed events, in milliseconds.
+    pub sequencer_interval_ms: u64,
+    /// Where every checkpoint is also written; empty means `data_dir/checkpoints`.
+    #[serde(default)]
+    pub export_dir: PathBuf,
+    /// An event committed longer ago than this, in seconds, and still without a position fails
+    /// `steward audit verify`.
+    pub integration_deadline_secs: u64,
 }
 
 /// The durable job queue and its runners.
@@ -450,6 +473,18 @@ impl Settings {
 
     /// Checks what serde cannot: cross-field rules and secrets given twice.
     fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::audit::checkpoint::is_valid_origin(&self.audit.origin) {
+            return Err(ConfigError::Inconsistent {
+                key: "audit.origin",
+                problem: "must be printable ASCII without spaces or `+`, such as \"steward.example.org/access-log\"".into(),
+            });
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_secs == 0 || self.audit.sequencer_interval_ms == 0 {
+            return Err(ConfigError::Inconsistent {
+                key: "audit",
+                problem: "checkpoint_every, checkpoint_secs and sequencer_interval_ms must be at least 1".into(),
+            });
+        }
         check_single_source(
             "database.password",
             &self.database.password,
@@ -672,7 +707,16 @@ impl Settings {
         }
     }
 
-    /// The server's Ed25519 signing key file (0600).
+    /// The directory every signed checkpoint is also written to.
+    pub fn checkpoint_export_dir(&self) -> PathBuf {
+        if self.audit.export_dir.as_os_str().is_empty() {
+            self.data_dir.join("checkpoints")
+        } else {
+            self.audit.export_dir.clone()
+        }
+    }
+
+    /// The server's Ed25519 signing key file.
     pub fn signing_key_path(&self) -> PathBuf {
         if self.keys.signing_key_file.as_os_str().is_empty() {
             self.data_dir.join("keys").join("signing.key")

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::sequencer::Sequencer;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub store: SharedStore,
     /// The access log.
     pub audit: AuditLog,
+    /// The access log's sequencer (positions, chain, tree, checkpoints).
+    pub sequencer: Sequencer,
     /// The injected clock.
     pub clock: SharedClock,
     /// Identity and access.

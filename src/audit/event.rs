@@ -18,6 +18,25 @@ pub enum Actor {
     Anonymous,
 }
 
+impl Actor {
+    /// The `actor_kind` column.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Actor::System => "system",
+            Actor::User(_) => "user",
+            Actor::Anonymous => "anonymous",
+        }
+    }
+
+    /// The `actor_user` column.
+    pub fn user(self) -> Option<Uuid> {
+        match self {
+            Actor::User(id) => Some(id),
+            Actor::System | Actor::Anonymous => None,
+        }
+    }
+}
+
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -97,9 +116,58 @@ pub enum Action {
     JobCancelled,
     /// A failed or cancelled job was queued again.
     JobRetried,
+    /// The privacy officer read the access log (a page, an export or a report; the reason
+    /// says which).
+    AccessLogReviewed,
+    /// A receipt (inclusion proof) of an access-log record was served.
+    AccessLogProofServed,
 }
 
 impl Action {
+    /// Every action, for parsing a filter and listing what may be filtered on.
+    pub const ALL: &'static [Action] = &[
+        Action::ServerStarted,
+        Action::ServerStopped,
+        Action::SchemaMigrated,
+        Action::OptOutImported,
+        Action::AdminBootstrapped,
+        Action::OrganizationCreated,
+        Action::UserCreated,
+        Action::UserDisabled,
+        Action::RolesChanged,
+        Action::AccountUnlocked,
+        Action::LoginSucceeded,
+        Action::LoginFailed,
+        Action::AccountLockedOut,
+        Action::AddressLockedOut,
+        Action::SessionRefreshed,
+        Action::RefreshTokenReused,
+        Action::LoggedOut,
+        Action::Authentication,
+        Action::Authorization,
+        Action::ApiTokenCreated,
+        Action::ApiTokenRevoked,
+        Action::RecipientKeyAdded,
+        Action::RecipientKeyRemoved,
+        Action::PasswordChanged,
+        Action::ReleaseRequested,
+        Action::ReleaseTransitioned,
+        Action::ReleaseElementsNarrowed,
+        Action::ReleaseRead,
+        Action::CommitteeDecisionRecorded,
+        Action::DuaAmended,
+        Action::JobStarted,
+        Action::JobCancelled,
+        Action::JobRetried,
+        Action::AccessLogReviewed,
+        Action::AccessLogProofServed,
+    ];
+
+    /// The action stored under `name`, or `None` for a name that is none of them.
+    pub fn parse(name: &str) -> Option<Action> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == name)
+    }
+
     /// The stable name stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -136,6 +204,8 @@ impl Action {
             Action::JobStarted => "job_started",
             Action::JobCancelled => "job_cancelled",
             Action::JobRetried => "job_retried",
+            Action::AccessLogReviewed => "access_log_reviewed",
+            Action::AccessLogProofServed => "access_log_proof_served",
         }
     }
 }
@@ -175,10 +245,16 @@ pub enum Target {
         /// The entry in `release_history`.
         entry: i64,
     },
-    /// A durable job (extract), by id.
+    /// The access log itself (a review, an export, a report).
+    AccessLog,
+    /// One record of the access log, by position.
+    LogRecord(i64),
+    /// A durable job (extract), by id, with the release it works for.
     Job {
         /// The job.
         id: Uuid,
+        /// The release the job builds.
+        release: Uuid,
     },
 }
 
@@ -198,7 +274,88 @@ impl fmt::Display for Target {
             Target::RecipientKey(id) => write!(f, "recipient_key:{id}"),
             Target::Route(route) => write!(f, "route:{route}"),
             Target::Release { id, entry } => write!(f, "release:{id}#{entry}"),
-            Target::Job { id } => write!(f, "job:{id}"),
+            Target::Job { id, .. } => write!(f, "job:{id}"),
+            Target::AccessLog => f.write_str("access_log"),
+            Target::LogRecord(seq) => write!(f, "access_log:{seq}"),
+        }
+    }
+}
+
+/// A target as the structured columns of `access_events`: its kind, its own id (or detail),
+/// and the release it concerns, so the privacy officer can filter on each.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetColumns {
+    /// `service`, `schema`, `user`, `release`, `job`, ...
+    pub kind: &'static str,
+    /// The target's own id or detail, as code-formatted text.
+    pub id: Option<String>,
+    /// The release the event concerns.
+    pub release: Option<Uuid>,
+    /// The release history entry that holds the change and its reason.
+    pub history_entry: Option<i64>,
+    /// The extract file the event concerns.
+    pub file: Option<Uuid>,
+}
+
+impl Target {
+    /// The target's columns.
+    pub fn columns(&self) -> TargetColumns {
+        let own = |kind, id: &Uuid| TargetColumns {
+            kind,
+            id: Some(id.to_string()),
+            ..TargetColumns::default()
+        };
+        match self {
+            Target::Service => TargetColumns {
+                kind: "service",
+                ..TargetColumns::default()
+            },
+            Target::Schema(version) => TargetColumns {
+                kind: "schema",
+                id: Some(version.to_string()),
+                ..TargetColumns::default()
+            },
+            Target::OptOutRegistry { in_file, added } => TargetColumns {
+                kind: "optout_registry",
+                id: Some(format!("in_file={in_file},added={added}")),
+                ..TargetColumns::default()
+            },
+            Target::User(id) => own("user", id),
+            Target::UnknownAccount => TargetColumns {
+                kind: "unknown_account",
+                ..TargetColumns::default()
+            },
+            Target::Organization(id) => own("organization", id),
+            Target::Session(id) => own("session", id),
+            Target::ApiToken(id) => own("api_token", id),
+            Target::RecipientKey(id) => own("recipient_key", id),
+            Target::Route(route) => TargetColumns {
+                kind: "route",
+                id: Some((*route).to_owned()),
+                ..TargetColumns::default()
+            },
+            Target::Release { id, entry } => TargetColumns {
+                kind: "release",
+                id: Some(id.to_string()),
+                release: Some(*id),
+                history_entry: Some(*entry),
+                file: None,
+            },
+            Target::AccessLog => TargetColumns {
+                kind: "access_log",
+                ..TargetColumns::default()
+            },
+            Target::LogRecord(seq) => TargetColumns {
+                kind: "access_log",
+                id: Some(seq.to_string()),
+                ..TargetColumns::default()
+            },
+            Target::Job { id, release } => TargetColumns {
+                kind: "job",
+                id: Some(id.to_string()),
+                release: Some(*release),
+                ..TargetColumns::default()
+            },
         }
     }
 }
@@ -217,6 +374,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: &'static [Outcome] = &[
+        Outcome::Granted,
+        Outcome::Denied,
+        Outcome::Succeeded,
+        Outcome::Failed,
+    ];
+
+    /// The outcome stored under `name`, or `None`.
+    pub fn parse(name: &str) -> Option<Outcome> {
+        Self::ALL.iter().copied().find(|o| o.as_str() == name)
+    }
+
     /// The stable name stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {

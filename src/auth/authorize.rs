@@ -73,6 +73,10 @@ pub enum Action {
     RetryJob,
     /// Download a file of an available release (decided on [`DownloadFacts`]).
     DownloadFile,
+    /// Read the access log: review pages, exports and reports.
+    ReviewAccessLog,
+    /// Get the receipt (inclusion proof) of one access-log record.
+    ReadLogReceipt,
 }
 
 /// What an action is applied to.
@@ -92,6 +96,11 @@ pub enum Resource<'a> {
     Jobs,
     /// A file of a release, with the facts a download is decided on.
     Download(&'a DownloadFacts),
+    /// The access log as a whole.
+    AccessLog,
+    /// One record of the access log, by who acted in it (`None`: the system or an anonymous
+    /// caller); a user's own records are their receipts.
+    LogRecord(Option<UserId>),
 }
 
 /// What a download is decided on, loaded for the file, the caller and the moment: the release
@@ -267,6 +276,10 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::ItStaff, Action::ReadJobs, Scope::Any),
     (Role::PrivacyOfficer, Action::ReadJobs, Scope::Any),
     (Role::Admin, Action::ReadJobs, Scope::Any),
+    // The access log is the privacy officer's to review; everyone gets receipts of their own
+    // records (EVERY_ROLE_OWN), the privacy officer of any.
+    (Role::PrivacyOfficer, Action::ReviewAccessLog, Scope::Any),
+    (Role::PrivacyOfficer, Action::ReadLogReceipt, Scope::Any),
 ];
 
 /// What every role may do to what it owns.
@@ -277,6 +290,7 @@ pub const EVERY_ROLE_OWN: &[Action] = &[
     Action::ListApiTokens,
     Action::CreateApiToken,
     Action::RevokeApiToken,
+    Action::ReadLogReceipt,
 ];
 
 /// Decides whether `principal` may do `action` to `resource`. Deny by default: only a row of
@@ -390,6 +404,7 @@ fn in_scope(principal: &Principal, scope: Scope, resource: &Resource<'_>) -> boo
     match (scope, resource) {
         (Scope::Any, _) => true,
         (Scope::Own, Resource::OwnedBy(owner)) => *owner == principal.user_id,
+        (Scope::Own, Resource::LogRecord(actor)) => *actor == Some(principal.user_id),
         (Scope::NamedRecipient, Resource::Release(facts)) => {
             facts.named_recipients.contains(&principal.user_id)
         }

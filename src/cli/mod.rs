@@ -2,6 +2,7 @@
 //! library; nothing here decides policy.
 
 pub mod admin;
+pub mod audit;
 pub mod jobs;
 mod policy;
 pub mod release;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Extract jobs: start, list, show, cancel, retry.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// The access log: verify it, check a receipt offline, print its key, export records.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Key material shared by replicas and workers.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -134,6 +138,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys(KeysCommand::Init { dir }) => {
             return report(crate::app::init_keys(dir, Arc::new(SystemClock)));
         }
+        Command::Audit(audit::AuditCommand::VerifyProof {
+            key,
+            proof,
+            checkpoint,
+        }) => return audit::verify_proof(key, proof, checkpoint.as_deref()),
         _ => {}
     }
     if let Err(error) = crate::telemetry::init(&settings.log, std::io::stderr) {
@@ -160,6 +169,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Admin(command) => report(admin::run(&settings, command).await),
             Command::Release(command) => report(release::run(&settings, command).await),
             Command::Jobs(command) => report(jobs::run(&settings, command).await),
+            Command::Audit(command) => audit::run(&settings, command).await,
             Command::Worker => report(worker::run(settings).await),
             // Handled above, before the runtime starts.
             Command::Config(_) | Command::Synth { .. } | Command::Keys(_) => ExitCode::SUCCESS,

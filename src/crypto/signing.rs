@@ -63,6 +63,11 @@ impl ServerSigner {
         self.key.verifying_key()
     }
 
+    /// The key itself, for signers of other formats (checkpoint notes).
+    pub fn signing_key(&self) -> SigningKey {
+        self.key.clone()
+    }
+
     /// The public key as 64 hex digits.
     pub fn public_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())

@@ -68,6 +68,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0009_agency.sql"),
         postgres: include_str!("../../migrations/postgres/0009_agency.sql"),
     },
+    Migration {
+        version: 10,
+        name: "access_log_v2",
+        sqlite: include_str!("../../migrations/sqlite/0010_access_log_v2.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_access_log_v2.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -189,13 +189,17 @@ impl JobService {
         caller: Caller<'_>,
         action: Logged,
         job: JobId,
+        release: ReleaseId,
         reason: Reason,
         client: &Client,
     ) -> Result<(), JobServiceError> {
         let event = AccessEvent::new(
             actor(caller),
             action,
-            Target::Job { id: job.0 },
+            Target::Job {
+                id: job.0,
+                release: release.0,
+            },
             Outcome::Succeeded,
         )
         .with_reason(reason)
@@ -307,6 +311,7 @@ impl JobService {
             caller,
             Logged::JobStarted,
             JobId(job.id),
+            release,
             Reason::new("extract job queued"),
             client,
         )
@@ -364,6 +369,7 @@ impl JobService {
             caller,
             Logged::JobCancelled,
             id,
+            ReleaseId(job.release_id),
             Reason::new(match outcome {
                 Cancelled::Now => "queued job cancelled",
                 Cancelled::Requested => "running job asked to stop",
@@ -435,6 +441,7 @@ impl JobService {
             caller,
             Logged::JobRetried,
             id,
+            release,
             Reason::new("job queued again"),
             client,
         )

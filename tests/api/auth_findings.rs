@@ -427,7 +427,7 @@ async fn admin_events_carry_the_client_address(db: Db) {
     let app = spawn_app(db).await;
     let admin = app.create_user("root3", "Agency", &[Role::Admin]).await;
     let session = app.login(&admin).await;
-    let after = app.events_after(0).await.last().map_or(0, |r| r.seq);
+    let after = app.events_after(0).await.last().map_or(0, |r| r.id);
     let response = app
         .post_json(
             "/api/v1/admin/orgs",

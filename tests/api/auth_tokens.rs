@@ -67,7 +67,7 @@ async fn assert_refused(app: &TestApp, token: &str, reason: &str) {
     assert_eq!(events.len(), 1, "{reason}: one event, got {events:?}");
     assert_eq!(events[0].action, "authentication");
     assert_eq!(events[0].outcome, "denied");
-    assert_eq!(events[0].target, "route:/api/v1/me");
+    assert_eq!(events[0].target(), "route:/api/v1/me");
     assert_eq!(events[0].reason.as_deref(), Some(reason));
 }
 

@@ -495,6 +495,6 @@ impl TestApp {
 
     /// The sequence number of the newest access-log record.
     pub async fn last_seq(&self) -> i64 {
-        self.events_after(0).await.last().map_or(0, |r| r.seq)
+        self.events_after(0).await.last().map_or(0, |r| r.id)
     }
 }

@@ -124,10 +124,10 @@ async fn starting_twice_queues_one_job(db: Db) {
         .collect();
     assert_eq!(started.len(), 1);
     assert_eq!(
-        started[0].target,
+        started[0].target(),
         format!("job:{}", job["id"].as_str().unwrap())
     );
-    assert_eq!(started[0].actor, format!("user:{}", p.it.0.id));
+    assert_eq!(started[0].actor(), format!("user:{}", p.it.0.id));
 }
 
 async fn concurrent_starts_queue_one_job(db: Db) {
@@ -182,7 +182,7 @@ async fn cancel_a_queued_job(db: Db) {
     let events = app.events_after(before).await;
     assert!(events
         .iter()
-        .any(|e| e.action == "job_cancelled" && e.target == format!("job:{job_id}")));
+        .any(|e| e.action == "job_cancelled" && e.target() == format!("job:{job_id}")));
     // A cancelled job cannot be cancelled again; an unknown job is 404.
     let again = expect(
         &app,
@@ -337,7 +337,7 @@ async fn retry_a_cancelled_job(db: Db) {
     let events = app.events_after(before).await;
     assert!(events
         .iter()
-        .any(|e| e.action == "job_retried" && e.target == format!("job:{job_id}")));
+        .any(|e| e.action == "job_retried" && e.target() == format!("job:{job_id}")));
     // Still one job for the release, and starting another is refused while it is live.
     let again = start(&app, &p, &id, 409).await;
     assert_eq!(again["code"], "job_already_active");

@@ -90,8 +90,8 @@ async fn jobs_commands_start_list_show_cancel_retry(db: Db) {
     for action in ["job_started", "job_cancelled", "job_retried"] {
         assert!(
             events.iter().any(|e| e.action == action
-                && e.actor == "system"
-                && e.target == format!("job:{job_id}")),
+                && e.actor() == "system"
+                && e.target() == format!("job:{job_id}")),
             "{action}"
         );
     }

@@ -70,12 +70,15 @@ async fn optout_import_stores_only_hashes_and_logs_counts() {
         .collect();
     assert!(!stored.is_empty());
     let log: Vec<(String, String)> =
-        sqlx::query("SELECT action, target FROM access_log ORDER BY seq")
+        sqlx::query("SELECT action, target_id AS target FROM access_events ORDER BY id")
             .fetch_all(&mut conn)
             .await
             .unwrap()
             .iter()
-            .map(|r| (r.get("action"), r.get("target")))
+            .map(|r| {
+                let target: Option<String> = r.get("target");
+                (r.get("action"), target.unwrap_or_default())
+            })
             .collect();
     assert_eq!(
         log.iter().filter(|(a, _)| a == "optout_imported").count(),

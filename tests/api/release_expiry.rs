@@ -76,9 +76,9 @@ async fn expiry_moves_releases_past_their_dua_to_expired(db: Db) {
     let events = app.events_after(0).await;
     let event = events
         .iter()
-        .find(|e| e.target == format!("release:{id}#{}", last.entry))
+        .find(|e| e.target() == format!("release:{id}#{}", last.entry))
         .expect("expiry is logged");
-    assert_eq!(event.actor, "system");
+    assert_eq!(event.actor(), "system");
     assert_eq!(event.reason.as_deref(), Some("expire"));
 
     // A person cannot expire a release; expiry is the server's.

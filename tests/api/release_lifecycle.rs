@@ -116,7 +116,7 @@ async fn release_events(app: &crate::helpers::TestApp) -> Vec<steward::audit::Ac
     app.events_after(0)
         .await
         .into_iter()
-        .filter(|r| r.target.starts_with("release:"))
+        .filter(|r| r.target().starts_with("release:"))
         .collect()
 }
 
@@ -374,7 +374,7 @@ async fn level_one_request_to_dua_executed(db: Db) {
 
     // Each change is one access-log event that names the history entry, never its text.
     let events = release_events(&app).await;
-    let targets: Vec<String> = events.iter().map(|e| e.target.clone()).collect();
+    let targets: Vec<String> = events.iter().map(|e| e.target().clone()).collect();
     for entry in 1..=6 {
         assert!(
             targets.contains(&format!("release:{id}#{entry}")),
@@ -386,11 +386,11 @@ async fn level_one_request_to_dua_executed(db: Db) {
         .all(|e| !e.reason.clone().unwrap_or_default().contains("Ready")));
     let approve = events
         .iter()
-        .find(|e| e.target == format!("release:{id}#5"))
+        .find(|e| e.target() == format!("release:{id}#5"))
         .unwrap();
     assert_eq!(approve.action, "release_transitioned");
     assert_eq!(approve.reason.as_deref(), Some("approve"));
-    assert_eq!(approve.actor, format!("user:{}", p.director.0.id));
+    assert_eq!(approve.actor(), format!("user:{}", p.director.0.id));
 }
 
 async fn level_three_request_needs_the_subcommittee(db: Db) {

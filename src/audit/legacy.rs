@@ -1,4 +1,6 @@
-//! The hash chain: `hash = SHA-256(prev_hash || canonical encoding of the record)`.
+//! The frozen records of schema 1 to 9 (`access_log_v1`), kept and verified as they were
+//! written: `hash = SHA-256(prev_hash || canonical encoding of the record)`. The current log
+//! (`super::record`) starts its chain from their last hash.
 //!
 //! The canonical encoding is a sequence of fields, each a 4-byte big-endian length followed by
 //! its UTF-8 bytes, with the length `u32::MAX` standing for an absent field. Lengths make the
@@ -7,7 +9,34 @@
 
 use sha2::{Digest, Sha256};
 
-use super::AccessRecord;
+/// One record of `access_log_v1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: i64,
+    /// RFC 3339 UTC time with microseconds.
+    pub at: String,
+    /// Who acted.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// To what.
+    pub target: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Client IP address.
+    pub client_addr: Option<String>,
+    /// Sanitized user agent.
+    pub user_agent: Option<String>,
+    /// Bytes transferred.
+    pub bytes: Option<i64>,
+    /// Hex hash of the previous record (zeros for the first).
+    pub prev_hash: String,
+    /// Hex `SHA-256(prev_hash || canonical encoding)`.
+    pub hash: String,
+}
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
@@ -87,30 +116,62 @@ pub enum ChainBreak {
 
 /// Checks records in sequence order, starting from the genesis record.
 pub fn verify<'a>(records: impl IntoIterator<Item = &'a AccessRecord>) -> Result<u64, ChainBreak> {
-    let mut prev_hash = GENESIS_HASH;
-    let mut prev_seq = 0i64;
-    let mut count = 0u64;
+    let mut state = LegacyChain::default();
     for record in records {
-        if record.seq != prev_seq + 1 {
+        state.push(record)?;
+    }
+    Ok(state.count)
+}
+
+/// The running state of a legacy chain check, fed one record at a time.
+#[derive(Debug, Clone)]
+pub struct LegacyChain {
+    /// Hash of the last record checked (the genesis hash before any).
+    pub prev_hash: [u8; 32],
+    prev_seq: i64,
+    /// Records checked.
+    pub count: u64,
+}
+
+impl Default for LegacyChain {
+    fn default() -> Self {
+        Self {
+            prev_hash: GENESIS_HASH,
+            prev_seq: 0,
+            count: 0,
+        }
+    }
+}
+
+impl LegacyChain {
+    /// Checks the next record.
+    pub fn push(&mut self, record: &AccessRecord) -> Result<(), ChainBreak> {
+        let LegacyChain {
+            prev_hash,
+            prev_seq,
+            count,
+        } = self;
+        if record.seq != *prev_seq + 1 {
             return Err(ChainBreak::Gap {
-                previous: prev_seq,
+                previous: *prev_seq,
                 found: record.seq,
             });
         }
         let stored_prev =
             decode_hash(&record.prev_hash).ok_or(ChainBreak::Malformed { seq: record.seq })?;
-        if stored_prev != prev_hash {
+        if stored_prev != *prev_hash {
             return Err(ChainBreak::Link { seq: record.seq });
         }
-        let stored = decode_hash(&record.hash).ok_or(ChainBreak::Malformed { seq: record.seq })?;
-        if record_hash(&prev_hash, record) != stored {
+        let stored =
+            decode_hash(&record.hash).ok_or(ChainBreak::Malformed { seq: record.seq })?;
+        if record_hash(prev_hash, record) != stored {
             return Err(ChainBreak::Content { seq: record.seq });
         }
-        prev_hash = stored;
-        prev_seq = record.seq;
-        count += 1;
+        *prev_hash = stored;
+        *prev_seq = record.seq;
+        *count += 1;
+        Ok(())
     }
-    Ok(count)
 }
 
 /// Parses a 64-digit hex hash.
