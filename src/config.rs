@@ -479,10 +479,15 @@ impl Settings {
                 problem: "must be printable ASCII without spaces or `+`, such as \"steward.example.org/access-log\"".into(),
             });
         }
-        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_secs == 0 || self.audit.sequencer_interval_ms == 0 {
+        if self.audit.checkpoint_every == 0
+            || self.audit.checkpoint_secs == 0
+            || self.audit.sequencer_interval_ms == 0
+        {
             return Err(ConfigError::Inconsistent {
                 key: "audit",
-                problem: "checkpoint_every, checkpoint_secs and sequencer_interval_ms must be at least 1".into(),
+                problem:
+                    "checkpoint_every, checkpoint_secs and sequencer_interval_ms must be at least 1"
+                        .into(),
             });
         }
         check_single_source(

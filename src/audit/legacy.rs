@@ -162,8 +162,7 @@ impl LegacyChain {
         if stored_prev != *prev_hash {
             return Err(ChainBreak::Link { seq: record.seq });
         }
-        let stored =
-            decode_hash(&record.hash).ok_or(ChainBreak::Malformed { seq: record.seq })?;
+        let stored = decode_hash(&record.hash).ok_or(ChainBreak::Malformed { seq: record.seq })?;
         if record_hash(prev_hash, record) != stored {
             return Err(ChainBreak::Content { seq: record.seq });
         }

@@ -146,9 +146,9 @@ impl AuditLog {
             .map_err(|_| AuditError::WriterStopped)?;
         match result.await {
             Ok(Ok(id)) => Ok(id),
-            Ok(Err(message)) => Err(AuditError::Database(DbError::Sqlx(
-                sqlx::Error::Protocol(message),
-            ))),
+            Ok(Err(message)) => Err(AuditError::Database(DbError::Sqlx(sqlx::Error::Protocol(
+                message,
+            )))),
             Err(_) => Err(AuditError::WriterStopped),
         }
     }
@@ -300,7 +300,13 @@ async fn insert_events(
             .bind(event.outcome.as_str())
             .bind(event.reason.map(|r| r.as_str()))
             .bind(event.client.addr.map(|a| a.to_string()))
-            .bind(event.client.user_agent.as_ref().map(|u| u.as_str().to_owned()))
+            .bind(
+                event
+                    .client
+                    .user_agent
+                    .as_ref()
+                    .map(|u| u.as_str().to_owned()),
+            )
             .bind(event.bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)));
     }
     let rows = query.fetch_all(&mut *conn).await?;

@@ -193,7 +193,10 @@ pub async fn consistency(db: &Database, old: u64, new: u64) -> Result<Vec<String
         return Err(ProofError::BadSizes { old, new, size });
     }
     let mut cache = HashMap::new();
-    let proof = with_hashes(&mut conn, &mut cache, |r| tlog_tiles::prove_tree(new, old, r)).await?;
+    let proof = with_hashes(&mut conn, &mut cache, |r| {
+        tlog_tiles::prove_tree(new, old, r)
+    })
+    .await?;
     Ok(proof.iter().map(|h| hex::encode(h.0)).collect())
 }
 

@@ -8,7 +8,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{format_time, record_from_row, AccessRecord, Action, AuditError, Outcome, RECORD_COLUMNS};
+use super::{
+    format_time, record_from_row, AccessRecord, Action, AuditError, Outcome, RECORD_COLUMNS,
+};
 use crate::db::Database;
 
 /// Largest page a review may ask for.
@@ -119,7 +121,10 @@ impl RawFilter {
             .as_deref()
             .map(|a| {
                 Action::parse(a).ok_or_else(|| {
-                    invalid("action", format!("unknown action {a:?}; see `steward audit actions`"))
+                    invalid(
+                        "action",
+                        format!("unknown action {a:?}; see `steward audit actions`"),
+                    )
                 })
             })
             .transpose()?;
@@ -128,7 +133,10 @@ impl RawFilter {
             .as_deref()
             .map(|o| {
                 Outcome::parse(o).ok_or_else(|| {
-                    invalid("outcome", format!("unknown outcome {o:?}: granted, denied, succeeded or failed"))
+                    invalid(
+                        "outcome",
+                        format!("unknown outcome {o:?}: granted, denied, succeeded or failed"),
+                    )
                 })
             })
             .transpose()?;
@@ -154,7 +162,9 @@ impl RawFilter {
         };
         let after = match self.cursor.as_deref() {
             None => 0,
-            Some(c) => parse_cursor(c).ok_or_else(|| invalid("cursor", "not a cursor this log gave"))?,
+            Some(c) => {
+                parse_cursor(c).ok_or_else(|| invalid("cursor", "not a cursor this log gave"))?
+            }
         };
         Ok((
             Filter {
@@ -195,7 +205,11 @@ pub struct Page {
 }
 
 /// One page of the events the filter selects.
-pub async fn page(db: &Database, filter: &Filter, request: PageRequest) -> Result<Page, AuditError> {
+pub async fn page(
+    db: &Database,
+    filter: &Filter,
+    request: PageRequest,
+) -> Result<Page, AuditError> {
     let mut clauses = vec!["e.id > $1".to_owned()];
     let mut binds: Vec<String> = Vec::new();
     let mut add = |column: &str, op: &str, value: String| {
@@ -237,7 +251,10 @@ pub async fn page(db: &Database, filter: &Filter, request: PageRequest) -> Resul
         query = query.bind(value);
     }
     let rows = query.bind(request.limit).fetch_all(db.pool()).await?;
-    let records = rows.iter().map(record_from_row).collect::<Result<Vec<_>, _>>()?;
+    let records = rows
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let next = (records.len() as i64 == request.limit)
         .then(|| records.last().map(|r| cursor_after(r.id)))
         .flatten();
@@ -256,7 +273,11 @@ pub struct RefusalCount {
 }
 
 /// Refused attempts (denied outcomes) at or after `from` and before `to`.
-pub async fn refusals(db: &Database, from: &str, to: &str) -> Result<Vec<RefusalCount>, AuditError> {
+pub async fn refusals(
+    db: &Database,
+    from: &str,
+    to: &str,
+) -> Result<Vec<RefusalCount>, AuditError> {
     let rows = sqlx::query(
         "SELECT reason, client_addr, \
          SUM(CASE WHEN action = 'authentication' AND bytes IS NOT NULL THEN bytes ELSE 1 END) AS n \
@@ -294,7 +315,11 @@ pub struct ExpiringDua {
 }
 
 /// DUAs in force whose expiry date is from `today` to `until` (ISO dates, inclusive).
-pub async fn expiring_duas(db: &Database, today: &str, until: &str) -> Result<Vec<ExpiringDua>, AuditError> {
+pub async fn expiring_duas(
+    db: &Database,
+    today: &str,
+    until: &str,
+) -> Result<Vec<ExpiringDua>, AuditError> {
     let rows = sqlx::query(
         "SELECT r.id, d.number, d.expiry, r.org_id, r.status FROM releases r \
          JOIN duas d ON d.release_id = r.id AND d.version = r.dua_version \
@@ -383,8 +408,20 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         let cases = [
-            (RawFilter { action: Some("approve_all".into()), ..raw() }, "action"),
-            (RawFilter { outcome: Some("maybe".into()), ..raw() }, "outcome"),
+            (
+                RawFilter {
+                    action: Some("approve_all".into()),
+                    ..raw()
+                },
+                "action",
+            ),
+            (
+                RawFilter {
+                    outcome: Some("maybe".into()),
+                    ..raw()
+                },
+                "outcome",
+            ),
             (
                 RawFilter {
                     from: Some("2026-02-01T00:00:00Z".into()),
@@ -393,15 +430,69 @@ mod tests {
                 },
                 "to",
             ),
-            (RawFilter { from: Some("yesterday".into()), ..raw() }, "from"),
-            (RawFilter { limit: Some("0".into()), ..raw() }, "limit"),
-            (RawFilter { limit: Some("1000000000".into()), ..raw() }, "limit"),
-            (RawFilter { limit: Some("ten".into()), ..raw() }, "limit"),
-            (RawFilter { cursor: Some("e".into()), ..raw() }, "cursor"),
-            (RawFilter { cursor: Some("12".into()), ..raw() }, "cursor"),
-            (RawFilter { cursor: Some("e-4".into()), ..raw() }, "cursor"),
-            (RawFilter { release: Some("r1".into()), ..raw() }, "release"),
-            (RawFilter { user: Some("' OR 1=1".into()), ..raw() }, "user"),
+            (
+                RawFilter {
+                    from: Some("yesterday".into()),
+                    ..raw()
+                },
+                "from",
+            ),
+            (
+                RawFilter {
+                    limit: Some("0".into()),
+                    ..raw()
+                },
+                "limit",
+            ),
+            (
+                RawFilter {
+                    limit: Some("1000000000".into()),
+                    ..raw()
+                },
+                "limit",
+            ),
+            (
+                RawFilter {
+                    limit: Some("ten".into()),
+                    ..raw()
+                },
+                "limit",
+            ),
+            (
+                RawFilter {
+                    cursor: Some("e".into()),
+                    ..raw()
+                },
+                "cursor",
+            ),
+            (
+                RawFilter {
+                    cursor: Some("12".into()),
+                    ..raw()
+                },
+                "cursor",
+            ),
+            (
+                RawFilter {
+                    cursor: Some("e-4".into()),
+                    ..raw()
+                },
+                "cursor",
+            ),
+            (
+                RawFilter {
+                    release: Some("r1".into()),
+                    ..raw()
+                },
+                "release",
+            ),
+            (
+                RawFilter {
+                    user: Some("' OR 1=1".into()),
+                    ..raw()
+                },
+                "user",
+            ),
         ];
         for (filter, param) in cases {
             match filter.check() {
@@ -424,6 +515,12 @@ mod tests {
         .unwrap();
         assert_eq!(filter.action, Some(Action::LoginFailed));
         assert_eq!(filter.from.as_deref(), Some("2026-01-01T00:00:00.000000Z"));
-        assert_eq!(page, PageRequest { after: 41, limit: 5 });
+        assert_eq!(
+            page,
+            PageRequest {
+                after: 41,
+                limit: 5
+            }
+        );
     }
 }

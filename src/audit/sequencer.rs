@@ -253,17 +253,22 @@ impl Sequencer {
                     .bind(super::WRITERS_LOCK_KEY)
                     .execute(&mut *tx)
                     .await?;
-                let horizon: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) AS h FROM access_events")
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("h")?;
+                let horizon: i64 =
+                    sqlx::query("SELECT COALESCE(MAX(id), 0) AS h FROM access_events")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("h")?;
                 tx.commit().await?;
                 Ok(horizon)
             }
         }
     }
 
-    async fn checkpoint_due(&self, conn: &mut AnyConnection, size: u64) -> Result<bool, AuditError> {
+    async fn checkpoint_due(
+        &self,
+        conn: &mut AnyConnection,
+        size: u64,
+    ) -> Result<bool, AuditError> {
         let last = latest_checkpoint(conn).await?;
         let (last_size, last_at) = match &last {
             Some(c) => (c.size, Some(c.created_at.as_str())),
@@ -278,11 +283,9 @@ impl Sequencer {
         let Some(last_at) = last_at else {
             return Ok(true);
         };
-        let last_at = time::OffsetDateTime::parse(
-            last_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|_| AuditError::Tree("a checkpoint's time is malformed".into()))?;
+        let last_at =
+            time::OffsetDateTime::parse(last_at, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| AuditError::Tree("a checkpoint's time is malformed".into()))?;
         Ok(self.clock.now() - last_at >= self.config.checkpoint_interval)
     }
 
@@ -292,8 +295,7 @@ impl Sequencer {
         size: u64,
         root: Hash,
     ) -> Result<StoredCheckpoint, AuditError> {
-        let note = String::from_utf8(self.signer.sign(size, root))
-            .expect("a signed note is UTF-8");
+        let note = String::from_utf8(self.signer.sign(size, root)).expect("a signed note is UTF-8");
         let checkpoint = StoredCheckpoint {
             size,
             root: hex::encode(root.0),
@@ -336,7 +338,8 @@ impl Sequencer {
             }
         }
         let mut cache = HashMap::new();
-        let root = with_hashes(&mut tx, &mut cache, |r| tlog_tiles::tree_hash(head.size, r)).await?;
+        let root =
+            with_hashes(&mut tx, &mut cache, |r| tlog_tiles::tree_hash(head.size, r)).await?;
         let checkpoint = self.insert_checkpoint(&mut tx, head.size, root).await?;
         tx.commit().await?;
         self.export_pending().await;
@@ -386,7 +389,8 @@ pub async fn genesis_hash(conn: &mut AnyConnection) -> Result<[u8; 32], AuditErr
     match row {
         Some(row) => {
             let hash: String = row.try_get("hash")?;
-            decode_hash(&hash).ok_or_else(|| AuditError::Tree("the v1 log's head hash is malformed".into()))
+            decode_hash(&hash)
+                .ok_or_else(|| AuditError::Tree("the v1 log's head hash is malformed".into()))
         }
         None => Ok(super::legacy::GENESIS_HASH),
     }
@@ -476,14 +480,21 @@ async fn insert_log_rows(
         );
         let mut query = sqlx::query(&sql).bind(integrated_at);
         for (seq, event_id, prev, hash) in chunk {
-            query = query.bind(*seq).bind(*event_id).bind(prev.as_str()).bind(hash.as_str());
+            query = query
+                .bind(*seq)
+                .bind(*event_id)
+                .bind(prev.as_str())
+                .bind(hash.as_str());
         }
         query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-async fn insert_tree_rows(conn: &mut AnyConnection, rows: &[(u64, Hash)]) -> Result<(), AuditError> {
+async fn insert_tree_rows(
+    conn: &mut AnyConnection,
+    rows: &[(u64, Hash)],
+) -> Result<(), AuditError> {
     for chunk in rows.chunks(2000) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))

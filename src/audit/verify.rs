@@ -54,7 +54,9 @@ pub enum Problem {
     #[error("frozen v1 log: {0}")]
     Legacy(legacy::ChainBreak),
     /// A position is missing, repeated or out of place: a record was deleted, inserted or moved.
-    #[error("position {expected}: found position {found} (a record was deleted, inserted or moved)")]
+    #[error(
+        "position {expected}: found position {found} (a record was deleted, inserted or moved)"
+    )]
     Gap {
         /// The position that should come next.
         expected: i64,
@@ -62,7 +64,9 @@ pub enum Problem {
         found: i64,
     },
     /// Records are not in the order their events committed: they were reordered.
-    #[error("position {position}: event {event_id} comes after event {previous} (records reordered)")]
+    #[error(
+        "position {position}: event {event_id} comes after event {previous} (records reordered)"
+    )]
     Reorder {
         /// The position at fault.
         position: i64,
@@ -92,7 +96,9 @@ pub enum Problem {
         position: i64,
     },
     /// A stored hash of the Merkle tree differs from the one recomputed from the records.
-    #[error("position {position}: stored tree hash {index} is missing or differs from the records")]
+    #[error(
+        "position {position}: stored tree hash {index} is missing or differs from the records"
+    )]
     Tree {
         /// The record whose hashes are at fault.
         position: i64,
@@ -120,7 +126,9 @@ pub enum Problem {
         error: CheckpointError,
     },
     /// A checkpoint's root is not the root recomputed from the records at its size.
-    #[error("checkpoint of size {size} ({place}): root does not match the records (history rewritten)")]
+    #[error(
+        "checkpoint of size {size} ({place}): root does not match the records (history rewritten)"
+    )]
     CheckpointRoot {
         /// Its size.
         size: u64,
@@ -154,7 +162,9 @@ pub enum Problem {
         at: String,
     },
     /// An event committed longer ago than the deadline still has no position.
-    #[error("event {id} committed at {at} and still has no position (integration deadline passed)")]
+    #[error(
+        "event {id} committed at {at} and still has no position (integration deadline passed)"
+    )]
     NotIntegrated {
         /// The event.
         id: i64,
@@ -225,7 +235,11 @@ pub struct Verified {
 #[allow(async_fn_in_trait)]
 pub trait LogSource {
     /// The frozen v1 records, from `after` on (empty for a log without them).
-    async fn legacy_page(&mut self, after: i64, limit: i64) -> Result<Vec<legacy::AccessRecord>, AuditError>;
+    async fn legacy_page(
+        &mut self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<legacy::AccessRecord>, AuditError>;
     /// Log rows with `seq >= from`, in position order, at most `limit`.
     async fn log_page(&mut self, from: i64, limit: i64) -> Result<Vec<LogRow>, AuditError>;
     /// Stored tree hashes with index in `lo..hi`, by index.
@@ -499,7 +513,11 @@ impl<'a> DatabaseLog<'a> {
 }
 
 impl LogSource for DatabaseLog<'_> {
-    async fn legacy_page(&mut self, after: i64, limit: i64) -> Result<Vec<legacy::AccessRecord>, AuditError> {
+    async fn legacy_page(
+        &mut self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<legacy::AccessRecord>, AuditError> {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, target, outcome, reason, client_addr, user_agent, \
              bytes, prev_hash, hash FROM access_log_v1 WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -543,13 +561,17 @@ impl LogSource for DatabaseLog<'_> {
             .await?;
         rows.iter()
             .map(|row| {
-                let missing: bool = row.try_get::<bool, _>("event_missing").or_else(|_| {
-                    row.try_get::<i64, _>("event_missing").map(|v| v != 0)
-                })?;
+                let missing: bool = row
+                    .try_get::<bool, _>("event_missing")
+                    .or_else(|_| row.try_get::<i64, _>("event_missing").map(|v| v != 0))?;
                 Ok(LogRow {
                     seq: row.try_get("log_seq")?,
                     event_id: row.try_get("log_event")?,
-                    record: if missing { None } else { Some(record_from_row(row)?) },
+                    record: if missing {
+                        None
+                    } else {
+                        Some(record_from_row(row)?)
+                    },
                     prev_hash: row.try_get("prev_hash")?,
                     hash: row.try_get("hash")?,
                 })

@@ -27,9 +27,11 @@ pub enum AuditCommand {
     /// Recompute the chain and the Merkle tree from every record, check every stored tree hash,
     /// every checkpoint's signature and root (stored, exported and trusted), and events left
     /// without a position; print the first problem with its position.
-    #[command(after_help = "Exit codes: 0 the log verifies; 1 a problem was found (printed with \
+    #[command(
+        after_help = "Exit codes: 0 the log verifies; 1 a problem was found (printed with \
 its position); 2 the check could not run.\n\nExamples:\n  steward audit verify\n  steward audit \
-verify --checkpoints /mnt/witness/steward --from-checkpoint trusted.checkpoint")]
+verify --checkpoints /mnt/witness/steward --from-checkpoint trusted.checkpoint"
+    )]
     Verify {
         /// A checkpoint kept outside the database (a copy from the export directory, a
         /// receipt's): the records must reproduce its root, so history rewritten since is caught.
@@ -46,9 +48,11 @@ verify --checkpoints /mnt/witness/steward --from-checkpoint trusted.checkpoint")
     },
     /// Check a receipt (an inclusion proof from `GET /api/v1/access-log/{seq}/proof`) offline:
     /// no database, no server, only the log's public key.
-    #[command(after_help = "Exit codes: 0 the receipt proves its record; 1 it does not; 2 the \
+    #[command(
+        after_help = "Exit codes: 0 the receipt proves its record; 1 it does not; 2 the \
 check could not run.\n\nExample:\n  steward audit verify-proof --key steward.key --proof \
-receipt.json --checkpoint checkpoint.txt")]
+receipt.json --checkpoint checkpoint.txt"
+    )]
     VerifyProof {
         /// The log's note verifier key (`steward audit key` prints it), or a file holding it.
         #[arg(long, value_name = "KEY")]
@@ -160,8 +164,12 @@ fn server_signer(settings: &Settings) -> Result<CheckpointSigner, AuditCommandEr
             path.display()
         )));
     }
-    let signer = ServerSigner::load_or_generate(&path).map_err(|e| AuditCommandError::Key(e.to_string()))?;
-    Ok(CheckpointSigner::new(&settings.audit.origin, signer.signing_key()))
+    let signer =
+        ServerSigner::load_or_generate(&path).map_err(|e| AuditCommandError::Key(e.to_string()))?;
+    Ok(CheckpointSigner::new(
+        &settings.audit.origin,
+        signer.signing_key(),
+    ))
 }
 
 /// `steward audit verify-proof`, which needs neither settings nor a runtime.
@@ -325,9 +333,25 @@ async fn verify_command(
 }
 
 const CSV_HEADER: [&str; 19] = [
-    "id", "seq", "at", "actor_kind", "actor_user", "actor_org", "action", "target_kind",
-    "target_id", "release_id", "history_entry", "dua_number", "file_id", "outcome", "reason",
-    "client_addr", "user_agent", "bytes", "integrated_at",
+    "id",
+    "seq",
+    "at",
+    "actor_kind",
+    "actor_user",
+    "actor_org",
+    "action",
+    "target_kind",
+    "target_id",
+    "release_id",
+    "history_entry",
+    "dua_number",
+    "file_id",
+    "outcome",
+    "reason",
+    "client_addr",
+    "user_agent",
+    "bytes",
+    "integrated_at",
 ];
 
 fn csv_fields(record: &crate::audit::AccessRecord) -> [String; 19] {

@@ -1,6 +1,6 @@
 //! Queries on `release_keys` and `extract_files`.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::{timestamp, Database, DbError};
@@ -93,18 +93,17 @@ pub async fn insert_wrapped_key(
         .ok_or_else(|| DbError::Sqlx(sqlx::Error::RowNotFound))
 }
 
-/// Records an extract's files in one transaction, only while `lease` still holds its job: the
-/// conditional update of the job row both proves the lease and, until commit, keeps any other
-/// runner from taking the job over.
+/// Records an extract's files in the caller's transaction, only while `lease` still holds its
+/// job: the conditional update of the job row both proves the lease and, until commit, keeps
+/// any other runner from taking the job over.
 pub async fn record_files(
-    db: &Database,
+    tx: &mut AnyConnection,
     lease: &Lease,
     release: Uuid,
     files: &[ExtractFileRow],
     now: time::OffsetDateTime,
 ) -> Result<(), ExtractStoreError> {
     let now = timestamp::encode(now)?;
-    let mut tx = db.pool().begin().await?;
     let held = sqlx::query(
         "UPDATE jobs SET updated_at = $1 \
          WHERE id = $2 AND lease_owner = $3 AND attempts = $4 AND state = 'running'",
@@ -138,7 +137,6 @@ pub async fn record_files(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

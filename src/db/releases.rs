@@ -6,7 +6,7 @@
 //! changes exactly one applies, and the other sees `None` and is refused.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::users::parse_id;
@@ -190,10 +190,13 @@ fn release_from_row(row: &AnyRow) -> Result<ReleaseRow, DbError> {
     })
 }
 
-/// Stores a new release (a draft) and its first history entry, in one transaction.
-pub async fn insert(db: &Database, release: &ReleaseRow, actor: &str) -> Result<(), DbError> {
+/// Stores a new release (a draft) and its first history entry, in the caller's transaction.
+pub async fn insert(
+    tx: &mut AnyConnection,
+    release: &ReleaseRow,
+    actor: &str,
+) -> Result<(), DbError> {
     let created = timestamp::encode(release.created_at)?;
-    let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO releases (id, org_id, requested_by, level, status, request_json, \
          approved_elements, committee_json, approved_by, approved_at, dua_version, revision, \
@@ -220,7 +223,6 @@ pub async fn insert(db: &Database, release: &ReleaseRow, actor: &str) -> Result<
     .bind(release.status.as_str())
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -282,15 +284,15 @@ pub async fn list(db: &Database, filter: &ReleaseFilter) -> Result<Vec<ReleaseRo
     rows.iter().map(release_from_row).collect()
 }
 
-/// Applies `change` if the release is still at `change.expected` and `change.revision`;
-/// returns the new history entry, or `None` when another change got there first.
+/// Applies `change`, in the caller's transaction, if the release is still at
+/// `change.expected` and `change.revision`; returns the new history entry, or `None` when
+/// another change got there first (the caller then rolls back).
 pub async fn apply(
-    db: &Database,
+    tx: &mut AnyConnection,
     id: ReleaseId,
     change: &Change<'_>,
 ) -> Result<Option<i64>, DbError> {
     let at = timestamp::encode(change.at)?;
-    let mut tx = db.pool().begin().await?;
     let updated = sqlx::query(
         "UPDATE releases SET status = $1, updated_at = $2, revision = revision + 1, \
          approved_elements = COALESCE($3, approved_elements), \
@@ -313,7 +315,6 @@ pub async fn apply(
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() != 1 {
-        tx.rollback().await?;
         return Ok(None);
     }
     let entry: i64 = sqlx::query(
@@ -386,7 +387,6 @@ pub async fn apply(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(Some(entry))
 }
 

@@ -167,29 +167,13 @@ impl JobExecutor for ExtractExecutor {
             job.id,
             lease.attempt
         );
-        let result = self
-            .build(job, lease, &record, &attempt_prefix, &control)
-            .await;
+        let result = self.build(job, &record, &attempt_prefix, &control).await;
+        let result = match result {
+            Ok(rows) => self.publish(job, lease, &rows).await,
+            Err(error) => Err(error),
+        };
         match result {
-            Ok(()) => {
-                self.state
-                    .releases
-                    .transition(
-                        Caller::System,
-                        release_id,
-                        Transition::ExtractionFinished,
-                        None,
-                        &Client::default(),
-                    )
-                    .await
-                    .map_err(|e| failed("making the release available", e))?;
-                let _ = self
-                    .state
-                    .jobs
-                    .log(job.id, "extract published; release available")
-                    .await;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(error) => {
                 self.discard(&attempt_prefix).await;
                 let cancelled = matches!(error, ExecutionError::Cancelled);
@@ -355,11 +339,10 @@ impl ExtractExecutor {
     async fn build(
         &self,
         job: &Job,
-        lease: &Lease,
         record: &ReleaseRecord,
         attempt_prefix: &str,
         control: &Arc<JobControl>,
-    ) -> Result<(), ExecutionError> {
+    ) -> Result<Vec<ExtractFileRow>, ExecutionError> {
         let state = &self.state;
         self.sweep_predecessors(job.release_id).await?;
         let identity = self.release_identity(job.release_id).await?;
@@ -516,14 +499,55 @@ impl ExtractExecutor {
         if control.is_cancelled() {
             return Err(ExecutionError::Cancelled);
         }
-        match extracts::record_files(&state.db, lease, job.release_id, &rows, state.clock.now())
+        Ok(rows)
+    }
+
+    /// Publishes the extract in one transaction, fenced on the lease: its files recorded, the
+    /// release `available` with its history entry and access event, and the job's log line.
+    /// A crash before the commit leaves nothing; after it, nothing is left to redo.
+    async fn publish(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        rows: &[ExtractFileRow],
+    ) -> Result<(), ExecutionError> {
+        let state = &self.state;
+        let available = state
+            .releases
+            .prepare_transition(
+                Caller::System,
+                ReleaseId(job.release_id),
+                Transition::ExtractionFinished,
+                None,
+            )
             .await
+            .map_err(|e| failed("making the release available", e))?;
+        let mut tx = state
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| failed("publishing the extract", e))?;
+        match extracts::record_files(&mut tx, lease, job.release_id, rows, state.clock.now()).await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             // Another runner owns the job now: publish nothing; it cleans up after us.
-            Err(ExtractStoreError::LeaseLost(_)) => Err(ExecutionError::Cancelled),
-            Err(e) => Err(failed("recording the extract", e)),
+            Err(ExtractStoreError::LeaseLost(_)) => return Err(ExecutionError::Cancelled),
+            Err(e) => return Err(failed("recording the extract", e)),
         }
+        state
+            .releases
+            .apply_transition(&mut tx, Caller::System, &available, &Client::default())
+            .await
+            .map_err(|e| failed("making the release available", e))?;
+        state
+            .jobs
+            .log_in(&mut tx, job.id, "extract published; release available")
+            .await
+            .map_err(|e| failed("logging the publication", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| failed("publishing the extract", e))
     }
 
     /// Extracts every dataset under `attempt_prefix`, returning each file's manifest entry and

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -215,6 +215,12 @@ impl JobQueue {
         Self { db, clock, config }
     }
 
+    /// The database the queue lives in, for callers that change a job together with other
+    /// state in one transaction.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     fn now(&self) -> Result<(OffsetDateTime, String), QueueError> {
         let now = self.clock.now();
         Ok((now, timestamp::encode(now)?))
@@ -222,6 +228,17 @@ impl JobQueue {
 
     /// Queues a job for a release; refused while one of the same kind is queued or running.
     pub async fn enqueue(&self, kind: JobKind, release_id: Uuid) -> Result<Job, QueueError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.enqueue_in(&mut conn, kind, release_id).await
+    }
+
+    /// [`JobQueue::enqueue`] in the caller's transaction.
+    pub async fn enqueue_in(
+        &self,
+        conn: &mut AnyConnection,
+        kind: JobKind,
+        release_id: Uuid,
+    ) -> Result<Job, QueueError> {
         let (_, now) = self.now()?;
         let id = Uuid::new_v4();
         let inserted = sqlx::query(&format!(
@@ -234,7 +251,7 @@ impl JobQueue {
         .bind(release_id.to_string())
         .bind(self.config.max_attempts)
         .bind(&now)
-        .fetch_one(self.db.pool())
+        .fetch_one(&mut *conn)
         .await;
         match inserted {
             Ok(row) => job_from_row(&row),
@@ -396,6 +413,16 @@ impl JobQueue {
 
     /// Asks to cancel: a queued job is cancelled at once, a running one at its next heartbeat.
     pub async fn request_cancel(&self, id: Uuid) -> Result<JobState, QueueError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.request_cancel_in(&mut conn, id).await
+    }
+
+    /// [`JobQueue::request_cancel`] in the caller's transaction.
+    pub async fn request_cancel_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<JobState, QueueError> {
         let (_, now) = self.now()?;
         let cancelled = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1, updated_at = $1 \
@@ -403,7 +430,7 @@ impl JobQueue {
         )
         .bind(&now)
         .bind(id.to_string())
-        .execute(self.db.pool())
+        .execute(&mut *conn)
         .await?;
         if cancelled.rows_affected() == 1 {
             return Ok(JobState::Cancelled);
@@ -413,7 +440,7 @@ impl JobQueue {
         )
         .bind(&now)
         .bind(id.to_string())
-        .execute(self.db.pool())
+        .execute(&mut *conn)
         .await?;
         if flagged.rows_affected() == 1 {
             return Ok(JobState::Running);
@@ -429,6 +456,12 @@ impl JobQueue {
 
     /// Queues a failed or cancelled job again with a fresh budget of attempts.
     pub async fn retry(&self, id: Uuid) -> Result<Job, QueueError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.retry_in(&mut conn, id).await
+    }
+
+    /// [`JobQueue::retry`] in the caller's transaction.
+    pub async fn retry_in(&self, conn: &mut AnyConnection, id: Uuid) -> Result<Job, QueueError> {
         let (_, now) = self.now()?;
         let row = sqlx::query(&format!(
             "UPDATE jobs SET state = 'queued', attempts = 0, run_after = $1, cancel_requested = 0, \
@@ -437,7 +470,7 @@ impl JobQueue {
         ))
         .bind(&now)
         .bind(id.to_string())
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *conn)
         .await;
         match row {
             Ok(Some(row)) => job_from_row(&row),
@@ -521,6 +554,17 @@ impl JobQueue {
     /// Appends a line to the job's log. Lines are Steward's own messages (ids, counts, error
     /// texts that name files and lines), never row values.
     pub async fn log(&self, job_id: Uuid, line: &str) -> Result<(), QueueError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.log_in(&mut conn, job_id, line).await
+    }
+
+    /// [`JobQueue::log`] in the caller's transaction.
+    pub async fn log_in(
+        &self,
+        conn: &mut AnyConnection,
+        job_id: Uuid,
+        line: &str,
+    ) -> Result<(), QueueError> {
         let (_, now) = self.now()?;
         sqlx::query(
             "INSERT INTO job_log (job_id, seq, at, line) \
@@ -529,7 +573,7 @@ impl JobQueue {
         .bind(job_id.to_string())
         .bind(&now)
         .bind(line)
-        .execute(self.db.pool())
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }

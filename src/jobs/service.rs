@@ -12,6 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::queue::{Job, JobKind, JobQueue, JobState, QueueError};
@@ -20,7 +21,7 @@ use crate::audit::{
 };
 use crate::auth::{authorize, Action, Denied, Resource};
 use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
-use crate::release::{Caller, ReleaseService, ServiceError};
+use crate::release::{Caller, PreparedTransition, ReleaseService, ServiceError};
 
 /// A job, by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,8 +185,11 @@ impl JobService {
         }
     }
 
-    async fn log_event(
+    /// Records a job event in the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_event(
         &self,
+        conn: &mut AnyConnection,
         caller: Caller<'_>,
         action: Logged,
         job: JobId,
@@ -204,7 +208,7 @@ impl JobService {
         )
         .with_reason(reason)
         .with_client(client);
-        self.audit.append(&event).await?;
+        self.audit.record(conn, &event).await?;
         Ok(())
     }
 
@@ -217,23 +221,22 @@ impl JobService {
             .find(is_live))
     }
 
-    /// Moves the release to `extracting`; a lost race with another start is reported as the
-    /// job already being active, since the winner is queueing it.
-    async fn begin_extraction(
+    /// Checks that the release can move to `extracting` now and prepares that transition
+    /// (reads only; the caller applies it in its transaction).
+    async fn prepare_extraction(
         &self,
         caller: Caller<'_>,
         release: ReleaseId,
         action: &'static str,
-        client: &Client,
-    ) -> Result<(), JobServiceError> {
+    ) -> Result<PreparedTransition, JobServiceError> {
         let record = self
             .releases
             .record(release)
             .await?
             .ok_or(JobServiceError::ReleaseNotFound)?;
         let live = self.live_job(release).await?;
-        // `extracting` without a live job means another start is between its transition and
-        // its enqueue: it is the same "started twice".
+        // `extracting` without a live job means another start is committing right now: it is
+        // the same "started twice".
         if live.is_some() || record.row.status == ReleaseStatus::Extracting {
             return Err(JobServiceError::AlreadyActive {
                 release,
@@ -249,40 +252,100 @@ impl JobService {
         }
         match self
             .releases
-            .transition(caller, release, Transition::StartExtraction, None, client)
+            .prepare_transition(caller, release, Transition::StartExtraction, None)
             .await
         {
-            Ok(_) => Ok(()),
-            Err(ServiceError::Concurrent | ServiceError::Illegal(_)) => {
-                let now = self
-                    .releases
-                    .record(release)
-                    .await?
-                    .ok_or(JobServiceError::ReleaseNotFound)?;
-                if now.row.status == ReleaseStatus::Extracting {
-                    let job = self.live_job(release).await?.map(|j| JobId(j.id));
-                    return Err(JobServiceError::AlreadyActive { release, job });
-                }
-                Err(JobServiceError::ReleaseWrongState {
-                    action,
-                    release,
-                    status: now.row.status,
-                })
-            }
+            Ok(prepared) => Ok(prepared),
+            Err(ServiceError::Illegal(_)) => Err(self.lost_race(release, action).await),
             Err(other) => Err(other.into()),
         }
     }
 
-    /// Hands the release back (`extracting -> dua_executed`) after queueing failed, so a
-    /// refused start changes nothing. A failure here is logged: the original error matters more.
-    async fn undo_extraction(&self, caller: Caller<'_>, release: ReleaseId, client: &Client) {
-        if let Err(error) = self
+    /// What a start that lost the race for the release tells its caller, read after its
+    /// transaction was rolled back.
+    async fn lost_race(&self, release: ReleaseId, action: &'static str) -> JobServiceError {
+        let now = match self.releases.record(release).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return JobServiceError::ReleaseNotFound,
+            Err(e) => return e.into(),
+        };
+        if now.row.status == ReleaseStatus::Extracting {
+            let job = match self.live_job(release).await {
+                Ok(job) => job.map(|j| JobId(j.id)),
+                Err(e) => return e,
+            };
+            return JobServiceError::AlreadyActive { release, job };
+        }
+        JobServiceError::ReleaseWrongState {
+            action,
+            release,
+            status: now.row.status,
+        }
+    }
+
+    /// Moves the release to `extracting` and queues its job (new, or the retried `retry`) with
+    /// its log line and access event, all in one transaction.
+    async fn queue_extraction(
+        &self,
+        caller: Caller<'_>,
+        release: ReleaseId,
+        retry: Option<JobId>,
+        client: &Client,
+    ) -> Result<Job, JobServiceError> {
+        let action = if retry.is_some() {
+            "retry the extract"
+        } else {
+            "start an extract"
+        };
+        let prepared = self.prepare_extraction(caller, release, action).await?;
+        let mut tx = self
+            .queue
+            .database()
+            .pool()
+            .begin()
+            .await
+            .map_err(QueueError::from)?;
+        match self
             .releases
-            .transition(caller, release, Transition::CancelExtraction, None, client)
+            .apply_transition(&mut tx, caller, &prepared, client)
             .await
         {
-            tracing::error!(%release, %error, "could not hand the release back after queueing failed");
+            Ok(_) => {}
+            Err(ServiceError::Concurrent) => {
+                drop(tx);
+                return Err(self.lost_race(release, action).await);
+            }
+            Err(other) => return Err(other.into()),
         }
+        let (job, line, logged, reason) = match retry {
+            None => (
+                self.queue
+                    .enqueue_in(&mut tx, JobKind::Extract, release.0)
+                    .await?,
+                format!("queued by {}", actor(caller)),
+                Logged::JobStarted,
+                Reason::new("extract job queued"),
+            ),
+            Some(id) => (
+                self.queue.retry_in(&mut tx, id.0).await?,
+                format!("retried by {}", actor(caller)),
+                Logged::JobRetried,
+                Reason::new("job queued again"),
+            ),
+        };
+        self.queue.log_in(&mut tx, job.id, &line).await?;
+        self.record_event(
+            &mut tx,
+            caller,
+            logged,
+            JobId(job.id),
+            release,
+            reason,
+            client,
+        )
+        .await?;
+        tx.commit().await.map_err(QueueError::from)?;
+        Ok(job)
     }
 
     /// Starts the extract of a release in `dua_executed`: the release moves to `extracting`
@@ -295,28 +358,7 @@ impl JobService {
         client: &Client,
     ) -> Result<Job, JobServiceError> {
         self.authorize(caller, Action::StartExtract)?;
-        self.begin_extraction(caller, release, "start an extract", client)
-            .await?;
-        let job = match self.queue.enqueue(JobKind::Extract, release.0).await {
-            Ok(job) => job,
-            Err(error) => {
-                self.undo_extraction(caller, release, client).await;
-                return Err(error.into());
-            }
-        };
-        self.queue
-            .log(job.id, &format!("queued by {}", actor(caller)))
-            .await?;
-        self.log_event(
-            caller,
-            Logged::JobStarted,
-            JobId(job.id),
-            release,
-            Reason::new("extract job queued"),
-            client,
-        )
-        .await?;
-        Ok(job)
+        self.queue_extraction(caller, release, None, client).await
     }
 
     /// Jobs, newest first, optionally of one release.
@@ -347,13 +389,33 @@ impl JobService {
         client: &Client,
     ) -> Result<(Job, Cancelled), JobServiceError> {
         self.authorize(caller, Action::CancelJob)?;
-        let outcome = match self.queue.request_cancel(id.0).await? {
+        let job = self.queue.get(id.0).await?;
+        let release = ReleaseId(job.release_id);
+        // A queued job cancelled now hands its release back in the same transaction, when the
+        // release is still waiting for it (it may have been revoked or expired meanwhile).
+        let hand_back = match self
+            .releases
+            .prepare_transition(caller, release, Transition::CancelExtraction, None)
+            .await
+        {
+            Ok(prepared) => Some(prepared),
+            Err(ServiceError::Illegal(_) | ServiceError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        let mut tx = self
+            .queue
+            .database()
+            .pool()
+            .begin()
+            .await
+            .map_err(QueueError::from)?;
+        let outcome = match self.queue.request_cancel_in(&mut tx, id.0).await? {
             JobState::Cancelled => Cancelled::Now,
             _ => Cancelled::Requested,
         };
-        let job = self.queue.get(id.0).await?;
         self.queue
-            .log(
+            .log_in(
+                &mut tx,
                 job.id,
                 &match outcome {
                     Cancelled::Now => format!("cancelled by {}", actor(caller)),
@@ -361,15 +423,22 @@ impl JobService {
                 },
             )
             .await?;
-        if outcome == Cancelled::Now {
-            self.hand_back(caller, ReleaseId(job.release_id), client)
-                .await?;
+        if let (Cancelled::Now, Some(prepared)) = (outcome, &hand_back) {
+            match self
+                .releases
+                .apply_transition(&mut tx, caller, prepared, client)
+                .await
+            {
+                Ok(_) | Err(ServiceError::Concurrent) => {}
+                Err(other) => return Err(other.into()),
+            }
         }
-        self.log_event(
+        self.record_event(
+            &mut tx,
             caller,
             Logged::JobCancelled,
             id,
-            ReleaseId(job.release_id),
+            release,
             Reason::new(match outcome {
                 Cancelled::Now => "queued job cancelled",
                 Cancelled::Requested => "running job asked to stop",
@@ -377,32 +446,9 @@ impl JobService {
             client,
         )
         .await?;
+        tx.commit().await.map_err(QueueError::from)?;
+        let job = self.queue.get(id.0).await?;
         Ok((job, outcome))
-    }
-
-    /// After a queued job was cancelled: the release goes back to `dua_executed` unless it has
-    /// moved on meanwhile (revoked, expired), which is not an error of the cancel.
-    async fn hand_back(
-        &self,
-        caller: Caller<'_>,
-        release: ReleaseId,
-        client: &Client,
-    ) -> Result<(), JobServiceError> {
-        let Some(record) = self.releases.record(release).await? else {
-            return Ok(());
-        };
-        if record.row.status != ReleaseStatus::Extracting || self.live_job(release).await?.is_some()
-        {
-            return Ok(());
-        }
-        match self
-            .releases
-            .transition(caller, release, Transition::CancelExtraction, None, client)
-            .await
-        {
-            Ok(_) | Err(ServiceError::Concurrent | ServiceError::Illegal(_)) => Ok(()),
-            Err(other) => Err(other.into()),
-        }
     }
 
     /// Queues a failed or cancelled job again; its release must be back in `dua_executed` and
@@ -424,28 +470,7 @@ impl JobService {
                 needed: "failed or cancelled",
             });
         }
-        let release = ReleaseId(job.release_id);
-        self.begin_extraction(caller, release, "retry the extract", client)
-            .await?;
-        let job = match self.queue.retry(id.0).await {
-            Ok(job) => job,
-            Err(error) => {
-                self.undo_extraction(caller, release, client).await;
-                return Err(error.into());
-            }
-        };
-        self.queue
-            .log(job.id, &format!("retried by {}", actor(caller)))
-            .await?;
-        self.log_event(
-            caller,
-            Logged::JobRetried,
-            id,
-            release,
-            Reason::new("job queued again"),
-            client,
-        )
-        .await?;
-        Ok(job)
+        self.queue_extraction(caller, ReleaseId(job.release_id), Some(id), client)
+            .await
     }
 }

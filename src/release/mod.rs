@@ -8,6 +8,6 @@ pub mod service;
 pub mod stored;
 
 pub use service::{
-    action_for, nobody_facts, Caller, Expired, ListFilter, ReleaseRecord, ReleaseService,
-    ServiceError,
+    action_for, nobody_facts, Caller, Expired, ListFilter, PreparedTransition, ReleaseRecord,
+    ReleaseService, ServiceError,
 };

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use sqlx::AnyConnection;
 use time::{Date, OffsetDateTime};
 
 use super::letter::{render_approval_letter, LetterData, LetterElement};
@@ -340,27 +341,6 @@ impl ReleaseService {
         &self.catalog
     }
 
-    async fn log(
-        &self,
-        caller: Caller<'_>,
-        action: Logged,
-        id: ReleaseId,
-        entry: i64,
-        reason: Reason,
-        client: &Client,
-    ) -> Result<(), ServiceError> {
-        let event = AccessEvent::new(
-            caller.actor(),
-            action,
-            Target::Release { id: id.0, entry },
-            Outcome::Succeeded,
-        )
-        .with_reason(reason)
-        .with_client(client);
-        self.audit.append(&event).await?;
-        Ok(())
-    }
-
     /// Logs a granted read of a release (`what`: the release, its history, its letter), so
     /// the access log answers who looked at it, not only who changed it.
     pub async fn log_read(
@@ -431,16 +411,21 @@ impl ReleaseService {
             updated_at: now,
         };
         let caller = Caller::Person(principal);
-        rows::insert(&self.db, &row, &caller.actor_text()).await?;
-        self.log(
-            caller,
+        let mut tx = self.db.pool().begin().await.map_err(DbError::from)?;
+        rows::insert(&mut tx, &row, &caller.actor_text()).await?;
+        let event = AccessEvent::new(
+            caller.actor(),
             Logged::ReleaseRequested,
-            row.id,
-            1,
-            Reason::new("request filed as a draft"),
-            client,
+            Target::Release {
+                id: row.id.0,
+                entry: 1,
+            },
+            Outcome::Succeeded,
         )
-        .await?;
+        .with_reason(Reason::new("request filed as a draft"))
+        .with_client(client);
+        self.audit.record(&mut tx, &event).await?;
+        commit(tx).await?;
         self.record(row.id).await?.ok_or(ServiceError::NotFound)
     }
 
@@ -528,7 +513,8 @@ impl ReleaseService {
     }
 
     /// Applies a lifecycle transition (not `execute_dua`, which needs the DUA terms: see
-    /// [`ReleaseService::execute_dua`]). `reason` is kept in the release's history.
+    /// [`ReleaseService::execute_dua`]). `reason` is kept in the release's history. The change
+    /// and its access event commit together.
     pub async fn transition(
         &self,
         caller: Caller<'_>,
@@ -537,11 +523,31 @@ impl ReleaseService {
         reason: Option<&str>,
         client: &Client,
     ) -> Result<ReleaseRecord, ServiceError> {
+        let prepared = self
+            .prepare_transition(caller, id, transition, reason)
+            .await?;
+        let mut tx = self.db.pool().begin().await.map_err(DbError::from)?;
+        self.apply_transition(&mut tx, caller, &prepared, client)
+            .await?;
+        commit(tx).await?;
+        self.load(id).await
+    }
+
+    /// Checks a transition against the release as it is now (reads only, outside any
+    /// transaction), for [`ReleaseService::apply_transition`] to apply in the caller's
+    /// transaction together with other state (a job queued, files published).
+    pub async fn prepare_transition(
+        &self,
+        caller: Caller<'_>,
+        id: ReleaseId,
+        transition: Transition,
+        reason: Option<&str>,
+    ) -> Result<PreparedTransition, ServiceError> {
         let reason = check_reason(reason)?;
         let record = self.load(id).await?;
         self.check_performer(caller, transition, &record)?;
         let to = record.row.status.apply(transition)?;
-        let mut change = self.change(caller, &record, to, transition.as_str(), reason.as_deref());
+        let mut approved_by = None;
         match transition {
             Transition::ExecuteDua => {
                 return Err(ServiceError::WrongState {
@@ -566,22 +572,56 @@ impl ReleaseService {
                     .map_err(ServiceError::CommitteeRequired)?;
                 self.check_filters_select_rows(&record).await?;
                 if let Caller::Person(p) = caller {
-                    change.approved_by = Some(p.user_id);
+                    approved_by = Some(p.user_id);
                 }
             }
             _ => {}
         }
-        let entry = self.apply(id, &change).await?;
-        self.log(
+        Ok(PreparedTransition {
+            id,
+            transition,
+            expected: record.row.status,
+            revision: record.row.revision,
+            to,
+            reason,
+            approved_by,
+        })
+    }
+
+    /// Applies a prepared transition and records its event in the caller's transaction;
+    /// returns the history entry. Nothing is committed here, and nothing else is read: a
+    /// release changed since it was prepared is [`ServiceError::Concurrent`].
+    pub async fn apply_transition(
+        &self,
+        conn: &mut AnyConnection,
+        caller: Caller<'_>,
+        prepared: &PreparedTransition,
+        client: &Client,
+    ) -> Result<i64, ServiceError> {
+        let change = Change {
+            expected: prepared.expected,
+            revision: prepared.revision,
+            to: prepared.to,
+            kind: prepared.transition.as_str(),
+            actor: caller.actor_text(),
+            reason: prepared.reason.as_deref(),
+            at: self.clock.now(),
+            approved_elements: None,
+            committee_json: None,
+            approved_by: prepared.approved_by,
+            dua: None,
+            letter: None,
+        };
+        self.apply_in(
+            conn,
+            prepared.id,
+            &change,
             caller,
             Logged::ReleaseTransitioned,
-            id,
-            entry,
-            Reason::new(transition.as_str()),
+            Reason::new(prepared.transition.as_str()),
             client,
         )
-        .await?;
-        self.load(id).await
+        .await
     }
 
     /// Refuses approval when the release's filters select no row of one of its datasets.
@@ -643,15 +683,55 @@ impl ReleaseService {
         }
     }
 
-    async fn apply(&self, id: ReleaseId, change: &Change<'_>) -> Result<i64, ServiceError> {
-        match rows::apply(&self.db, id, change).await {
-            Ok(Some(entry)) => Ok(entry),
-            Ok(None) => Err(ServiceError::Concurrent),
+    /// Applies `change` and records its event in the caller's transaction; returns the
+    /// history entry.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: ReleaseId,
+        change: &Change<'_>,
+        caller: Caller<'_>,
+        action: Logged,
+        reason: Reason,
+        client: &Client,
+    ) -> Result<i64, ServiceError> {
+        let entry = match rows::apply(conn, id, change).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Err(ServiceError::Concurrent),
             Err(DbError::Sqlx(e)) if crate::db::is_write_conflict(&e) => {
-                Err(ServiceError::Concurrent)
+                return Err(ServiceError::Concurrent)
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let event = AccessEvent::new(
+            caller.actor(),
+            action,
+            Target::Release { id: id.0, entry },
+            Outcome::Succeeded,
+        )
+        .with_reason(reason)
+        .with_client(client);
+        self.audit.record(conn, &event).await?;
+        Ok(entry)
+    }
+
+    /// Applies `change` with its event, in a transaction of its own.
+    async fn apply(
+        &self,
+        id: ReleaseId,
+        change: &Change<'_>,
+        caller: Caller<'_>,
+        action: Logged,
+        reason: Reason,
+        client: &Client,
+    ) -> Result<i64, ServiceError> {
+        let mut tx = self.db.pool().begin().await.map_err(DbError::from)?;
+        let entry = self
+            .apply_in(&mut tx, id, change, caller, action, reason, client)
+            .await?;
+        commit(tx).await?;
+        Ok(entry)
     }
 
     /// Narrows the approved elements at review: `elements` must be a non-empty subset of what
@@ -686,12 +766,11 @@ impl ReleaseService {
             reason.as_deref(),
         );
         change.approved_elements = Some(stored::elements_to_json(narrowed.elements())?);
-        let entry = self.apply(id, &change).await?;
-        self.log(
+        self.apply(
+            id,
+            &change,
             caller,
             Logged::ReleaseElementsNarrowed,
-            id,
-            entry,
             Reason::new("approved elements narrowed at review"),
             client,
         )
@@ -732,12 +811,11 @@ impl ReleaseService {
             reason.as_deref(),
         );
         change.committee_json = Some(stored::decision_to_json(decision)?);
-        let entry = self.apply(id, &change).await?;
-        self.log(
+        self.apply(
+            id,
+            &change,
             caller,
             Logged::CommitteeDecisionRecorded,
-            id,
-            entry,
             Reason::new(match outcome {
                 committee::Outcome::Approved(_) => "subcommittee approved",
                 committee::Outcome::NotApproved(_) => "subcommittee did not approve",
@@ -894,7 +972,17 @@ impl ReleaseService {
         );
         change.dua = Some(&dua_row);
         change.letter = Some(&letter);
-        let entry = match self.apply(id, &change).await {
+        let applied = self
+            .apply(
+                id,
+                &change,
+                caller,
+                Logged::ReleaseTransitioned,
+                Reason::new(Transition::ExecuteDua.as_str()),
+                client,
+            )
+            .await;
+        match applied {
             // The unique number index lost a race with another release.
             Err(ServiceError::Concurrent)
                 if rows::dua_number_owner(&self.db, dua.number().as_str())
@@ -905,15 +993,6 @@ impl ReleaseService {
             }
             other => other?,
         };
-        self.log(
-            caller,
-            Logged::ReleaseTransitioned,
-            id,
-            entry,
-            Reason::new(Transition::ExecuteDua.as_str()),
-            client,
-        )
-        .await?;
         self.load(id).await
     }
 
@@ -958,12 +1037,11 @@ impl ReleaseService {
         );
         change.dua = Some(&dua_row);
         change.letter = Some(&letter);
-        let entry = self.apply(id, &change).await?;
-        self.log(
+        self.apply(
+            id,
+            &change,
             caller,
             Logged::DuaAmended,
-            id,
-            entry,
             Reason::new("DUA amended: new version"),
             client,
         )
@@ -1025,5 +1103,26 @@ impl ReleaseService {
                 Err(error) => tracing::error!(%error, "release expiry check failed"),
             }
         }
+    }
+}
+
+/// A transition checked against the release as it was read, ready to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedTransition {
+    id: ReleaseId,
+    transition: Transition,
+    expected: ReleaseStatus,
+    revision: i64,
+    to: ReleaseStatus,
+    reason: Option<String>,
+    approved_by: Option<UserId>,
+}
+
+/// Commits a change's transaction; losing a write race at commit is a concurrent change.
+async fn commit(tx: sqlx::Transaction<'_, sqlx::Any>) -> Result<(), ServiceError> {
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(e) if crate::db::is_write_conflict(&e) => Err(ServiceError::Concurrent),
+        Err(e) => Err(DbError::from(e).into()),
     }
 }

@@ -55,7 +55,12 @@ async fn concurrent_appends_form_one_chain(db: Db) {
         writers.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..APPENDS_PER_WRITER {
-                ids.push(audit.append(&event(writer * APPENDS_PER_WRITER + i)).await.expect("append"));
+                ids.push(
+                    audit
+                        .append(&event(writer * APPENDS_PER_WRITER + i))
+                        .await
+                        .expect("append"),
+                );
             }
             ids
         }));
@@ -73,7 +78,11 @@ async fn concurrent_appends_form_one_chain(db: Db) {
         ids.extend(writer.await.unwrap());
     }
     integrating.await.unwrap();
-    assert_eq!(ids.len(), WRITERS * APPENDS_PER_WRITER, "every append has its own id");
+    assert_eq!(
+        ids.len(),
+        WRITERS * APPENDS_PER_WRITER,
+        "every append has its own id"
+    );
     let size = app.state.sequencer.integrate_all().await.unwrap();
     let records = app.state.audit.records_after(0, 1_000_000).await.unwrap();
     assert_eq!(records.len() as u64, size, "every event has a position");
@@ -100,11 +109,15 @@ async fn database_refuses_update_and_delete(db: Db) {
             .await;
         let err = update.expect_err("UPDATE must be refused").to_string();
         assert!(err.contains("append-only"), "{table}: {err}");
-        let delete = sqlx::query(&format!("DELETE FROM {table}")).execute(pool).await;
+        let delete = sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(pool)
+            .await;
         let err = delete.expect_err("DELETE must be refused").to_string();
         assert!(err.contains("append-only"), "{table}: {err}");
         if db == Db::Postgres {
-            let truncate = sqlx::query(&format!("TRUNCATE {table} CASCADE")).execute(pool).await;
+            let truncate = sqlx::query(&format!("TRUNCATE {table} CASCADE"))
+                .execute(pool)
+                .await;
             assert!(truncate.is_err(), "TRUNCATE {table} must be refused");
         } else {
             for statement in [
@@ -160,7 +173,9 @@ async fn a_sequencer_killed_mid_round_loses_and_doubles_nothing(db: Db) {
     let records = app.state.audit.records_after(0, 1_000_000).await.unwrap();
     let integrated = records.iter().filter(|r| r.seq.is_some()).count() as u64;
     assert_eq!(integrated, before, "nothing of the dead round remains");
-    verify_app(&app).await.expect("the log verifies after the crash");
+    verify_app(&app)
+        .await
+        .expect("the log verifies after the crash");
     let after = app.state.sequencer.integrate_all().await.unwrap();
     assert_eq!(after, before + 300);
     let records = app.state.audit.records_after(0, 1_000_000).await.unwrap();
@@ -175,7 +190,12 @@ async fn disable_triggers(app: &TestApp, db: Db) {
     let pool = app.state.db.pool();
     match db {
         Db::Postgres => {
-            for table in ["access_events", "access_log", "access_log_tree", "access_log_checkpoints"] {
+            for table in [
+                "access_events",
+                "access_log",
+                "access_log_tree",
+                "access_log_checkpoints",
+            ] {
                 sqlx::query(&format!("ALTER TABLE {table} DISABLE TRIGGER USER"))
                     .execute(pool)
                     .await
@@ -191,7 +211,10 @@ async fn disable_triggers(app: &TestApp, db: Db) {
             .unwrap();
             for row in rows {
                 let name: String = sqlx::Row::get(&row, "name");
-                sqlx::query(&format!("DROP TRIGGER {name}")).execute(pool).await.unwrap();
+                sqlx::query(&format!("DROP TRIGGER {name}"))
+                    .execute(pool)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -222,7 +245,10 @@ async fn tampering_in_the_database_is_found_and_located(db: Db) {
         .execute(pool)
         .await
         .unwrap();
-    assert_eq!(verify_app(&app).await, Err(Problem::Content { position: target }));
+    assert_eq!(
+        verify_app(&app).await,
+        Err(Problem::Content { position: target })
+    );
     sqlx::query("UPDATE access_events SET outcome = 'succeeded' WHERE id = $1")
         .bind(event_id)
         .execute(pool)
@@ -237,7 +263,10 @@ async fn tampering_in_the_database_is_found_and_located(db: Db) {
         .unwrap();
     let problem = verify_app(&app).await.unwrap_err();
     assert!(
-        matches!(problem, Problem::CheckpointBeyondLog { .. } | Problem::TreeExtra { .. }),
+        matches!(
+            problem,
+            Problem::CheckpointBeyondLog { .. } | Problem::TreeExtra { .. }
+        ),
         "{problem:?}"
     );
 }
@@ -254,17 +283,27 @@ async fn checkpoints_are_exported_and_compared(db: Db) {
     assert_eq!(exported, checkpoint.note.as_bytes());
     let mut expect = expectations(&app);
     expect.exported = verify::read_export_dir(&dir).unwrap();
-    assert!(expect.exported.len() >= 2, "the newest and its numbered copy");
+    assert!(
+        expect.exported.len() >= 2,
+        "the newest and its numbered copy"
+    );
     verify::verify_log(&mut DatabaseLog::new(&app.state.db), &expect)
         .await
         .unwrap()
         .expect("the export agrees");
     // An exported checkpoint the database lacks: someone removed it there.
-    let other = app.state.sequencer.signer().sign(3, tlog_tiles::Hash([9; 32]));
+    let other = app
+        .state
+        .sequencer
+        .signer()
+        .sign(3, tlog_tiles::Hash([9; 32]));
     expect.exported.push(("forged".into(), other));
     let problem = verify::verify_log(&mut DatabaseLog::new(&app.state.db), &expect)
         .await
         .unwrap()
         .unwrap_err();
-    assert!(matches!(problem, Problem::CheckpointDisagreement { size: 3, .. }), "{problem:?}");
+    assert!(
+        matches!(problem, Problem::CheckpointDisagreement { size: 3, .. }),
+        "{problem:?}"
+    );
 }

@@ -104,7 +104,8 @@ async fn concurrent_transitions_apply_once(db: Db) {
         dua: None,
         letter: None,
     };
-    let applied = steward::db::releases::apply(&app.state.db, release_id, &stale)
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let applied = steward::db::releases::apply(&mut conn, release_id, &stale)
         .await
         .unwrap();
     assert_eq!(applied, None);
