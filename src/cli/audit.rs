@@ -382,7 +382,7 @@ fn csv_fields(record: &crate::audit::AccessRecord) -> [String; 19] {
 
 /// Where an export goes.
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json(W),
 }
 
@@ -419,7 +419,7 @@ async fn export(
             writer
                 .write_record(CSV_HEADER)
                 .map_err(|e| failed(e.into()))?;
-            Sink::Csv(writer)
+            Sink::Csv(Box::new(writer))
         }
         ExportFormat::Json => Sink::Json(out),
     };
