@@ -23,7 +23,7 @@ use crate::db::login_throttle;
 use crate::db::recipient_keys::{self, RecipientKeyRow};
 use crate::db::sessions::{self, RefreshUse, SessionRow};
 use crate::db::users::{self, NewUser, OrgRow, UserRow};
-use crate::db::Database;
+use crate::db::{Database, DbError};
 use crate::domain::ids::{ApiTokenId, OrgId, RecipientKeyId, SessionId, UserId};
 use crate::domain::role::Role;
 
@@ -154,8 +154,25 @@ impl Authenticator {
         &self.settings
     }
 
+    /// For events that accompany no change (refusals, reads).
     async fn log(&self, event: AccessEvent) -> Result<(), AuthError> {
         self.audit.append(&event).await?;
+        Ok(())
+    }
+
+    /// Begins the transaction of a change.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, AuthError> {
+        Ok(self.db.pool().begin().await.map_err(DbError::from)?)
+    }
+
+    /// Records the change's event in its transaction and commits both.
+    async fn commit(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        event: AccessEvent,
+    ) -> Result<(), AuthError> {
+        self.audit.record(&mut tx, &event).await?;
+        tx.commit().await.map_err(DbError::from)?;
         Ok(())
     }
 
@@ -217,8 +234,10 @@ impl Authenticator {
             agency,
             created_at: self.clock.now(),
         };
-        users::insert_org(&self.db, &org).await?;
-        self.log(
+        let mut tx = self.begin().await?;
+        users::insert_org(&mut tx, &org).await?;
+        self.commit(
+            tx,
             AccessEvent::new(
                 by.actor,
                 Logged::OrganizationCreated,
@@ -281,8 +300,9 @@ impl Authenticator {
             display_name.trim()
         };
         check_shown_text("a display name", display_name)?;
+        let mut tx = self.begin().await?;
         users::insert_user(
-            &self.db,
+            &mut tx,
             &NewUser {
                 id,
                 org_id: org.id,
@@ -296,7 +316,8 @@ impl Authenticator {
             self.clock.now(),
         )
         .await?;
-        self.log(
+        self.commit(
+            tx,
             AccessEvent::new(
                 by.actor,
                 Logged::UserCreated,
@@ -358,10 +379,12 @@ impl Authenticator {
 
     /// Disables a user: every session and token of theirs stops working at once.
     pub async fn disable_user(&self, by: &By, id: UserId) -> Result<(), AuthError> {
-        if !users::disable(&self.db, id).await? {
+        let mut tx = self.begin().await?;
+        if !users::disable(&mut tx, id).await? {
             return Err(AuthError::NotFound(NOT_FOUND_USER));
         }
-        self.log(
+        self.commit(
+            tx,
             AccessEvent::new(
                 by.actor,
                 Logged::UserDisabled,
@@ -389,8 +412,10 @@ impl Authenticator {
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();
-        users::set_roles(&self.db, id, &roles).await?;
-        self.log(
+        let mut tx = self.begin().await?;
+        users::set_roles(&mut tx, id, &roles).await?;
+        self.commit(
+            tx,
             AccessEvent::new(
                 by.actor,
                 Logged::RolesChanged,
@@ -405,10 +430,12 @@ impl Authenticator {
 
     /// Lifts a user's lockout before it ends by itself.
     pub async fn unlock_user(&self, by: &By, id: UserId) -> Result<(), AuthError> {
-        if !users::clear_failures(&self.db, id).await? {
+        let mut tx = self.begin().await?;
+        if !users::clear_failures(&mut tx, id).await? {
             return Err(AuthError::NotFound(NOT_FOUND_USER));
         }
-        self.log(
+        self.commit(
+            tx,
             AccessEvent::new(
                 by.actor,
                 Logged::AccountUnlocked,
@@ -537,12 +564,13 @@ impl Authenticator {
             now,
         )
         .await?;
-        users::clear_failures(&self.db, user.id).await?;
         // The address gives back this attempt only: another account's failures from the same
         // address still count.
         if let Some(addr) = &addr {
             login_throttle::release(&self.db, addr).await?;
         }
+        let mut tx = self.begin().await?;
+        users::clear_failures(&mut tx, user.id).await?;
         let session_id = SessionId::new_random();
         let csrf = tokens::generate_csrf_token();
         let expires_at = now + secs(self.settings.session_ttl_secs);
@@ -554,7 +582,7 @@ impl Authenticator {
             revoked_at: None,
         };
         let refresh = self.sign(TokenKind::Refresh, &session, now, expires_at)?;
-        sessions::insert(&self.db, &session, &tokens::hash_token(&refresh), now).await?;
+        sessions::insert(&mut tx, &session, &tokens::hash_token(&refresh), now).await?;
         let issued = self.issue(&session, refresh, Some(csrf), now)?;
         let event = AccessEvent::new(
             Actor::User(user.id.0),
@@ -563,7 +591,7 @@ impl Authenticator {
             Outcome::Granted,
         )
         .with_client(client);
-        self.log(event).await?;
+        self.commit(tx, event).await?;
         Ok(issued)
     }
 
@@ -638,7 +666,8 @@ impl Authenticator {
             return Ok(seed);
         }
         let wrapped = self.master.wrap_text(stored).map_err(unwrap_error)?;
-        users::set_totp_secret(&self.db, user.id, &wrapped).await?;
+        let mut conn = self.db.pool().acquire().await.map_err(DbError::from)?;
+        users::set_totp_secret(&mut conn, user.id, &wrapped).await?;
         Ok(SecretString::from(stored.to_owned()))
     }
 
@@ -676,13 +705,15 @@ impl Authenticator {
             .await?;
         let until = |lockouts| now + lockout::lockout_duration(&self.settings, lockouts);
         let account_limit = i64::from(self.settings.max_failed_logins_per_account);
+        // Each lock commits with its event.
+        let mut tx = self.begin().await?;
         let account_locked = match user {
             Some(user) => {
-                users::lock_if_reached(&self.db, user.id, account_limit, now, until).await?
+                users::lock_if_reached(&mut tx, user.id, account_limit, now, until).await?
             }
             None => {
                 login_throttle::lock_if_reached(
-                    &self.db,
+                    &mut tx,
                     &unknown_name_key(username),
                     account_limit,
                     now,
@@ -696,11 +727,14 @@ impl Authenticator {
                 AccessEvent::new(actor, Logged::AccountLockedOut, target, Outcome::Succeeded)
                     .with_reason(Reason::new("too many failed logins on the account"))
                     .with_client(client);
-            self.log(event).await?;
+            self.commit(tx, event).await?;
+        } else {
+            drop(tx);
         }
         if let Some(addr) = addr {
             let limit = i64::from(self.settings.max_failed_logins_per_address);
-            if login_throttle::lock_if_reached(&self.db, addr, limit, now, until).await? {
+            let mut tx = self.begin().await?;
+            if login_throttle::lock_if_reached(&mut tx, addr, limit, now, until).await? {
                 let event = AccessEvent::new(
                     Actor::Anonymous,
                     Logged::AddressLockedOut,
@@ -711,7 +745,7 @@ impl Authenticator {
                     "too many failed logins from the client address",
                 ))
                 .with_client(client);
-                self.log(event).await?;
+                self.commit(tx, event).await?;
             }
         }
         Ok(())
@@ -804,10 +838,17 @@ impl Authenticator {
             }
         }
         let hash = tokens::hash_token(token.expose_secret());
-        let session_id = match sessions::use_refresh_token(&self.db, &hash, now).await? {
+        // Spending the token is its own small transaction: of two concurrent uses one wins,
+        // and a token spent without a new one issued only costs its holder a sign-in.
+        let spent = {
+            let mut conn = self.db.pool().acquire().await.map_err(DbError::from)?;
+            sessions::use_refresh_token(&mut conn, &hash, now).await?
+        };
+        let session_id = match spent {
             RefreshUse::Fresh(id) => id,
             RefreshUse::Reused(id) => {
-                sessions::revoke(&self.db, id, "refresh token reused", now).await?;
+                let mut tx = self.begin().await?;
+                sessions::revoke(&mut tx, id, "refresh token reused", now).await?;
                 let event = AccessEvent::new(
                     actor_of(&claims),
                     Logged::RefreshTokenReused,
@@ -816,7 +857,7 @@ impl Authenticator {
                 )
                 .with_reason(Reason::new("refresh token used twice: session revoked"))
                 .with_client(client);
-                self.log(event).await?;
+                self.commit(tx, event).await?;
                 return Err(AuthError::Unauthenticated(Reason::new(
                     "refresh token used twice: session revoked",
                 )));
@@ -836,7 +877,8 @@ impl Authenticator {
             .live_session(session_id, &claims, route, client, now)
             .await?;
         let refresh = self.sign(TokenKind::Refresh, &session, now, session.expires_at)?;
-        sessions::add_refresh_token(&self.db, session.id, &tokens::hash_token(&refresh), now)
+        let mut tx = self.begin().await?;
+        sessions::add_refresh_token(&mut tx, session.id, &tokens::hash_token(&refresh), now)
             .await?;
         let issued = self.issue(&session, refresh, None, now)?;
         let event = AccessEvent::new(
@@ -846,7 +888,7 @@ impl Authenticator {
             Outcome::Granted,
         )
         .with_client(client);
-        self.log(event).await?;
+        self.commit(tx, event).await?;
         Ok(issued)
     }
 
@@ -858,7 +900,8 @@ impl Authenticator {
                     .into(),
             ));
         };
-        sessions::revoke(&self.db, session, "logout", self.clock.now()).await?;
+        let mut tx = self.begin().await?;
+        sessions::revoke(&mut tx, session, "logout", self.clock.now()).await?;
         let event = AccessEvent::new(
             Actor::User(principal.user_id.0),
             Logged::LoggedOut,
@@ -866,7 +909,7 @@ impl Authenticator {
             Outcome::Succeeded,
         )
         .with_client(client);
-        self.log(event).await
+        self.commit(tx, event).await
     }
 
     /// Logs a refused credential and returns the 401 to send.
@@ -1213,18 +1256,22 @@ impl Authenticator {
             .await?;
             return Err(AuthError::Invalid("current_password is wrong".into()));
         }
-        users::clear_failures(&self.db, user.id).await?;
+        {
+            let mut conn = self.db.pool().acquire().await.map_err(DbError::from)?;
+            users::clear_failures(&mut conn, user.id).await?;
+        }
         self.hasher.check_policy(&new, &user.username)?;
         let hash = self.hasher.hash(new).await?;
-        users::set_password_hash(&self.db, user.id, &hash).await?;
+        let mut tx = self.begin().await?;
+        users::set_password_hash(&mut tx, user.id, &hash).await?;
         // Whoever else holds a session or a token of this account loses it: changing the
         // password is what a user does when they fear someone else has it.
         let keep = match principal.credential {
             Credential::Session { session, .. } => Some(session),
             Credential::ApiToken(_) => None,
         };
-        sessions::revoke_all_of_user(&self.db, user.id, keep, "password changed", now).await?;
-        api_tokens::revoke_all_of_user(&self.db, user.id, now).await?;
+        sessions::revoke_all_of_user(&mut tx, user.id, keep, "password changed", now).await?;
+        api_tokens::revoke_all_of_user(&mut tx, user.id, now).await?;
         let event = AccessEvent::new(
             Actor::User(user.id.0),
             Logged::PasswordChanged,
@@ -1232,7 +1279,7 @@ impl Authenticator {
             Outcome::Succeeded,
         )
         .with_client(client);
-        self.log(event).await
+        self.commit(tx, event).await
     }
 
     // ----- API tokens -----
@@ -1280,7 +1327,8 @@ impl Authenticator {
             expires_at: now + Duration::days(i64::from(days)),
             revoked_at: None,
         };
-        api_tokens::insert(&self.db, &row, &tokens::hash_token(&secret)).await?;
+        let mut tx = self.begin().await?;
+        api_tokens::insert(&mut tx, &row, &tokens::hash_token(&secret)).await?;
         let event = AccessEvent::new(
             Actor::User(principal.user_id.0),
             Logged::ApiTokenCreated,
@@ -1288,7 +1336,7 @@ impl Authenticator {
             Outcome::Succeeded,
         )
         .with_client(client);
-        self.log(event).await?;
+        self.commit(tx, event).await?;
         Ok((row, SecretString::from(secret)))
     }
 
@@ -1311,7 +1359,8 @@ impl Authenticator {
         id: ApiTokenId,
         client: &Client,
     ) -> Result<(), AuthError> {
-        if !api_tokens::revoke(&self.db, id, self.clock.now()).await? {
+        let mut tx = self.begin().await?;
+        if !api_tokens::revoke(&mut tx, id, self.clock.now()).await? {
             return Err(AuthError::Conflict(
                 "the API token is revoked already".into(),
             ));
@@ -1323,7 +1372,7 @@ impl Authenticator {
             Outcome::Succeeded,
         )
         .with_client(client);
-        self.log(event).await
+        self.commit(tx, event).await
     }
 
     // ----- recipient keys -----
@@ -1350,7 +1399,8 @@ impl Authenticator {
             label: label.trim().to_owned(),
             created_at: self.clock.now(),
         };
-        if !recipient_keys::insert(&self.db, &row).await? {
+        let mut tx = self.begin().await?;
+        if !recipient_keys::insert(&mut tx, &row).await? {
             return Err(AuthError::Conflict(
                 "this public key is registered already".into(),
             ));
@@ -1362,7 +1412,7 @@ impl Authenticator {
             Outcome::Succeeded,
         )
         .with_client(client);
-        self.log(event).await?;
+        self.commit(tx, event).await?;
         Ok(row)
     }
 
@@ -1381,7 +1431,8 @@ impl Authenticator {
         id: RecipientKeyId,
         client: &Client,
     ) -> Result<(), AuthError> {
-        if !recipient_keys::delete(&self.db, principal.user_id, id).await? {
+        let mut tx = self.begin().await?;
+        if !recipient_keys::delete(&mut tx, principal.user_id, id).await? {
             return Err(AuthError::NotFound("recipient key"));
         }
         let event = AccessEvent::new(
@@ -1391,7 +1442,7 @@ impl Authenticator {
             Outcome::Succeeded,
         )
         .with_client(client);
-        self.log(event).await
+        self.commit(tx, event).await
     }
 }
 

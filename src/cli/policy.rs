@@ -78,16 +78,28 @@ pub async fn optout_import(
     let at = now
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let added = optout::insert_keys(&db, &keys, &at, &import_id).await?;
+    // The keys and the import's event commit together.
+    let mut tx = db
+        .pool()
+        .begin()
+        .await
+        .map_err(|e| StartupError::from(crate::db::DbError::from(e)))?;
+    let added = optout::insert_keys(&mut tx, &keys, &at, &import_id).await?;
     let in_file = keys.len() as u64;
     AuditLog::new(db.clone(), clock)
-        .append(&AccessEvent::new(
-            Actor::System,
-            Action::OptOutImported,
-            Target::OptOutRegistry { in_file, added },
-            Outcome::Succeeded,
-        ))
+        .record(
+            &mut tx,
+            &AccessEvent::new(
+                Actor::System,
+                Action::OptOutImported,
+                Target::OptOutRegistry { in_file, added },
+                Outcome::Succeeded,
+            ),
+        )
         .await?;
+    tx.commit()
+        .await
+        .map_err(|e| StartupError::from(crate::db::DbError::from(e)))?;
     println!("imported {in_file} opt-out entries ({added} new); only keyed hashes are stored");
     db.close().await;
     Ok(())

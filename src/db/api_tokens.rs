@@ -1,7 +1,7 @@
 //! Queries on `api_tokens`: named, expiring, revocable tokens stored as SHA-256 hashes.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::users::parse_id;
@@ -31,7 +31,11 @@ pub struct ApiTokenRow {
 const COLUMNS: &str = "id, user_id, name, roles, created_at, expires_at, revoked_at";
 
 /// Stores a new token under the hash of its secret.
-pub async fn insert(db: &Database, token: &ApiTokenRow, token_hash: &str) -> Result<(), DbError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    token: &ApiTokenRow,
+    token_hash: &str,
+) -> Result<(), DbError> {
     let roles: Vec<&str> = token.roles.iter().map(|r| r.as_str()).collect();
     sqlx::query(
         "INSERT INTO api_tokens (id, user_id, name, token_hash, roles, created_at, expires_at) \
@@ -44,7 +48,7 @@ pub async fn insert(db: &Database, token: &ApiTokenRow, token_hash: &str) -> Res
     .bind(roles.join(","))
     .bind(timestamp::encode(token.created_at)?)
     .bind(timestamp::encode(token.expires_at)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -81,19 +85,23 @@ pub async fn list_for_user(db: &Database, user: UserId) -> Result<Vec<ApiTokenRo
 }
 
 /// Revokes a token; false if it was revoked already.
-pub async fn revoke(db: &Database, id: ApiTokenId, now: OffsetDateTime) -> Result<bool, DbError> {
+pub async fn revoke(
+    conn: &mut AnyConnection,
+    id: ApiTokenId,
+    now: OffsetDateTime,
+) -> Result<bool, DbError> {
     let done =
         sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id.to_string())
             .bind(timestamp::encode(now)?)
-            .execute(db.pool())
+            .execute(&mut *conn)
             .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Revokes every live token of a user; returns how many.
 pub async fn revoke_all_of_user(
-    db: &Database,
+    conn: &mut AnyConnection,
     user: UserId,
     now: OffsetDateTime,
 ) -> Result<u64, DbError> {
@@ -102,7 +110,7 @@ pub async fn revoke_all_of_user(
     )
     .bind(user.to_string())
     .bind(timestamp::encode(now)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())
 }

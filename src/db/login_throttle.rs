@@ -1,6 +1,6 @@
 //! Queries on `login_throttle`: failed logins per client address.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::{timestamp, Database, DbError};
@@ -68,14 +68,22 @@ pub async fn release(db: &Database, key: &str) -> Result<(), DbError> {
 /// Locks `key` until `until` if its failures reached `limit`, starting the next round; only
 /// one of several concurrent callers does it. Returns whether this call locked it.
 pub async fn lock_if_reached(
-    db: &Database,
+    conn: &mut AnyConnection,
     key: &str,
     limit: i64,
     now: OffsetDateTime,
     until: impl Fn(i64) -> OffsetDateTime,
 ) -> Result<bool, DbError> {
-    let state = get(db, key).await?;
-    if state.failures < limit {
+    let Some(row) =
+        sqlx::query("SELECT failures, lockouts FROM login_throttle WHERE client_addr = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(false);
+    };
+    let (failures, lockouts): (i64, i64) = (row.try_get("failures")?, row.try_get("lockouts")?);
+    if failures < limit {
         return Ok(false);
     }
     // Not while locked: attempts refused during a lock are counted for a moment before they
@@ -87,10 +95,10 @@ pub async fn lock_if_reached(
     )
     .bind(key)
     .bind(limit)
-    .bind(timestamp::encode(until(state.lockouts))?)
-    .bind(state.lockouts)
+    .bind(timestamp::encode(until(lockouts))?)
+    .bind(lockouts)
     .bind(timestamp::encode(now)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(locked.rows_affected() == 1)
 }

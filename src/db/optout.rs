@@ -22,14 +22,13 @@ impl From<sqlx::Error> for OptOutStoreError {
     }
 }
 
-/// Adds `keys` in one transaction (all or none); returns how many were new.
+/// Adds `keys` in the caller's transaction (all or none); returns how many were new.
 pub async fn insert_keys(
-    db: &Database,
+    tx: &mut sqlx::AnyConnection,
     keys: &[OptOutKey],
     imported_at: &str,
     import_id: &str,
 ) -> Result<u64, OptOutStoreError> {
-    let mut tx = db.pool().begin().await?;
     let mut added = 0;
     for key in keys {
         let result = sqlx::query(
@@ -43,7 +42,6 @@ pub async fn insert_keys(
         .await?;
         added += result.rows_affected();
     }
-    tx.commit().await?;
     Ok(added)
 }
 

@@ -1,7 +1,7 @@
 //! Queries on `recipient_keys`: the public keys extracts are encrypted to.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::users::parse_id;
@@ -26,7 +26,7 @@ pub struct RecipientKeyRow {
 }
 
 /// Registers a key; false when the user already has this exact key.
-pub async fn insert(db: &Database, key: &RecipientKeyRow) -> Result<bool, DbError> {
+pub async fn insert(conn: &mut AnyConnection, key: &RecipientKeyRow) -> Result<bool, DbError> {
     let result = sqlx::query(
         "INSERT INTO recipient_keys (id, user_id, kind, public_key, label, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -37,7 +37,7 @@ pub async fn insert(db: &Database, key: &RecipientKeyRow) -> Result<bool, DbErro
     .bind(&key.public_key)
     .bind(&key.label)
     .bind(timestamp::encode(key.created_at)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await;
     match result {
         Ok(_) => Ok(true),
@@ -59,11 +59,15 @@ pub async fn list_for_user(db: &Database, user: UserId) -> Result<Vec<RecipientK
 }
 
 /// Removes one of a user's keys; false when the user has no key with this id.
-pub async fn delete(db: &Database, user: UserId, id: RecipientKeyId) -> Result<bool, DbError> {
+pub async fn delete(
+    conn: &mut AnyConnection,
+    user: UserId,
+    id: RecipientKeyId,
+) -> Result<bool, DbError> {
     let done = sqlx::query("DELETE FROM recipient_keys WHERE id = $1 AND user_id = $2")
         .bind(id.to_string())
         .bind(user.to_string())
-        .execute(db.pool())
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }

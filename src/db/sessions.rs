@@ -1,7 +1,7 @@
 //! Queries on `sessions` and `refresh_tokens`: one session per login, and the chain of refresh
 //! tokens rotated from it (stored as hashes).
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::users::parse_id;
@@ -36,13 +36,12 @@ pub enum RefreshUse {
 
 /// Creates a session with its first refresh token.
 pub async fn insert(
-    db: &Database,
+    conn: &mut AnyConnection,
     session: &SessionRow,
     refresh_hash: &str,
     now: OffsetDateTime,
 ) -> Result<(), DbError> {
     let now = timestamp::encode(now)?;
-    let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO sessions (id, user_id, csrf_hash, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -52,7 +51,7 @@ pub async fn insert(
     .bind(&session.csrf_hash)
     .bind(&now)
     .bind(timestamp::encode(session.expires_at)?)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
@@ -60,9 +59,8 @@ pub async fn insert(
     .bind(refresh_hash)
     .bind(session.id.to_string())
     .bind(&now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -88,13 +86,13 @@ pub async fn find(db: &Database, id: SessionId) -> Result<Option<SessionRow>, Db
 
 /// Marks a refresh token used, atomically: of two concurrent uses only one is `Fresh`.
 pub async fn use_refresh_token(
-    db: &Database,
+    conn: &mut AnyConnection,
     token_hash: &str,
     now: OffsetDateTime,
 ) -> Result<RefreshUse, DbError> {
     let row = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
         .bind(token_hash)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else {
         return Ok(RefreshUse::Unknown);
@@ -105,7 +103,7 @@ pub async fn use_refresh_token(
     )
     .bind(token_hash)
     .bind(timestamp::encode(now)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(if done.rows_affected() == 1 {
         RefreshUse::Fresh(session)
@@ -116,7 +114,7 @@ pub async fn use_refresh_token(
 
 /// Adds the next refresh token of a session.
 pub async fn add_refresh_token(
-    db: &Database,
+    conn: &mut AnyConnection,
     session: SessionId,
     token_hash: &str,
     now: OffsetDateTime,
@@ -127,14 +125,14 @@ pub async fn add_refresh_token(
     .bind(token_hash)
     .bind(session.to_string())
     .bind(timestamp::encode(now)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Revokes a session (and so every token of its family); false if it was revoked already.
 pub async fn revoke(
-    db: &Database,
+    conn: &mut AnyConnection,
     id: SessionId,
     reason: &'static str,
     now: OffsetDateTime,
@@ -146,7 +144,7 @@ pub async fn revoke(
     .bind(id.to_string())
     .bind(timestamp::encode(now)?)
     .bind(reason)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -154,7 +152,7 @@ pub async fn revoke(
 /// Revokes every live session of a user but `keep` (the one that asked, when any); returns how
 /// many were revoked.
 pub async fn revoke_all_of_user(
-    db: &Database,
+    conn: &mut AnyConnection,
     user: UserId,
     keep: Option<SessionId>,
     reason: &'static str,
@@ -168,7 +166,7 @@ pub async fn revoke_all_of_user(
     .bind(timestamp::encode(now)?)
     .bind(reason)
     .bind(keep.map(|k| k.to_string()).unwrap_or_default())
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())
 }

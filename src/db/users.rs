@@ -1,7 +1,7 @@
 //! Queries on `organizations`, `users`, `user_roles` and `recovery_codes`.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use super::{timestamp, Database, DbError};
@@ -80,13 +80,13 @@ const USER_COLUMNS: &str = "id, org_id, username, display_name, password_hash, t
      created_at";
 
 /// Creates an organization.
-pub async fn insert_org(db: &Database, org: &OrgRow) -> Result<(), DbError> {
+pub async fn insert_org(conn: &mut AnyConnection, org: &OrgRow) -> Result<(), DbError> {
     sqlx::query("INSERT INTO organizations (id, name, created_at, agency) VALUES ($1, $2, $3, $4)")
         .bind(org.id.to_string())
         .bind(&org.name)
         .bind(timestamp::encode(org.created_at)?)
         .bind(i64::from(org.agency))
-        .execute(db.pool())
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
@@ -121,12 +121,11 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRow, DbError> {
 
 /// Creates a user with its roles and recovery codes, in one transaction.
 pub async fn insert_user(
-    db: &Database,
+    conn: &mut AnyConnection,
     user: &NewUser<'_>,
     now: OffsetDateTime,
 ) -> Result<(), DbError> {
     let now = timestamp::encode(now)?;
-    let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO users (id, org_id, username, display_name, password_hash, totp_secret, \
          created_at, must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
@@ -138,23 +137,22 @@ pub async fn insert_user(
     .bind(user.password_hash)
     .bind(user.totp_secret)
     .bind(&now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     for role in user.roles {
         sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
             .bind(user.id.to_string())
             .bind(role.as_str())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
     for hash in user.recovery_code_hashes {
         sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
             .bind(user.id.to_string())
             .bind(hash)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -218,50 +216,60 @@ pub async fn list(db: &Database) -> Result<Vec<UserRow>, DbError> {
 }
 
 /// Replaces a user's password hash.
-pub async fn set_password_hash(db: &Database, id: UserId, hash: &str) -> Result<(), DbError> {
+pub async fn set_password_hash(
+    conn: &mut AnyConnection,
+    id: UserId,
+    hash: &str,
+) -> Result<(), DbError> {
     // The user chose it: no longer a one-time password.
     sqlx::query("UPDATE users SET password_hash = $2, must_change_password = 0 WHERE id = $1")
         .bind(id.to_string())
         .bind(hash)
-        .execute(db.pool())
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// Replaces a user's stored TOTP seed (with its wrapped form).
-pub async fn set_totp_secret(db: &Database, id: UserId, stored: &str) -> Result<(), DbError> {
+pub async fn set_totp_secret(
+    conn: &mut AnyConnection,
+    id: UserId,
+    stored: &str,
+) -> Result<(), DbError> {
     sqlx::query("UPDATE users SET totp_secret = $2 WHERE id = $1")
         .bind(id.to_string())
         .bind(stored)
-        .execute(db.pool())
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// Disables a user; returns false when there is no such user.
-pub async fn disable(db: &Database, id: UserId) -> Result<bool, DbError> {
+pub async fn disable(conn: &mut AnyConnection, id: UserId) -> Result<bool, DbError> {
     let done = sqlx::query("UPDATE users SET disabled = 1 WHERE id = $1")
         .bind(id.to_string())
-        .execute(db.pool())
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Replaces a user's roles.
-pub async fn set_roles(db: &Database, id: UserId, roles: &[Role]) -> Result<(), DbError> {
-    let mut tx = db.pool().begin().await?;
+pub async fn set_roles(
+    conn: &mut AnyConnection,
+    id: UserId,
+    roles: &[Role],
+) -> Result<(), DbError> {
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
         .bind(id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     for role in roles {
         sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
             .bind(id.to_string())
             .bind(role.as_str())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -299,16 +307,22 @@ pub async fn release_attempt(db: &Database, id: UserId) -> Result<(), DbError> {
 /// Locks the account until `until(lockouts so far)` if its failed logins reached `limit`;
 /// only one of several concurrent callers does it. Returns whether this call locked it.
 pub async fn lock_if_reached(
-    db: &Database,
+    conn: &mut AnyConnection,
     id: UserId,
     limit: i64,
     now: OffsetDateTime,
     until: impl Fn(i64) -> OffsetDateTime,
 ) -> Result<bool, DbError> {
-    let Some(user) = find_by_id(db, id).await? else {
+    let Some(user) = sqlx::query("SELECT failed_logins, lockouts FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
         return Ok(false);
     };
-    if user.failed_logins < limit {
+    let (failed_logins, lockouts): (i64, i64) =
+        (user.try_get("failed_logins")?, user.try_get("lockouts")?);
+    if failed_logins < limit {
         return Ok(false);
     }
     let locked = sqlx::query(
@@ -318,21 +332,21 @@ pub async fn lock_if_reached(
     )
     .bind(id.to_string())
     .bind(limit)
-    .bind(timestamp::encode(until(user.lockouts))?)
-    .bind(user.lockouts)
+    .bind(timestamp::encode(until(lockouts))?)
+    .bind(lockouts)
     .bind(timestamp::encode(now)?)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(locked.rows_affected() == 1)
 }
 
 /// Clears failure counters and any lockout (after a success, or by an admin).
-pub async fn clear_failures(db: &Database, id: UserId) -> Result<bool, DbError> {
+pub async fn clear_failures(conn: &mut AnyConnection, id: UserId) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE users SET failed_logins = 0, lockouts = 0, locked_until = NULL WHERE id = $1",
     )
     .bind(id.to_string())
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }

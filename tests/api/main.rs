@@ -5,6 +5,7 @@ mod helpers;
 mod s3_server;
 mod slow_clients;
 
+mod audit_atomic;
 mod audit_log;
 mod auth_authorize;
 mod auth_cli;
