@@ -231,7 +231,7 @@ async fn insert_batch(db: &Database, batch: &[Queued]) -> Result<Vec<i64>, Audit
             event: &q.event,
         })
         .collect();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let ids = insert_events(&mut tx, db.backend(), &stamped).await?;
     tx.commit().await?;
     Ok(ids)

@@ -80,6 +80,19 @@ pub struct CheckedReceipt {
     pub origin: String,
 }
 
+/// Parses a proof's hashes: 64 lowercase hex digits each, the one form a receipt holds.
+fn proof_hashes(proof: &[String]) -> Result<Vec<Hash>, ReceiptError> {
+    proof
+        .iter()
+        .map(|h| match decode_hash(h) {
+            Some(bytes) if hex::encode(bytes) == *h => Ok(Hash(bytes)),
+            _ => Err(ReceiptError::Malformed(
+                "a proof hash is not 64 lowercase hex digits".into(),
+            )),
+        })
+        .collect()
+}
+
 /// Checks a receipt file with the log's note verifier key, against the receipt's own
 /// checkpoint or, when given, another copy of it.
 pub fn check_receipt(
@@ -112,12 +125,7 @@ pub fn check_receipt(
     if seq < 1 || seq as u64 > opened.size {
         return Err(ReceiptError::NoPosition);
     }
-    let proof = receipt
-        .inclusion_proof
-        .iter()
-        .map(|h| decode_hash(h).map(Hash))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| ReceiptError::Malformed("a proof hash is not 64 hex digits".into()))?;
+    let proof = proof_hashes(&receipt.inclusion_proof)?;
     tlog_tiles::check_record(
         &proof,
         opened.size,
@@ -209,11 +217,7 @@ pub fn check_consistency(
 ) -> Result<(), ReceiptError> {
     let old = checkpoint::open(old_note, verifier_key)?;
     let new = checkpoint::open(new_note, verifier_key)?;
-    let proof = proof
-        .iter()
-        .map(|h| decode_hash(h).map(Hash))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| ReceiptError::Malformed("a proof hash is not 64 hex digits".into()))?;
+    let proof = proof_hashes(proof)?;
     tlog_tiles::check_tree(&proof, new.size, new.root, old.size, old.root)
         .map_err(|_| ReceiptError::NotIncluded)
 }

@@ -280,7 +280,8 @@ pub async fn refusals(
 ) -> Result<Vec<RefusalCount>, AuditError> {
     let rows = sqlx::query(
         "SELECT reason, client_addr, \
-         SUM(CASE WHEN action = 'authentication' AND bytes IS NOT NULL THEN bytes ELSE 1 END) AS n \
+         CAST(SUM(CASE WHEN action = 'authentication' AND bytes IS NOT NULL THEN bytes ELSE 1 END) \
+         AS BIGINT) AS n \
          FROM access_events WHERE outcome = 'denied' AND at >= $1 AND at < $2 \
          GROUP BY reason, client_addr ORDER BY n DESC, reason, client_addr",
     )

@@ -346,6 +346,18 @@ impl Sequencer {
         Ok(checkpoint)
     }
 
+    /// The newest stored checkpoint when it covers `size` records, else one signed now.
+    pub async fn checkpoint_covering(&self, size: u64) -> Result<StoredCheckpoint, AuditError> {
+        let mut conn = self.db.pool().acquire().await?;
+        if let Some(last) = latest_checkpoint(&mut conn).await? {
+            if last.size >= size {
+                return Ok(last);
+            }
+        }
+        drop(conn);
+        self.checkpoint_now().await
+    }
+
     /// Writes every stored checkpoint the export directory lacks. A failure is logged and left
     /// for the next checkpoint: the database copy is already committed.
     async fn export_pending(&self) {

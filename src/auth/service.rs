@@ -162,7 +162,7 @@ impl Authenticator {
 
     /// Begins the transaction of a change.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, AuthError> {
-        Ok(self.db.pool().begin().await.map_err(DbError::from)?)
+        Ok(self.db.begin_write().await.map_err(DbError::from)?)
     }
 
     /// Records the change's event in its transaction and commits both.

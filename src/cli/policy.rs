@@ -80,8 +80,7 @@ pub async fn optout_import(
         .unwrap_or_default();
     // The keys and the import's event commit together.
     let mut tx = db
-        .pool()
-        .begin()
+        .begin_write()
         .await
         .map_err(|e| StartupError::from(crate::db::DbError::from(e)))?;
     let added = optout::insert_keys(&mut tx, &keys, &at, &import_id).await?;

@@ -215,6 +215,17 @@ impl Database {
     }
 
     /// Closes every pooled connection.
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first could not upgrade to a
+    /// writer once another commits, and would fail instead of waiting its turn.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Closes every pooled connection.
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -524,8 +524,7 @@ impl ExtractExecutor {
             .map_err(|e| failed("making the release available", e))?;
         let mut tx = state
             .db
-            .pool()
-            .begin()
+            .begin_write()
             .await
             .map_err(|e| failed("publishing the extract", e))?;
         match extracts::record_files(&mut tx, lease, job.release_id, rows, state.clock.now()).await

@@ -301,8 +301,7 @@ impl JobService {
         let mut tx = self
             .queue
             .database()
-            .pool()
-            .begin()
+            .begin_write()
             .await
             .map_err(QueueError::from)?;
         match self
@@ -405,8 +404,7 @@ impl JobService {
         let mut tx = self
             .queue
             .database()
-            .pool()
-            .begin()
+            .begin_write()
             .await
             .map_err(QueueError::from)?;
         let outcome = match self.queue.request_cancel_in(&mut tx, id.0).await? {

@@ -411,7 +411,7 @@ impl ReleaseService {
             updated_at: now,
         };
         let caller = Caller::Person(principal);
-        let mut tx = self.db.pool().begin().await.map_err(DbError::from)?;
+        let mut tx = self.db.begin_write().await.map_err(DbError::from)?;
         rows::insert(&mut tx, &row, &caller.actor_text()).await?;
         let event = AccessEvent::new(
             caller.actor(),
@@ -526,7 +526,7 @@ impl ReleaseService {
         let prepared = self
             .prepare_transition(caller, id, transition, reason)
             .await?;
-        let mut tx = self.db.pool().begin().await.map_err(DbError::from)?;
+        let mut tx = self.db.begin_write().await.map_err(DbError::from)?;
         self.apply_transition(&mut tx, caller, &prepared, client)
             .await?;
         commit(tx).await?;
@@ -726,7 +726,7 @@ impl ReleaseService {
         reason: Reason,
         client: &Client,
     ) -> Result<i64, ServiceError> {
-        let mut tx = self.db.pool().begin().await.map_err(DbError::from)?;
+        let mut tx = self.db.begin_write().await.map_err(DbError::from)?;
         let entry = self
             .apply_in(&mut tx, id, change, caller, action, reason, client)
             .await?;

@@ -81,6 +81,14 @@ const MATRIX: &[(&str, &str, [bool; 5])] = &[
     ("GET", "/api/v1/jobs/{id}", [D, A, D, A, A]),
     ("POST", "/api/v1/jobs/{id}/cancel", [D, A, D, D, D]),
     ("POST", "/api/v1/jobs/{id}/retry", [D, A, D, D, D]),
+    // The access log: the privacy officer reviews it; everyone reads the log's checkpoint and
+    // their own events; a receipt of a position that is nobody's is the privacy officer's.
+    ("GET", "/api/v1/access-log", [D, D, D, A, D]),
+    ("GET", "/api/v1/access-log/{seq}/proof", [D, D, D, A, D]),
+    ("GET", "/api/v1/access-log/checkpoint", [A, A, A, A, A]),
+    ("GET", "/api/v1/access-log/consistency", [A, A, A, A, A]),
+    ("GET", "/api/v1/access-log/reports/{name}", [D, D, D, A, D]),
+    ("GET", "/api/v1/me/access-log", [A, A, A, A, A]),
     ("POST", "/api/v1/auth/logout", [A, A, A, A, A]),
 ];
 
@@ -125,7 +133,10 @@ async fn every_route_every_role(db: Db) {
         let path = if template.contains("/users/{id}") {
             template.replace("{id}", &target.id.to_string())
         } else {
-            template.replace("{id}", &any_id)
+            template
+                .replace("{id}", &any_id)
+                .replace("{seq}", "999999")
+                .replace("{name}", "refusals")
         };
         let body = (*method != "GET" && *method != "DELETE").then(|| serde_json::json!({}));
         // Unauthenticated.
@@ -229,7 +240,10 @@ async fn the_matrix_holds_for_token_subsets_outside_staff_and_own_roles(db: Db) 
         let path = if template.contains("/users/{id}") {
             template.replace("{id}", &target.id.to_string())
         } else {
-            template.replace("{id}", &any_id)
+            template
+                .replace("{id}", &any_id)
+                .replace("{seq}", "999999")
+                .replace("{name}", "refusals")
         };
         let body = if *template == "/api/v1/auth/refresh" {
             Some(serde_json::json!({ "refresh_token": "not-a-token" }))

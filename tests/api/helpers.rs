@@ -493,7 +493,12 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The sequence number of the newest access-log record.
+    /// The URL of the app's database, for `steward` commands run against it.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
+    /// The id of the newest access-log event.
     pub async fn last_seq(&self) -> i64 {
         self.events_after(0).await.last().map_or(0, |r| r.id)
     }

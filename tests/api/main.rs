@@ -7,6 +7,7 @@ mod slow_clients;
 
 mod audit_atomic;
 mod audit_log;
+mod audit_review;
 mod auth_authorize;
 mod auth_cli;
 mod auth_findings;

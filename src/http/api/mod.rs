@@ -5,6 +5,7 @@
 //! `auth::authorize` (through `Authenticator::check`) before touching data; bodies are parsed
 //! only after that, so a denied caller learns nothing from validation errors.
 
+mod access_log;
 mod admin;
 mod auth;
 mod jobs;
@@ -111,6 +112,12 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/jobs/{id}", Authn),
     route("POST", "/api/v1/jobs/{id}/cancel", Authn),
     route("POST", "/api/v1/jobs/{id}/retry", Authn),
+    route("GET", "/api/v1/access-log", Authn),
+    route("GET", "/api/v1/access-log/{seq}/proof", Authn),
+    route("GET", "/api/v1/access-log/checkpoint", Authn),
+    route("GET", "/api/v1/access-log/consistency", Authn),
+    route("GET", "/api/v1/access-log/reports/{name}", Authn),
+    route("GET", "/api/v1/me/access-log", Authn),
 ];
 
 /// The handler of a route in [`ROUTES`].
@@ -163,6 +170,12 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/jobs/{id}") => get(jobs::show),
         ("POST", "/api/v1/jobs/{id}/cancel") => post(jobs::cancel),
         ("POST", "/api/v1/jobs/{id}/retry") => post(jobs::retry),
+        ("GET", "/api/v1/access-log") => get(access_log::list),
+        ("GET", "/api/v1/access-log/{seq}/proof") => get(access_log::receipt),
+        ("GET", "/api/v1/access-log/checkpoint") => get(access_log::checkpoint),
+        ("GET", "/api/v1/access-log/consistency") => get(access_log::consistency),
+        ("GET", "/api/v1/access-log/reports/{name}") => get(access_log::report),
+        ("GET", "/api/v1/me/access-log") => get(access_log::list_own),
         _ => return None,
     })
 }
