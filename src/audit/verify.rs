@@ -646,3 +646,421 @@ pub fn read_export_dir(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>, 
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tamper {
+    //! The tamper suite: logs of 1 to 10,000 records, built as the sequencer builds them, then
+    //! changed as an attacker with the database could; every change is found, and located.
+
+    use std::collections::BTreeMap;
+
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::audit::checkpoint::CheckpointSigner;
+
+    const ORIGIN: &str = "test.example/access-log";
+
+    fn signer() -> CheckpointSigner {
+        CheckpointSigner::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[5; 32]))
+    }
+
+    /// A log in memory, stored as the tables store it.
+    #[derive(Clone)]
+    struct MemoryLog {
+        rows: Vec<LogRow>,
+        tree: BTreeMap<u64, String>,
+        checkpoints: Vec<StoredCheckpoint>,
+        pending: Vec<Unintegrated>,
+    }
+
+    impl LogSource for MemoryLog {
+        async fn legacy_page(
+            &mut self,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<legacy::AccessRecord>, AuditError> {
+            Ok(Vec::new())
+        }
+        async fn log_page(&mut self, from: i64, limit: i64) -> Result<Vec<LogRow>, AuditError> {
+            let mut rows: Vec<LogRow> = self
+                .rows
+                .iter()
+                .filter(|r| r.seq >= from)
+                .cloned()
+                .collect();
+            rows.sort_by_key(|r| r.seq);
+            rows.truncate(limit as usize);
+            Ok(rows)
+        }
+        async fn tree_range(&mut self, lo: u64, hi: u64) -> Result<Vec<(u64, String)>, AuditError> {
+            Ok(self
+                .tree
+                .range(lo..hi)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect())
+        }
+        async fn tree_count(&mut self) -> Result<u64, AuditError> {
+            Ok(self.tree.len() as u64)
+        }
+        async fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError> {
+            Ok(self.checkpoints.clone())
+        }
+        async fn unintegrated(&mut self) -> Result<Vec<Unintegrated>, AuditError> {
+            Ok(self.pending.clone())
+        }
+    }
+
+    fn event(rng: &mut ChaCha8Rng, id: i64) -> AccessRecord {
+        let user = uuid::Uuid::from_u128(rng.gen());
+        AccessRecord {
+            id,
+            seq: None,
+            at: format!("2026-03-01T12:{:02}:{:02}.000000Z", id / 60 % 60, id % 60),
+            actor_kind: "user".into(),
+            actor_user: Some(user.to_string()),
+            actor_org: Some(uuid::Uuid::from_u128(rng.gen()).to_string()),
+            action: ["login_succeeded", "release_transitioned", "authorization"]
+                [rng.gen_range(0..3)]
+            .into(),
+            target_kind: "release".into(),
+            target_id: Some(uuid::Uuid::from_u128(rng.gen()).to_string()),
+            release_id: Some(uuid::Uuid::from_u128(rng.gen()).to_string()),
+            history_entry: Some(rng.gen_range(0..9)),
+            dua_number: rng
+                .gen_bool(0.5)
+                .then(|| format!("DUA-{}", rng.gen_range(1000..9999))),
+            file_id: None,
+            outcome: ["granted", "denied", "succeeded"][rng.gen_range(0..3)].into(),
+            reason: rng.gen_bool(0.5).then(|| "a reason".to_owned()),
+            client_addr: Some(format!(
+                "10.0.{}.{}",
+                rng.gen_range(0..255),
+                rng.gen_range(0..255)
+            )),
+            user_agent: Some("curl/8".into()),
+            bytes: rng.gen_bool(0.2).then(|| rng.gen_range(0..1_000_000)),
+            integrated_at: None,
+        }
+    }
+
+    /// Integrates `events` as the sequencer does (event ids with gaps, as rolled-back
+    /// transactions leave), with a checkpoint every `every` records and one at the end.
+    fn build(events: Vec<AccessRecord>, every: u64) -> MemoryLog {
+        let signer = signer();
+        let mut log = MemoryLog {
+            rows: Vec::new(),
+            tree: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            pending: Vec::new(),
+        };
+        rehash_from(&mut log, events, 0, every, &signer);
+        log
+    }
+
+    /// Recomputes chain, tree and (with `signer`) checkpoints from position `from` (0-based)
+    /// over `events`: what the sequencer writes, or what an attacker rewriting history writes.
+    fn rehash_from(
+        log: &mut MemoryLog,
+        events: Vec<AccessRecord>,
+        from: usize,
+        every: u64,
+        signer: &CheckpointSigner,
+    ) {
+        let mut frontier = Frontier::default();
+        let mut prev = super::legacy::GENESIS_HASH;
+        log.rows.truncate(from);
+        log.tree = log
+            .tree
+            .range(..tlog_tiles::stored_hash_index(0, from as u64))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (n, mut record) in events.into_iter().enumerate() {
+            record.seq = Some(n as i64 + 1);
+            record.integrated_at = Some("2026-03-01T13:00:00.000000Z".into());
+            let first = tlog_tiles::stored_hash_index(0, n as u64);
+            let stored = frontier.push(record.leaf_hash());
+            let hash = record.chain_hash(&prev);
+            if n >= from {
+                for (offset, h) in stored.iter().enumerate() {
+                    log.tree.insert(first + offset as u64, hex::encode(h.0));
+                }
+                log.rows.push(LogRow {
+                    seq: n as i64 + 1,
+                    event_id: record.id,
+                    prev_hash: hex::encode(prev),
+                    hash: hex::encode(hash),
+                    record: Some(record),
+                });
+                let size = frontier.size();
+                if size % every == 0 {
+                    log.checkpoints
+                        .push(checkpoint(signer, size, frontier.root()));
+                }
+            }
+            prev = hash;
+        }
+        let size = frontier.size();
+        if size > 0 && size % every != 0 {
+            log.checkpoints
+                .push(checkpoint(signer, size, frontier.root()));
+        }
+    }
+
+    fn checkpoint(signer: &CheckpointSigner, size: u64, root: Hash) -> StoredCheckpoint {
+        StoredCheckpoint {
+            size,
+            root: hex::encode(root.0),
+            note: String::from_utf8(signer.sign(size, root)).unwrap(),
+            created_at: "2026-03-01T13:00:00.000000Z".into(),
+        }
+    }
+
+    fn expectations() -> Expectations {
+        Expectations {
+            verifier_key: signer().verifier_key(),
+            exported: Vec::new(),
+            trusted: None,
+            integrate_before: "2026-03-01T00:00:00.000000Z".into(),
+        }
+    }
+
+    async fn check(log: &MemoryLog) -> Result<Verified, Problem> {
+        verify_log(&mut log.clone(), &expectations()).await.unwrap()
+    }
+
+    fn random_log(rng: &mut ChaCha8Rng, size: usize) -> MemoryLog {
+        let mut id = 0;
+        let events = (0..size)
+            .map(|_| {
+                id += rng.gen_range(1..3);
+                event(rng, id)
+            })
+            .collect();
+        build(events, 64)
+    }
+
+    /// Changes one byte of one column of one record, keeping it text.
+    fn change_byte(rng: &mut ChaCha8Rng, text: &mut String) {
+        if text.is_empty() {
+            text.push('x');
+            return;
+        }
+        let mut bytes = text.clone().into_bytes();
+        let i = rng.gen_range(0..bytes.len());
+        let old = bytes[i];
+        let mut new = old;
+        while new == old {
+            new = rng.gen_range(0x21u8..0x7f);
+        }
+        bytes[i] = new;
+        *text = String::from_utf8(bytes).unwrap();
+    }
+
+    /// One random change to one record's stored columns; returns the position it hit.
+    fn mutate_record(rng: &mut ChaCha8Rng, log: &mut MemoryLog) -> i64 {
+        let k = rng.gen_range(0..log.rows.len());
+        let row = &mut log.rows[k];
+        let position = row.seq;
+        let record = row.record.as_mut().unwrap();
+        match rng.gen_range(0..20) {
+            0 => change_byte(rng, &mut record.at),
+            1 => change_byte(rng, &mut record.actor_kind),
+            2 => change_byte(rng, record.actor_user.get_or_insert_with(String::new)),
+            3 => change_byte(rng, record.actor_org.get_or_insert_with(String::new)),
+            4 => change_byte(rng, &mut record.action),
+            5 => change_byte(rng, &mut record.target_kind),
+            6 => change_byte(rng, record.target_id.get_or_insert_with(String::new)),
+            7 => change_byte(rng, record.release_id.get_or_insert_with(String::new)),
+            8 => record.history_entry = Some(record.history_entry.unwrap_or(0) + 1),
+            9 => change_byte(rng, record.dua_number.get_or_insert_with(String::new)),
+            10 => change_byte(rng, record.file_id.get_or_insert_with(String::new)),
+            11 => change_byte(rng, &mut record.outcome),
+            12 => change_byte(rng, record.reason.get_or_insert_with(String::new)),
+            13 => change_byte(rng, record.client_addr.get_or_insert_with(String::new)),
+            14 => change_byte(rng, record.user_agent.get_or_insert_with(String::new)),
+            15 => record.bytes = Some(record.bytes.unwrap_or(0) ^ (1 << rng.gen_range(0..40))),
+            16 => change_byte(rng, record.integrated_at.get_or_insert_with(String::new)),
+            17 => change_byte(rng, &mut row.prev_hash),
+            18 => change_byte(rng, &mut row.hash),
+            _ => {
+                // The log row points at another event id (the event itself unchanged).
+                row.event_id += 1;
+            }
+        }
+        position
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn intact_logs_of_every_size_verify() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for size in [0, 1, 2, 3, 63, 64, 65, 1000] {
+            let log = random_log(&mut rng, size);
+            let verified = check(&log)
+                .await
+                .unwrap_or_else(|p| panic!("size {size}: {p}"));
+            assert_eq!(verified.records, size as u64);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_thousand_random_mutations_are_all_found_and_located() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut mutations = 0;
+        // Logs of 1 to 10,000 records; more mutations on the small ones, where an off-by-one
+        // at an edge would hide.
+        for (size, count) in [
+            (1, 60),
+            (2, 60),
+            (3, 60),
+            (17, 150),
+            (64, 150),
+            (65, 150),
+            (300, 400),
+            (2_000, 25),
+            (10_000, 5),
+        ] {
+            let log = random_log(&mut rng, size);
+            check(&log).await.expect("intact");
+            for _ in 0..count {
+                let mut bad = log.clone();
+                let kind = rng.gen_range(0..10);
+                let expected: Option<i64> = match kind {
+                    0..=3 => Some(mutate_record(&mut rng, &mut bad)),
+                    4 => {
+                        // A record deleted.
+                        let k = rng.gen_range(0..bad.rows.len());
+                        bad.rows.remove(k);
+                        Some(k as i64 + 1).filter(|_| k + 1 < size)
+                    }
+                    5 => {
+                        // A record inserted: a copy of another, given a free position.
+                        let k = rng.gen_range(0..bad.rows.len());
+                        let mut copy = bad.rows[k].clone();
+                        copy.seq = size as i64 + 1;
+                        bad.rows.push(copy);
+                        None
+                    }
+                    6 if size > 1 => {
+                        // Two records swapped (their contents, each keeping its position).
+                        let i = rng.gen_range(0..size - 1);
+                        let j = rng.gen_range(i + 1..size);
+                        let (a, b) = (bad.rows[i].clone(), bad.rows[j].clone());
+                        bad.rows[i] = LogRow { seq: a.seq, ..b };
+                        bad.rows[j] = LogRow {
+                            seq: bad.rows[j].seq,
+                            ..a
+                        };
+                        Some(i as i64 + 1)
+                    }
+                    7 => {
+                        // The tail truncated (records and their tree hashes).
+                        let keep = rng.gen_range(0..size);
+                        bad.rows.truncate(keep);
+                        let end = tlog_tiles::stored_hash_index(0, keep as u64);
+                        bad.tree.retain(|k, _| *k < end);
+                        None
+                    }
+                    8 => {
+                        // A checkpoint replaced by one of another tree, or its signature forged.
+                        let k = rng.gen_range(0..bad.checkpoints.len());
+                        if rng.gen_bool(0.5) {
+                            let size = bad.checkpoints[k].size;
+                            bad.checkpoints[k] = checkpoint(&signer(), size, Hash([rng.gen(); 32]));
+                        } else {
+                            let note = &mut bad.checkpoints[k].note;
+                            let sig_start = note.find("\u{2014} ").unwrap() + 4 + ORIGIN.len() + 1;
+                            let mut bytes = note.clone().into_bytes();
+                            let i = rng.gen_range(sig_start + 8..bytes.len() - 2);
+                            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                            *note = String::from_utf8(bytes).unwrap();
+                        }
+                        None
+                    }
+                    _ => {
+                        // History rewritten with a recomputed chain and tree, by someone without
+                        // the signing key: the stored checkpoints no longer match.
+                        let k = rng.gen_range(0..size);
+                        let mut events: Vec<AccessRecord> =
+                            bad.rows.iter().map(|r| r.record.clone().unwrap()).collect();
+                        events[k].outcome = "granted".into();
+                        events[k].action = "release_read".into();
+                        let stranger = CheckpointSigner::new(
+                            ORIGIN,
+                            ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+                        );
+                        let keep = bad.checkpoints.clone();
+                        rehash_from(&mut bad, events, k, 64, &stranger);
+                        bad.checkpoints = keep;
+                        None
+                    }
+                };
+                mutations += 1;
+                let problem = match check(&bad).await {
+                    Ok(_) => panic!("mutation {kind} of a log of {size} accepted"),
+                    Err(problem) => problem,
+                };
+                if let Some(position) = expected {
+                    assert_eq!(
+                        problem.position(),
+                        Some(position),
+                        "mutation {kind}, size {size}: {problem}"
+                    );
+                }
+            }
+        }
+        assert!(mutations >= 1000, "{mutations} mutations");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_trusted_checkpoint_catches_a_rewrite_that_removed_the_stored_ones() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let log = random_log(&mut rng, 200);
+        let trusted_note = log.checkpoints[1].note.clone();
+        let trusted = checkpoint::open(trusted_note.as_bytes(), &signer().verifier_key()).unwrap();
+        let mut bad = log.clone();
+        let mut events: Vec<AccessRecord> =
+            bad.rows.iter().map(|r| r.record.clone().unwrap()).collect();
+        events[10].outcome = "granted".into();
+        let stranger =
+            CheckpointSigner::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[6; 32]));
+        rehash_from(&mut bad, events, 10, 64, &stranger);
+        bad.checkpoints.clear();
+        // Without the trusted copy, a rewritten log with no checkpoint left looks whole...
+        check(&bad).await.expect("nothing to compare with");
+        // ...with it, the rewrite is found at the trusted checkpoint's size.
+        let mut expect = expectations();
+        expect.trusted = Some(("trusted".into(), trusted));
+        let problem = verify_log(&mut bad.clone(), &expect)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(problem, Problem::CheckpointRoot { size: 128, .. }),
+            "{problem}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn events_left_without_a_position_are_found() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut log = random_log(&mut rng, 10);
+        let last = log.rows.last().unwrap().event_id;
+        log.pending.push(Unintegrated {
+            id: last - 1,
+            at: "2026-03-01T12:00:00.000000Z".into(),
+        });
+        assert!(matches!(check(&log).await, Err(Problem::Inserted { .. })));
+        log.pending[0] = Unintegrated {
+            id: last + 1,
+            at: "2026-02-01T00:00:00.000000Z".into(),
+        };
+        assert!(matches!(
+            check(&log).await,
+            Err(Problem::NotIntegrated { .. })
+        ));
+        log.pending[0].at = "2026-03-02T00:00:00.000000Z".into();
+        assert_eq!(check(&log).await.unwrap().pending, 1, "within the deadline");
+    }
+}
