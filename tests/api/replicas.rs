@@ -210,4 +210,80 @@ async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
     let mut bytes = Vec::new();
     object.body.read_to_end(&mut bytes).await.unwrap();
     manifest::verify(&bytes, &b_key).expect("the worker's manifest verifies with B's key");
+
+    // Issue 11: both replicas append at once (A in process, B over HTTPS, the worker from its
+    // job) and both run a sequencer; the log is one chain and one tree, every event once.
+    let appends = (0..300).map(|i| {
+        let audit = a.state.audit.clone();
+        async move {
+            audit
+                .append(&steward::audit::AccessEvent::new(
+                    steward::audit::Actor::System,
+                    steward::audit::Action::SchemaMigrated,
+                    steward::audit::Target::Schema(i),
+                    steward::audit::Outcome::Succeeded,
+                ))
+                .await
+                .unwrap();
+        }
+    });
+    let reads = (0..60).map(|_| {
+        let (client, url, token) = (
+            b_client.clone(),
+            b_url.clone(),
+            session.access_token.clone(),
+        );
+        async move {
+            let status = client
+                .get(format!("{url}/api/v1/me/access-log?limit=1"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    });
+    futures_util::future::join(
+        futures_util::future::join_all(appends),
+        futures_util::future::join_all(reads),
+    )
+    .await;
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records = a.state.audit.records_after(0, 1_000_000).await.unwrap();
+        if records.iter().all(|r| r.seq.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        records.iter().all(|r| r.seq.is_some()),
+        "the sequencers integrated every event"
+    );
+    let seqs: std::collections::BTreeSet<i64> = records.iter().map(|r| r.seq.unwrap()).collect();
+    assert_eq!(seqs.len(), records.len(), "one position per event");
+    assert_eq!(*seqs.iter().last().unwrap(), records.len() as i64, "no gap");
+    let b_reads = records
+        .iter()
+        .filter(|r| {
+            r.action == "access_log_reviewed"
+                && r.actor_user.as_deref() == Some(officer.id.to_string().as_str())
+        })
+        .count();
+    assert!(b_reads >= 60, "B's events are in the one log ({b_reads})");
+    let expect = steward::audit::verify::Expectations {
+        verifier_key: a.state.sequencer.signer().verifier_key(),
+        exported: Vec::new(),
+        trusted: None,
+        integrate_before: "0000".into(),
+    };
+    let verified = steward::audit::verify::verify_log(
+        &mut steward::audit::verify::DatabaseLog::new(&a.state.db),
+        &expect,
+    )
+    .await
+    .unwrap()
+    .expect("one consistent chain and tree, checkpoints of both replicas included");
+    assert_eq!(verified.records, records.len() as u64);
 }
