@@ -99,9 +99,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?
                 .try_get("m")?;
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let running = tokio::spawn(sequencer.clone().run(async {
-                let _ = stop_rx.await;
-            }));
+            // AUDIT_BENCH_NO_SEQUENCER=1 measures the append path alone (integration afterwards).
+            let integrate_during = std::env::var_os("AUDIT_BENCH_NO_SEQUENCER").is_none();
+            let running = tokio::spawn({
+                let sequencer = sequencer.clone();
+                async move {
+                    if integrate_during {
+                        sequencer
+                            .run(async {
+                                let _ = stop_rx.await;
+                            })
+                            .await
+                    } else {
+                        let _ = stop_rx.await;
+                        sequencer.integrate_all().await.expect("integrate");
+                    }
+                }
+            });
             let done = Arc::new(AtomicBool::new(false));
             let count = Arc::new(AtomicU64::new(0));
             let start = Instant::now();
@@ -196,6 +210,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 peak_rss_kib(),
                 rss_before
             );
+        }
+        "scan" => {
+            // Reading alone, for comparison with `verify` (which also hashes).
+            use steward::audit::verify::LogSource;
+            let mut source = DatabaseLog::new(&db);
+            let start = Instant::now();
+            let (mut from, mut rows) = (1i64, 0usize);
+            loop {
+                let page = source.log_page(from, 10_000).await?;
+                if page.is_empty() {
+                    break;
+                }
+                rows += page.len();
+                from += page.len() as i64;
+            }
+            println!("{rows} {:.2}", start.elapsed().as_secs_f64());
         }
         _ => return Err(usage.into()),
     }

@@ -1,7 +1,8 @@
 -- The access log as two append-only tables: `access_events` is the queue every change writes
 -- its event into, in the change's own transaction; `access_log` is where the one sequencer
--- gives committed events their positions, the hash chain and the RFC 6962 Merkle tree
--- (`access_log_tree`, stored hash indexes of the tlog layout), signed into checkpoints.
+-- gives committed events their positions, the hash chain and the RFC 6962 Merkle tree (each
+-- record keeps the tree hashes it completed, in the tlog stored-hash layout: its leaf hash, then
+-- one hash per subtree it closed), signed into checkpoints.
 -- The records of schema 1 to 9 stay, frozen, as `access_log_v1`; the new chain starts from
 -- their last hash.
 ALTER TABLE access_log RENAME TO access_log_v1;
@@ -49,12 +50,8 @@ CREATE TABLE access_log (
     event_id      BIGINT NOT NULL UNIQUE REFERENCES access_events (id),
     integrated_at TEXT   NOT NULL,
     prev_hash     TEXT   NOT NULL,
-    hash          TEXT   NOT NULL UNIQUE
-);
-
-CREATE TABLE access_log_tree (
-    idx   BIGINT PRIMARY KEY,
-    hash  TEXT   NOT NULL
+    hash          TEXT   NOT NULL,
+    tree_hashes   TEXT   NOT NULL
 );
 
 CREATE TABLE access_log_checkpoints (
@@ -71,10 +68,6 @@ CREATE TRIGGER access_events_no_truncate BEFORE TRUNCATE ON access_events
 CREATE TRIGGER access_log_no_update_delete BEFORE UPDATE OR DELETE ON access_log
     FOR EACH ROW EXECUTE FUNCTION access_log_refuse_change();
 CREATE TRIGGER access_log_no_truncate BEFORE TRUNCATE ON access_log
-    FOR EACH STATEMENT EXECUTE FUNCTION access_log_refuse_change();
-CREATE TRIGGER access_log_tree_no_update_delete BEFORE UPDATE OR DELETE ON access_log_tree
-    FOR EACH ROW EXECUTE FUNCTION access_log_refuse_change();
-CREATE TRIGGER access_log_tree_no_truncate BEFORE TRUNCATE ON access_log_tree
     FOR EACH STATEMENT EXECUTE FUNCTION access_log_refuse_change();
 CREATE TRIGGER access_log_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON access_log_checkpoints
     FOR EACH ROW EXECUTE FUNCTION access_log_refuse_change();

@@ -1,7 +1,8 @@
 -- The access log as two append-only tables: `access_events` is the queue every change writes
 -- its event into, in the change's own transaction; `access_log` is where the one sequencer
--- gives committed events their positions, the hash chain and the RFC 6962 Merkle tree
--- (`access_log_tree`, stored hash indexes of the tlog layout), signed into checkpoints.
+-- gives committed events their positions, the hash chain and the RFC 6962 Merkle tree (each
+-- record keeps the tree hashes it completed, in the tlog stored-hash layout: its leaf hash, then
+-- one hash per subtree it closed), signed into checkpoints.
 -- The records of schema 1 to 9 stay, frozen, as `access_log_v1`; the new chain starts from
 -- their last hash.
 ALTER TABLE access_log RENAME TO access_log_v1;
@@ -45,12 +46,8 @@ CREATE TABLE access_log (
     event_id      INTEGER NOT NULL UNIQUE REFERENCES access_events (id),
     integrated_at TEXT    NOT NULL,
     prev_hash     TEXT    NOT NULL,
-    hash          TEXT    NOT NULL UNIQUE
-);
-
-CREATE TABLE access_log_tree (
-    idx   INTEGER PRIMARY KEY,
-    hash  TEXT    NOT NULL
+    hash          TEXT    NOT NULL,
+    tree_hashes   TEXT    NOT NULL
 );
 
 CREATE TABLE access_log_checkpoints (
@@ -60,7 +57,7 @@ CREATE TABLE access_log_checkpoints (
     created_at  TEXT    NOT NULL
 );
 
--- Nothing may change, remove or replace a row of the four tables (see migration 0007 for why
+-- Nothing may change, remove or replace a row of the three tables (see migration 0007 for why
 -- a replacing insert needs its own trigger).
 
 CREATE TRIGGER access_events_v2_no_update BEFORE UPDATE ON access_events
@@ -90,25 +87,9 @@ BEGIN
 END;
 
 CREATE TRIGGER access_log_v2_no_replace BEFORE INSERT ON access_log
-WHEN EXISTS (SELECT 1 FROM access_log WHERE seq = NEW.seq OR event_id = NEW.event_id OR hash = NEW.hash)
+WHEN EXISTS (SELECT 1 FROM access_log WHERE seq = NEW.seq OR event_id = NEW.event_id)
 BEGIN
     SELECT RAISE(ABORT, 'access_log is append-only: an insert may not replace a row');
-END;
-
-CREATE TRIGGER access_log_tree_v2_no_update BEFORE UPDATE ON access_log_tree
-BEGIN
-    SELECT RAISE(ABORT, 'access_log_tree is append-only: UPDATE refused');
-END;
-
-CREATE TRIGGER access_log_tree_v2_no_delete BEFORE DELETE ON access_log_tree
-BEGIN
-    SELECT RAISE(ABORT, 'access_log_tree is append-only: DELETE refused');
-END;
-
-CREATE TRIGGER access_log_tree_v2_no_replace BEFORE INSERT ON access_log_tree
-WHEN EXISTS (SELECT 1 FROM access_log_tree WHERE idx = NEW.idx)
-BEGIN
-    SELECT RAISE(ABORT, 'access_log_tree is append-only: an insert may not replace a row');
 END;
 
 CREATE TRIGGER access_log_checkpoints_v2_no_update BEFORE UPDATE ON access_log_checkpoints

@@ -102,6 +102,13 @@ pub fn verifier_key(origin: &str, key: &VerifyingKey) -> String {
     signed_note::new_ed25519_verifier_key(origin, key)
 }
 
+/// Checks that `verifier_key` is a note verifier key for Ed25519.
+pub fn check_verifier_key(verifier_key: &str) -> Result<(), CheckpointError> {
+    StandardVerifier::new(verifier_key.trim())
+        .map(|_| ())
+        .map_err(|_| CheckpointError::BadKey)
+}
+
 /// A checkpoint whose signature has been checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedCheckpoint {

@@ -131,14 +131,30 @@ impl AccessRecord {
         hasher.finalize().into()
     }
 
+    /// Both hashes at once, from one encoding: the chain hash after `prev_hash` and the leaf.
+    pub fn hashes(&self, prev_hash: &[u8; 32]) -> ([u8; 32], tlog_tiles::Hash) {
+        let encoding = self.canonical_encoding();
+        let mut hasher = Sha256::new();
+        hasher.update(prev_hash);
+        hasher.update(&encoding);
+        (hasher.finalize().into(), tlog_tiles::record_hash(&encoding))
+    }
+
     /// The record's RFC 6962 leaf hash in the Merkle tree.
     pub fn leaf_hash(&self) -> tlog_tiles::Hash {
         tlog_tiles::record_hash(&self.canonical_encoding())
     }
 }
 
-/// Parses a 64-digit hex hash.
+/// Parses a hash as stored: exactly 64 lowercase hex digits (any other spelling of the same
+/// bytes is a changed column).
 pub fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)

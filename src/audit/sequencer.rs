@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use super::checkpoint::CheckpointSigner;
 use super::record::decode_hash;
-use super::tree::{with_hashes, Frontier};
+use super::tree::{encode_tree_hashes, with_hashes, Frontier};
 use super::{format_time, record_from_row, AccessRecord, AuditError, RECORD_COLUMNS};
 use crate::clock::SharedClock;
 use crate::db::{Backend, Database};
@@ -206,22 +206,23 @@ impl Sequencer {
         let mut frontier = Frontier::load(&mut tx, head.size).await?;
         let integrated_at = format_time(self.clock.now())?;
         let mut prev = head.hash;
-        let mut tree_rows: Vec<(u64, Hash)> = Vec::with_capacity(events.len() * 2);
-        let mut log_rows: Vec<(i64, i64, String, String)> = Vec::with_capacity(events.len());
+        let mut log_rows: Vec<LogRowInsert> = Vec::with_capacity(events.len());
         for event in &mut events {
             let seq = frontier.size() as i64 + 1;
             event.seq = Some(seq);
             event.integrated_at = Some(integrated_at.clone());
-            let hash = event.chain_hash(&prev);
-            let first = tlog_tiles::stored_hash_index(0, frontier.size());
-            for (offset, stored) in frontier.push(event.leaf_hash()).into_iter().enumerate() {
-                tree_rows.push((first + offset as u64, stored));
-            }
-            log_rows.push((seq, event.id, hex::encode(prev), hex::encode(hash)));
+            let (hash, leaf) = event.hashes(&prev);
+            let tree_hashes = encode_tree_hashes(&frontier.push(leaf));
+            log_rows.push(LogRowInsert {
+                seq,
+                event_id: event.id,
+                prev_hash: hex::encode(prev),
+                hash: hex::encode(hash),
+                tree_hashes,
+            });
             prev = hash;
         }
         insert_log_rows(&mut tx, &integrated_at, &log_rows).await?;
-        insert_tree_rows(&mut tx, &tree_rows).await?;
         let size = frontier.size();
         let checkpoint = if self.checkpoint_due(&mut tx, size).await? {
             self.insert_checkpoint(&mut tx, size, frontier.root())
@@ -474,50 +475,47 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// One row of `access_log` to insert.
+struct LogRowInsert {
+    seq: i64,
+    event_id: i64,
+    prev_hash: String,
+    hash: String,
+    tree_hashes: String,
+}
+
 async fn insert_log_rows(
     conn: &mut AnyConnection,
     integrated_at: &str,
-    rows: &[(i64, i64, String, String)],
+    rows: &[LogRowInsert],
 ) -> Result<(), AuditError> {
     for chunk in rows.chunks(1000) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let b = i * 4;
-                format!("(${}, ${}, $1, ${}, ${})", b + 2, b + 3, b + 4, b + 5)
+                let b = i * 5;
+                format!(
+                    "(${}, ${}, $1, ${}, ${}, ${})",
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
             })
             .collect();
         let sql = format!(
-            "INSERT INTO access_log (seq, event_id, integrated_at, prev_hash, hash) VALUES {}",
+            "INSERT INTO access_log (seq, event_id, integrated_at, prev_hash, hash, tree_hashes) \
+             VALUES {}",
             values.join(", ")
         );
         let mut query = sqlx::query(&sql).bind(integrated_at);
-        for (seq, event_id, prev, hash) in chunk {
+        for row in chunk {
             query = query
-                .bind(*seq)
-                .bind(*event_id)
-                .bind(prev.as_str())
-                .bind(hash.as_str());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn insert_tree_rows(
-    conn: &mut AnyConnection,
-    rows: &[(u64, Hash)],
-) -> Result<(), AuditError> {
-    for chunk in rows.chunks(2000) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
-        let sql = format!(
-            "INSERT INTO access_log_tree (idx, hash) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (index, hash) in chunk {
-            query = query.bind(*index as i64).bind(hex::encode(hash.0));
+                .bind(row.seq)
+                .bind(row.event_id)
+                .bind(row.prev_hash.as_str())
+                .bind(row.hash.as_str())
+                .bind(row.tree_hashes.as_str());
         }
         query.execute(&mut *conn).await?;
     }

@@ -1,5 +1,8 @@
 //! The RFC 6962 Merkle tree over the log's records, in the tlog layout of `tlog_tiles` (every
-//! complete subtree's hash stored once, at its stored hash index), kept in `access_log_tree`.
+//! complete subtree's hash stored once, at its stored hash index). The hashes a record completes
+//! (its leaf, then one per subtree it closes) are kept in its own `access_log.tree_hashes`, so
+//! the tree costs no row of its own: stored hash (level L, index k) is the L-th hash of record
+//! `(k + 1) * 2^L`.
 //!
 //! `tlog_tiles` reads hashes through a synchronous [`HashReader`]; the tree lives in the
 //! database. [`with_hashes`] bridges the two: it runs a tlog function over a cache, notes the
@@ -60,30 +63,62 @@ pub async fn with_hashes<T>(
     Err(AuditError::Tree("stored hashes keep missing".into()))
 }
 
-/// Reads the stored hashes at `indexes` into `cache`; an index with no row is an error (the
-/// tree table lost a row).
+/// The position of the record that stores hash `index`, and where among its hashes.
+pub fn stored_by(index: u64) -> (i64, usize) {
+    let (level, k) = tlog_tiles::split_stored_hash_index(index);
+    ((((k + 1) << level) as i64), usize::from(level))
+}
+
+/// A record's `tree_hashes` column: its stored hashes, hex, one after another.
+pub fn encode_tree_hashes(hashes: &[Hash]) -> String {
+    hashes.iter().map(|h| hex::encode(h.0)).collect()
+}
+
+/// Parses a `tree_hashes` column (lowercase hex, whole hashes only).
+pub fn decode_tree_hashes(text: &str) -> Option<Vec<Hash>> {
+    if text.is_empty() || text.len() % 64 != 0 {
+        return None;
+    }
+    (0..text.len() / 64)
+        .map(|i| super::record::decode_hash(&text[i * 64..(i + 1) * 64]).map(Hash))
+        .collect()
+}
+
+/// Reads the stored hashes at `indexes` into `cache`; a hash no record holds is an error (a
+/// record lost its row or its hashes).
 async fn fetch(
     conn: &mut AnyConnection,
     cache: &mut HashMap<u64, Hash>,
     indexes: &[u64],
 ) -> Result<(), AuditError> {
     for chunk in indexes.chunks(500) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let mut by_record: HashMap<i64, Vec<(u64, usize)>> = HashMap::new();
+        for index in chunk {
+            let (seq, offset) = stored_by(*index);
+            by_record.entry(seq).or_default().push((*index, offset));
+        }
+        let seqs: Vec<i64> = by_record.keys().copied().collect();
+        let placeholders: Vec<String> = (1..=seqs.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT idx, hash FROM access_log_tree WHERE idx IN ({})",
+            "SELECT seq, tree_hashes FROM access_log WHERE seq IN ({})",
             placeholders.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for index in chunk {
-            query = query.bind(i64::try_from(*index).unwrap_or(i64::MAX));
+        for seq in &seqs {
+            query = query.bind(*seq);
         }
-        let rows = query.fetch_all(&mut *conn).await?;
-        for row in &rows {
-            let index: i64 = row.try_get("idx")?;
-            let hash: String = row.try_get("hash")?;
-            let hash = super::record::decode_hash(&hash)
-                .ok_or_else(|| AuditError::Tree(format!("stored hash {index} is malformed")))?;
-            cache.insert(index as u64, Hash(hash));
+        for row in query.fetch_all(&mut *conn).await? {
+            let seq: i64 = row.try_get("seq")?;
+            let text: String = row.try_get("tree_hashes")?;
+            let hashes = decode_tree_hashes(&text).ok_or_else(|| {
+                AuditError::Tree(format!("record {seq}'s tree hashes are malformed"))
+            })?;
+            for (index, offset) in by_record.get(&seq).into_iter().flatten() {
+                let hash = hashes.get(*offset).ok_or_else(|| {
+                    AuditError::Tree(format!("record {seq} lacks tree hash {offset}"))
+                })?;
+                cache.insert(*index, *hash);
+            }
         }
         if let Some(absent) = chunk.iter().find(|i| !cache.contains_key(i)) {
             return Err(AuditError::Tree(format!("stored hash {absent} is missing")));
@@ -92,12 +127,32 @@ async fn fetch(
     Ok(())
 }
 
-/// The right edge of a tree: the hashes of its maximal complete subtrees, enough to add the
-/// next record and to compute the root. At most `log2(size) + 1` hashes.
+/// The right edge of a tree: the hashes of its maximal complete subtrees, largest first, enough
+/// to add the next record and to compute the root. At most `log2(size) + 1` hashes, kept in a
+/// short vector (a verifier pushes a million records through it).
 #[derive(Debug, Clone, Default)]
 pub struct Frontier {
     size: u64,
-    hashes: HashMap<u64, Hash>,
+    /// (stored hash index, hash), in index order.
+    edge: Vec<(u64, Hash)>,
+}
+
+/// Reads stored hashes from a frontier's few entries.
+struct EdgeReader<'a>(&'a [(u64, Hash)]);
+
+impl HashReader for EdgeReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::tlog::Error> {
+        indexes
+            .iter()
+            .map(|index| {
+                self.0
+                    .iter()
+                    .find(|(i, _)| i == index)
+                    .map(|(_, h)| *h)
+                    .ok_or(tlog_tiles::tlog::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
 }
 
 impl Frontier {
@@ -106,7 +161,8 @@ impl Frontier {
         let mut hashes = HashMap::new();
         let needed = tlog_tiles::sub_tree_index(0, size, Vec::new());
         fetch(conn, &mut hashes, &needed).await?;
-        Ok(Self { size, hashes })
+        let edge = needed.iter().map(|i| (*i, hashes[i])).collect();
+        Ok(Self { size, edge })
     }
 
     /// Records in the tree.
@@ -118,29 +174,25 @@ impl Frontier {
     /// `stored_hash_index(0, size)` on.
     pub fn push(&mut self, leaf: Hash) -> Vec<Hash> {
         let n = self.size;
-        let reader = CachedHashes {
-            cache: &self.hashes,
-            missing: RefCell::new(Vec::new()),
-        };
-        let stored = tlog_tiles::stored_hashes_for_record_hash(n, leaf, &reader)
+        let stored = tlog_tiles::stored_hashes_for_record_hash(n, leaf, &EdgeReader(&self.edge))
             .expect("the frontier holds every hash a new record needs");
-        let first = tlog_tiles::stored_hash_index(0, n);
-        for (offset, hash) in stored.iter().enumerate() {
-            self.hashes.insert(first + offset as u64, *hash);
-        }
+        // The record completes one subtree per trailing one bit of n: those subtrees merge
+        // into the last stored hash, which joins the edge in their place.
+        let merged = (n + 1).trailing_zeros() as usize;
+        self.edge.truncate(self.edge.len() - merged);
+        let top = stored.len() - 1;
+        self.edge.push((
+            tlog_tiles::stored_hash_index(0, n) + top as u64,
+            stored[top],
+        ));
         self.size += 1;
-        let keep = tlog_tiles::sub_tree_index(0, self.size, Vec::new());
-        self.hashes.retain(|index, _| keep.contains(index));
         stored
     }
 
     /// The tree's root hash (RFC 6962's hash of the empty string for no records).
     pub fn root(&self) -> Hash {
-        let reader = CachedHashes {
-            cache: &self.hashes,
-            missing: RefCell::new(Vec::new()),
-        };
-        tlog_tiles::tree_hash(self.size, &reader).expect("the frontier holds the root's subtrees")
+        tlog_tiles::tree_hash(self.size, &EdgeReader(&self.edge))
+            .expect("the frontier holds the root's subtrees")
     }
 }
 
@@ -158,7 +210,9 @@ mod tests {
             let leaf = tlog_tiles::record_hash(&n.to_be_bytes());
             let first = tlog_tiles::stored_hash_index(0, n);
             for (offset, hash) in frontier.push(leaf).into_iter().enumerate() {
-                all.insert(first + offset as u64, hash);
+                let index = first + offset as u64;
+                assert_eq!(stored_by(index), (n as i64 + 1, offset), "index {index}");
+                all.insert(index, hash);
             }
             let reader = CachedHashes {
                 cache: &all,
@@ -170,6 +224,6 @@ mod tests {
             let leaf = tlog_tiles::record_hash(&(n / 2).to_be_bytes());
             tlog_tiles::check_record(&proof, n + 1, root, n / 2, leaf).unwrap();
         }
-        assert!(frontier.hashes.len() <= 10);
+        assert!(frontier.edge.len() <= 10);
     }
 }

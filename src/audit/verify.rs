@@ -16,8 +16,8 @@ use super::checkpoint::{self, CheckpointError, VerifiedCheckpoint};
 use super::legacy;
 use super::record::{decode_hash, AccessRecord};
 use super::sequencer::{genesis_hash, StoredCheckpoint};
-use super::tree::Frontier;
-use super::{record_from_row, AuditError, RECORD_COLUMNS};
+use super::tree::{encode_tree_hashes, Frontier};
+use super::AuditError;
 use crate::db::Database;
 
 /// Records read per page.
@@ -36,6 +36,8 @@ pub struct LogRow {
     pub prev_hash: String,
     /// Stored chain hash of this record.
     pub hash: String,
+    /// Stored Merkle tree hashes this record completed.
+    pub tree_hashes: String,
 }
 
 /// An event without a position.
@@ -95,25 +97,11 @@ pub enum Problem {
         /// The position at fault.
         position: i64,
     },
-    /// A stored hash of the Merkle tree differs from the one recomputed from the records.
-    #[error(
-        "position {position}: stored tree hash {index} is missing or differs from the records"
-    )]
+    /// The Merkle tree hashes a record stores differ from those recomputed from the records.
+    #[error("position {position}: its stored tree hashes differ from the records'")]
     Tree {
         /// The record whose hashes are at fault.
         position: i64,
-        /// The stored hash index.
-        index: u64,
-    },
-    /// The tree table holds hashes beyond the log.
-    #[error("the tree holds {found} stored hashes where the log of {size} records has {expected}")]
-    TreeExtra {
-        /// Records in the log.
-        size: u64,
-        /// Hashes it should hold.
-        expected: u64,
-        /// Hashes it holds.
-        found: u64,
     },
     /// A checkpoint is not signed by the log's key, or its signature does not verify.
     #[error("checkpoint of size {size} ({place}): {error}")]
@@ -182,7 +170,7 @@ impl Problem {
             | Problem::MissingEvent { position, .. }
             | Problem::Link { position }
             | Problem::Content { position }
-            | Problem::Tree { position, .. } => Some(*position),
+            | Problem::Tree { position } => Some(*position),
             Problem::CheckpointRoot { size, .. }
             | Problem::CheckpointBeyondLog { size, .. }
             | Problem::CheckpointSignature { size, .. }
@@ -242,10 +230,6 @@ pub trait LogSource {
     ) -> Result<Vec<legacy::AccessRecord>, AuditError>;
     /// Log rows with `seq >= from`, in position order, at most `limit`.
     async fn log_page(&mut self, from: i64, limit: i64) -> Result<Vec<LogRow>, AuditError>;
-    /// Stored tree hashes with index in `lo..hi`, by index.
-    async fn tree_range(&mut self, lo: u64, hi: u64) -> Result<Vec<(u64, String)>, AuditError>;
-    /// Number of stored tree hashes.
-    async fn tree_count(&mut self) -> Result<u64, AuditError>;
     /// The stored checkpoints.
     async fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError>;
     /// Events without a position.
@@ -364,75 +348,54 @@ pub async fn verify_log(
     }
     let checkpoints_checked = claims.values().map(Vec::len).sum();
 
-    // The records, page by page, with their stored tree hashes.
-    let mut frontier = Frontier::default();
-    let mut prev = legacy_chain.prev_hash;
-    let mut last_event = 0i64;
-    let mut last_at = String::new();
-    let check_root = |frontier: &Frontier, claims: &BTreeMap<u64, Vec<RootClaim>>| {
-        if let Some(list) = claims.get(&frontier.size()) {
-            let root = frontier.root();
-            if let Some(claim) = list.iter().find(|c| c.root != root) {
-                return Err(Problem::CheckpointRoot {
-                    size: frontier.size(),
-                    place: claim.place.clone(),
-                });
-            }
-        }
-        Ok(())
+    // The records, page by page, with their stored tree hashes. Hashing a page runs on a
+    // blocking thread while the next page is read, so the database and the CPU work at once.
+    let claims = std::sync::Arc::new(claims);
+    let mut walk = Walk {
+        frontier: Frontier::default(),
+        prev: legacy_chain.prev_hash,
+        last_event: 0,
     };
-    if let Err(problem) = check_root(&frontier, &claims) {
+    if let Err(problem) = walk.check_root(&claims) {
         return Ok(Err(problem));
     }
-    loop {
-        let from = frontier.size() as i64 + 1;
-        let page = source.log_page(from, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        let lo = tlog_tiles::stored_hash_index(0, frontier.size());
-        let hi = tlog_tiles::stored_hash_index(0, frontier.size() + page.len() as u64);
-        let stored_tree: BTreeMap<u64, String> =
-            source.tree_range(lo, hi).await?.into_iter().collect();
-        for row in &page {
-            let position = frontier.size() as i64 + 1;
-            if let Err(problem) = check_row(row, position, &prev, last_event) {
-                return Ok(Err(problem));
+    let mut fetched = fetch_page(source, 0).await?;
+    while let Some(page) = fetched {
+        let start = walk.frontier.size() + page.len() as u64;
+        let full = page.len() as i64 == PAGE;
+        let work = {
+            let claims = claims.clone();
+            tokio::task::spawn_blocking(move || {
+                let outcome = walk.page(&page, &claims);
+                (walk, outcome)
+            })
+        };
+        let next = async {
+            match full {
+                true => fetch_page(source, start).await,
+                false => Ok(None),
             }
-            let record = row.record.as_ref().expect("checked by check_row");
-            let first = tlog_tiles::stored_hash_index(0, frontier.size());
-            for (offset, hash) in frontier.push(record.leaf_hash()).into_iter().enumerate() {
-                let index = first + offset as u64;
-                if stored_tree.get(&index) != Some(&hex::encode(hash.0)) {
-                    return Ok(Err(Problem::Tree { position, index }));
-                }
-            }
-            if let Err(problem) = check_root(&frontier, &claims) {
-                return Ok(Err(problem));
-            }
-            prev = decode_hash(&row.hash).expect("checked by check_row");
-            last_event = row.event_id;
-            last_at.clone_from(&record.at);
+        };
+        let (worked, next) = tokio::join!(work, next);
+        let (returned, outcome) =
+            worked.map_err(|e| AuditError::Tree(format!("verification task: {e}")))?;
+        walk = returned;
+        if let Err(problem) = outcome {
+            return Ok(Err(problem));
         }
-        if (page.len() as i64) < PAGE {
-            break;
-        }
+        fetched = next?;
     }
+    let Walk {
+        frontier,
+        last_event,
+        ..
+    } = walk;
     let size = frontier.size();
     if let Some((&beyond, list)) = claims.range(size + 1..).next() {
         return Ok(Err(Problem::CheckpointBeyondLog {
             size: beyond,
             place: list[0].place.clone(),
             log_size: size,
-        }));
-    }
-    let expected_tree = tlog_tiles::stored_hash_count(size);
-    let found_tree = source.tree_count().await?;
-    if found_tree != expected_tree {
-        return Ok(Err(Problem::TreeExtra {
-            size,
-            expected: expected_tree,
-            found: found_tree,
         }));
     }
     if !expect.exported.is_empty() {
@@ -469,7 +432,64 @@ pub async fn verify_log(
     }))
 }
 
-fn check_row(row: &LogRow, position: i64, prev: &[u8; 32], last_event: i64) -> Result<(), Problem> {
+/// Reads the page of records after the first `size`; `None` past the end.
+async fn fetch_page(
+    source: &mut impl LogSource,
+    size: u64,
+) -> Result<Option<Vec<LogRow>>, AuditError> {
+    let page = source.log_page(size as i64 + 1, PAGE).await?;
+    Ok((!page.is_empty()).then_some(page))
+}
+
+/// The state of a walk through the records: the tree so far, the last chain hash and event.
+struct Walk {
+    frontier: Frontier,
+    prev: [u8; 32],
+    last_event: i64,
+}
+
+impl Walk {
+    /// Checks the checkpoints that claim a root at the current size.
+    fn check_root(&self, claims: &BTreeMap<u64, Vec<RootClaim>>) -> Result<(), Problem> {
+        if let Some(list) = claims.get(&self.frontier.size()) {
+            let root = self.frontier.root();
+            if let Some(claim) = list.iter().find(|c| c.root != root) {
+                return Err(Problem::CheckpointRoot {
+                    size: self.frontier.size(),
+                    place: claim.place.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one page of records against the chain, the stored tree and the checkpoints.
+    fn page(
+        &mut self,
+        page: &[LogRow],
+        claims: &BTreeMap<u64, Vec<RootClaim>>,
+    ) -> Result<(), Problem> {
+        for row in page {
+            let position = self.frontier.size() as i64 + 1;
+            let leaf = check_row(row, position, &self.prev, self.last_event)?;
+            if encode_tree_hashes(&self.frontier.push(leaf)) != row.tree_hashes {
+                return Err(Problem::Tree { position });
+            }
+            self.check_root(claims)?;
+            self.prev = decode_hash(&row.hash).expect("checked by check_row");
+            self.last_event = row.event_id;
+        }
+        Ok(())
+    }
+}
+
+/// Checks one row against its position and the chain; returns its leaf hash.
+fn check_row(
+    row: &LogRow,
+    position: i64,
+    prev: &[u8; 32],
+    last_event: i64,
+) -> Result<Hash, Problem> {
     if row.seq != position {
         return Err(Problem::Gap {
             expected: position,
@@ -493,10 +513,11 @@ fn check_row(row: &LogRow, position: i64, prev: &[u8; 32], last_event: i64) -> R
         return Err(Problem::Link { position });
     }
     let stored = decode_hash(&row.hash).ok_or(Problem::Content { position })?;
-    if record.chain_hash(prev) != stored {
+    let (chain, leaf) = record.hashes(prev);
+    if chain != stored {
         return Err(Problem::Content { position });
     }
-    Ok(())
+    Ok(leaf)
 }
 
 /// The log as stored in a database.
@@ -509,6 +530,48 @@ impl<'a> DatabaseLog<'a> {
     /// The log in `db`.
     pub fn new(db: &'a Database) -> Self {
         Self { db }
+    }
+}
+
+impl DatabaseLog<'_> {
+    /// Events selected by `filter` (a WHERE clause over `id` with `$n` for `binds`), decoded by
+    /// column position.
+    async fn events(&self, filter: &str, binds: &[i64]) -> Result<Vec<AccessRecord>, AuditError> {
+        let sql = format!(
+            "SELECT id, at, actor_kind, actor_user, actor_org, action, target_kind, target_id, \
+             release_id, history_entry, dua_number, file_id, outcome, reason, client_addr, \
+             user_agent, bytes FROM access_events {filter}"
+        );
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AccessRecord {
+                    id: row.try_get(0)?,
+                    seq: None,
+                    at: row.try_get(1)?,
+                    actor_kind: row.try_get(2)?,
+                    actor_user: row.try_get(3)?,
+                    actor_org: row.try_get(4)?,
+                    action: row.try_get(5)?,
+                    target_kind: row.try_get(6)?,
+                    target_id: row.try_get(7)?,
+                    release_id: row.try_get(8)?,
+                    history_entry: row.try_get(9)?,
+                    dua_number: row.try_get(10)?,
+                    file_id: row.try_get(11)?,
+                    outcome: row.try_get(12)?,
+                    reason: row.try_get(13)?,
+                    client_addr: row.try_get(14)?,
+                    user_agent: row.try_get(15)?,
+                    bytes: row.try_get(16)?,
+                    integrated_at: None,
+                })
+            })
+            .collect()
     }
 }
 
@@ -547,57 +610,60 @@ impl LogSource for DatabaseLog<'_> {
     }
 
     async fn log_page(&mut self, from: i64, limit: i64) -> Result<Vec<LogRow>, AuditError> {
-        // A LEFT JOIN, so a record whose event was deleted is reported, not skipped.
-        let sql = format!(
-            "SELECT {RECORD_COLUMNS}, l.seq AS log_seq, l.event_id AS log_event, \
-             l.prev_hash, l.hash, e.id IS NULL AS event_missing FROM access_log l \
-             LEFT JOIN access_events e ON e.id = l.event_id \
-             WHERE l.seq >= $1 ORDER BY l.seq LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(from)
-            .bind(limit)
-            .fetch_all(self.db.pool())
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let missing: bool = row
-                    .try_get::<bool, _>("event_missing")
-                    .or_else(|_| row.try_get::<i64, _>("event_missing").map(|v| v != 0))?;
-                Ok(LogRow {
-                    seq: row.try_get("log_seq")?,
-                    event_id: row.try_get("log_event")?,
-                    record: if missing {
-                        None
-                    } else {
-                        Some(record_from_row(row)?)
-                    },
-                    prev_hash: row.try_get("prev_hash")?,
-                    hash: row.try_get("hash")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn tree_range(&mut self, lo: u64, hi: u64) -> Result<Vec<(u64, String)>, AuditError> {
+        // The log rows, then their events by id range: two index range scans, several times
+        // cheaper than a join of ten thousand lookups. Positions follow event ids, so a page's
+        // events are one range; an event outside it (only in a tampered log) is read alone.
         let rows = sqlx::query(
-            "SELECT idx, hash FROM access_log_tree WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            "SELECT seq, event_id, prev_hash, hash, tree_hashes, integrated_at FROM access_log \
+             WHERE seq >= $1 ORDER BY seq LIMIT $2",
         )
-        .bind(lo as i64)
-        .bind(hi as i64)
+        .bind(from)
+        .bind(limit)
         .fetch_all(self.db.pool())
         .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get::<i64, _>("idx")? as u64, row.try_get("hash")?)))
-            .collect()
-    }
-
-    async fn tree_count(&mut self) -> Result<u64, AuditError> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM access_log_tree")
-            .fetch_one(self.db.pool())
-            .await?
-            .try_get("n")?;
-        Ok(n as u64)
+        let mut page = Vec::with_capacity(rows.len());
+        for row in &rows {
+            page.push((
+                LogRow {
+                    seq: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    record: None,
+                    prev_hash: row.try_get(2)?,
+                    hash: row.try_get(3)?,
+                    tree_hashes: row.try_get(4)?,
+                },
+                row.try_get::<String, _>(5)?,
+            ));
+        }
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return Ok(Vec::new());
+        };
+        let (lo, hi) = (first.0.event_id, last.0.event_id);
+        let mut events = if lo <= hi && hi - lo < 4 * limit {
+            self.events("WHERE id >= $1 AND id <= $2 ORDER BY id", &[lo, hi])
+                .await?
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::with_capacity(page.len());
+        for (mut row, integrated_at) in page {
+            let found = match events.binary_search_by_key(&row.event_id, |e| e.id) {
+                Ok(i) => Some(events[i].clone()),
+                Err(_) => {
+                    let alone = self.events("WHERE id = $1", &[row.event_id]).await?;
+                    events.extend(alone.iter().cloned());
+                    events.sort_by_key(|e| e.id);
+                    alone.into_iter().next()
+                }
+            };
+            row.record = found.map(|mut record| {
+                record.seq = Some(row.seq);
+                record.integrated_at = Some(integrated_at);
+                record
+            });
+            out.push(row);
+        }
+        Ok(out)
     }
 
     async fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError> {
@@ -652,8 +718,6 @@ mod tamper {
     //! The tamper suite: logs of 1 to 10,000 records, built as the sequencer builds them, then
     //! changed as an attacker with the database could; every change is found, and located.
 
-    use std::collections::BTreeMap;
-
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -670,7 +734,6 @@ mod tamper {
     #[derive(Clone)]
     struct MemoryLog {
         rows: Vec<LogRow>,
-        tree: BTreeMap<u64, String>,
         checkpoints: Vec<StoredCheckpoint>,
         pending: Vec<Unintegrated>,
     }
@@ -693,16 +756,6 @@ mod tamper {
             rows.sort_by_key(|r| r.seq);
             rows.truncate(limit as usize);
             Ok(rows)
-        }
-        async fn tree_range(&mut self, lo: u64, hi: u64) -> Result<Vec<(u64, String)>, AuditError> {
-            Ok(self
-                .tree
-                .range(lo..hi)
-                .map(|(k, v)| (*k, v.clone()))
-                .collect())
-        }
-        async fn tree_count(&mut self) -> Result<u64, AuditError> {
-            Ok(self.tree.len() as u64)
         }
         async fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError> {
             Ok(self.checkpoints.clone())
@@ -751,7 +804,6 @@ mod tamper {
         let signer = signer();
         let mut log = MemoryLog {
             rows: Vec::new(),
-            tree: BTreeMap::new(),
             checkpoints: Vec::new(),
             pending: Vec::new(),
         };
@@ -771,26 +823,18 @@ mod tamper {
         let mut frontier = Frontier::default();
         let mut prev = super::legacy::GENESIS_HASH;
         log.rows.truncate(from);
-        log.tree = log
-            .tree
-            .range(..tlog_tiles::stored_hash_index(0, from as u64))
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
         for (n, mut record) in events.into_iter().enumerate() {
             record.seq = Some(n as i64 + 1);
             record.integrated_at = Some("2026-03-01T13:00:00.000000Z".into());
-            let first = tlog_tiles::stored_hash_index(0, n as u64);
             let stored = frontier.push(record.leaf_hash());
             let hash = record.chain_hash(&prev);
             if n >= from {
-                for (offset, h) in stored.iter().enumerate() {
-                    log.tree.insert(first + offset as u64, hex::encode(h.0));
-                }
                 log.rows.push(LogRow {
                     seq: n as i64 + 1,
                     event_id: record.id,
                     prev_hash: hex::encode(prev),
                     hash: hex::encode(hash),
+                    tree_hashes: encode_tree_hashes(&stored),
                     record: Some(record),
                 });
                 let size = frontier.size();
@@ -864,7 +908,7 @@ mod tamper {
         let row = &mut log.rows[k];
         let position = row.seq;
         let record = row.record.as_mut().unwrap();
-        match rng.gen_range(0..20) {
+        match rng.gen_range(0..21) {
             0 => change_byte(rng, &mut record.at),
             1 => change_byte(rng, &mut record.actor_kind),
             2 => change_byte(rng, record.actor_user.get_or_insert_with(String::new)),
@@ -884,6 +928,7 @@ mod tamper {
             16 => change_byte(rng, record.integrated_at.get_or_insert_with(String::new)),
             17 => change_byte(rng, &mut row.prev_hash),
             18 => change_byte(rng, &mut row.hash),
+            19 => change_byte(rng, &mut row.tree_hashes),
             _ => {
                 // The log row points at another event id (the event itself unchanged).
                 row.event_id += 1;
@@ -958,8 +1003,6 @@ mod tamper {
                         // The tail truncated (records and their tree hashes).
                         let keep = rng.gen_range(0..size);
                         bad.rows.truncate(keep);
-                        let end = tlog_tiles::stored_hash_index(0, keep as u64);
-                        bad.tree.retain(|k, _| *k < end);
                         None
                     }
                     8 => {

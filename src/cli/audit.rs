@@ -275,6 +275,8 @@ async fn verify_command(
         Some(key) => key_text(&key)?,
         None => server_signer(settings)?.verifier_key(),
     };
+    checkpoint::check_verifier_key(&verifier_key)
+        .map_err(|e| AuditCommandError::Key(format!("--key: {e}")))?;
     let trusted = match &from_checkpoint {
         Some(path) => {
             let note = read(path)?;

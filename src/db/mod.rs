@@ -214,7 +214,6 @@ impl Database {
         migrate::check(self).await
     }
 
-    /// Closes every pooled connection.
     /// Begins a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first could not upgrade to a
     /// writer once another commits, and would fail instead of waiting its turn.
