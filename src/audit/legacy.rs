@@ -173,19 +173,7 @@ impl LegacyChain {
     }
 }
 
-/// Parses a hash as stored: exactly 64 lowercase hex digits (any other spelling of the same
-/// bytes is a changed column).
-pub fn decode_hash(text: &str) -> Option<[u8; 32]> {
-    if !text
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
-}
+pub use super::record::decode_hash;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 use steward::domain::role::Role;
 
+use crate::audit_log::steward_audit;
 use crate::helpers::{spawn_app, Db, Session, TestApp};
 use crate::on_both_databases;
 use crate::release_support::{call, expect, level_one_request, people};
@@ -348,21 +349,10 @@ async fn export_streams_the_same_filters(db: Db) {
         )
         .await;
     }
-    let settings = &app.state.settings;
-    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args([
-            "audit",
-            "export",
-            "--format",
-            "csv",
-            "--action",
-            "release_requested",
-        ])
-        .env("STEWARD_DATA_DIR", &settings.data_dir)
-        .env("STEWARD_DATABASE__URL", app.database_url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = steward_audit(
+        &app,
+        &["export", "--format", "csv", "--action", "release_requested"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -373,25 +363,14 @@ async fn export_streams_the_same_filters(db: Db) {
     assert!(lines[0].starts_with("id,seq,at,"), "{}", lines[0]);
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[1..].iter().all(|l| l.contains(",release_requested,")));
-    let json = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["audit", "export", "--format", "json", "--user"])
-        .arg(p.requester.0.id.to_string())
-        .env("STEWARD_DATA_DIR", &settings.data_dir)
-        .env("STEWARD_DATABASE__URL", app.database_url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let requester = p.requester.0.id.to_string();
+    let json = steward_audit(&app, &["export", "--format", "json", "--user", &requester]);
     assert!(json.status.success());
     for line in String::from_utf8(json.stdout).unwrap().lines() {
         let record: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(record["actor_user"], p.requester.0.id.to_string().as_str());
+        assert_eq!(record["actor_user"], requester.as_str());
     }
-    let bad = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["audit", "export", "--outcome", "sideways"])
-        .env("STEWARD_DATA_DIR", &settings.data_dir)
-        .env("STEWARD_DATABASE__URL", app.database_url())
-        .output()
-        .unwrap();
+    let bad = steward_audit(&app, &["export", "--outcome", "sideways"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("outcome"));
     // The export was logged.
