@@ -128,8 +128,13 @@ impl Sequencer {
             };
             tokio::select! {
                 () = &mut stop => {
-                    // A last pass, so what was committed before the stop has its position.
-                    if let Err(e) = self.integrate_all().await {
+                    // A last pass, so what was committed before the stop has its position, and
+                    // a checkpoint that covers it: a stopped log has no unsigned tail.
+                    let last = match self.integrate_all().await {
+                        Ok(_) => self.checkpoint_now().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = last {
                         tracing::warn!(error = %e, "access log sequencer's last round failed");
                     }
                     return;
