@@ -200,7 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let rss_before = peak_rss_kib();
             let start = Instant::now();
-            let verified = verify::verify_log(&mut DatabaseLog::new(&db), &expect)
+            let verified = verify::verify_log(&mut DatabaseLog::open(&db).await?, &expect)
                 .await?
                 .map_err(|p| format!("verification failed: {p}"))?;
             println!(
@@ -214,7 +214,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "scan" => {
             // Reading alone, for comparison with `verify` (which also hashes).
             use steward::audit::verify::LogSource;
-            let mut source = DatabaseLog::new(&db);
+            let mut source = DatabaseLog::open(&db).await?;
             let start = Instant::now();
             let (mut from, mut rows) = (1i64, 0usize);
             loop {

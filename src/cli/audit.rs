@@ -309,7 +309,7 @@ async fn verify_command(
     };
     let db = connect_database(settings).await?;
     db.check_schema().await.map_err(StartupError::from)?;
-    let outcome = verify::verify_log(&mut DatabaseLog::new(&db), &expect).await?;
+    let outcome = verify::verify_log(&mut DatabaseLog::open(&db).await?, &expect).await?;
     db.close().await;
     Ok(match outcome {
         Ok(verified) => {

@@ -99,6 +99,8 @@ pub struct ConnectOptions {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// The PostgreSQL URL with its password, for [`Database::postgres_reader`].
+    postgres_url: Option<SecretString>,
 }
 
 /// Creates an empty file readable by its owner only, unless it exists (or is SQLite's
@@ -177,7 +179,12 @@ impl Database {
                 url: redacted.clone(),
                 source,
             })?;
-        let db = Self { pool, backend };
+        let postgres_url = (backend == Backend::Postgres).then(|| SecretString::from(full_url));
+        let db = Self {
+            pool,
+            backend,
+            postgres_url,
+        };
         db.ping().await.map_err(|e| match e {
             DbError::Sqlx(source) => DbError::Connect {
                 url: redacted,
@@ -212,6 +219,23 @@ impl Database {
     /// Refuses to serve a database whose schema is not exactly the one this binary knows.
     pub async fn check_schema(&self) -> Result<(), DbError> {
         migrate::check(self).await
+    }
+
+    /// A native PostgreSQL pool (two connections) on the same database, for bulk reads that
+    /// the `Any` driver makes slow by converting every row; `None` on SQLite.
+    pub async fn postgres_reader(&self) -> Result<Option<sqlx::PgPool>, DbError> {
+        let Some(url) = &self.postgres_url else {
+            return Ok(None);
+        };
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(url.expose_secret())
+            .await
+            .map_err(|source| DbError::Connect {
+                url: redact_url_password(url.expose_secret()),
+                source,
+            })?;
+        Ok(Some(pool))
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock at once

@@ -42,9 +42,12 @@ pub fn expectations(app: &TestApp) -> Expectations {
 }
 
 async fn verify_app(app: &TestApp) -> Result<verify::Verified, Problem> {
-    verify::verify_log(&mut DatabaseLog::new(&app.state.db), &expectations(app))
-        .await
-        .expect("the log can be read")
+    verify::verify_log(
+        &mut DatabaseLog::open(&app.state.db).await.unwrap(),
+        &expectations(app),
+    )
+    .await
+    .expect("the log can be read")
 }
 
 async fn concurrent_appends_form_one_chain(db: Db) {
@@ -280,10 +283,13 @@ async fn checkpoints_are_exported_and_compared(db: Db) {
         expect.exported.len() >= 2,
         "the newest and its numbered copy"
     );
-    verify::verify_log(&mut DatabaseLog::new(&app.state.db), &expect)
-        .await
-        .unwrap()
-        .expect("the export agrees");
+    verify::verify_log(
+        &mut DatabaseLog::open(&app.state.db).await.unwrap(),
+        &expect,
+    )
+    .await
+    .unwrap()
+    .expect("the export agrees");
     // An exported checkpoint the database lacks: someone removed it there.
     let other = app
         .state
@@ -291,10 +297,13 @@ async fn checkpoints_are_exported_and_compared(db: Db) {
         .signer()
         .sign(3, tlog_tiles::Hash([9; 32]));
     expect.exported.push(("forged".into(), other));
-    let problem = verify::verify_log(&mut DatabaseLog::new(&app.state.db), &expect)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let problem = verify::verify_log(
+        &mut DatabaseLog::open(&app.state.db).await.unwrap(),
+        &expect,
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
     assert!(
         matches!(problem, Problem::CheckpointDisagreement { size: 3, .. }),
         "{problem:?}"

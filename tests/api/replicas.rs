@@ -279,7 +279,9 @@ async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
         integrate_before: "0000".into(),
     };
     let verified = steward::audit::verify::verify_log(
-        &mut steward::audit::verify::DatabaseLog::new(&a.state.db),
+        &mut steward::audit::verify::DatabaseLog::open(&a.state.db)
+            .await
+            .unwrap(),
         &expect,
     )
     .await
