@@ -190,6 +190,9 @@ impl Application {
         // The scheduled DUA expiry and the access log's sequencer run beside the server and
         // stop with it.
         let expiry = tokio::spawn(state.releases.clone().run_expiry());
+        // Other replicas' revocations reach this process's streams (PostgreSQL only).
+        let access_listener =
+            tokio::spawn(state.delivery.signals().clone().listen(state.db.clone()));
         let (stop_sequencer, sequencer_stop) = tokio::sync::oneshot::channel::<()>();
         let sequencer = tokio::spawn(state.sequencer.clone().run(async {
             let _ = sequencer_stop.await;
@@ -218,6 +221,7 @@ impl Application {
         )
         .await;
         expiry.abort();
+        access_listener.abort();
         // The receiver is gone only if the runner task already ended, which is fine.
         let _ = stop_runner.send(());
         if let Some(runner) = runner {
@@ -286,7 +290,18 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
     let master = load_master(&settings)?;
     let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
     let sequencer = build_sequencer(&settings, &db, &clock, &signer);
+    let delivery = crate::delivery::DeliveryService::new(
+        db.clone(),
+        store.clone(),
+        audit.clone(),
+        clock.clone(),
+        auth.clone(),
+        releases.clone(),
+        settings.downloads.clone(),
+        crate::db::signal::AccessSignals::new(),
+    );
     Ok(AppState {
+        delivery,
         db,
         store,
         audit,

@@ -99,6 +99,21 @@ pub struct Settings {
     pub keys: KeySettings,
     /// The access log's sequencer and signed checkpoints.
     pub audit: AuditSettings,
+    /// Download links, streams and revocation.
+    pub downloads: DownloadSettings,
+}
+
+/// Download links, streams and revocation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadSettings {
+    /// Lifetime of a download link when the recipient asks for none, in seconds.
+    pub link_ttl_secs: u64,
+    /// Longest lifetime a recipient may ask for, in seconds.
+    pub link_max_ttl_secs: u64,
+    /// Every stream re-checks its authorization and records its progress this often, in
+    /// seconds, whatever signal it did or did not receive.
+    pub recheck_secs: u64,
 }
 
 /// The access log's sequencer and signed checkpoints.
@@ -477,6 +492,19 @@ impl Settings {
             return Err(ConfigError::Inconsistent {
                 key: "audit.origin",
                 problem: "must be printable ASCII without spaces or `+`, such as \"steward.example.org/access-log\"".into(),
+            });
+        }
+        let downloads = &self.downloads;
+        if downloads.link_ttl_secs == 0
+            || downloads.recheck_secs == 0
+            || downloads.link_ttl_secs > downloads.link_max_ttl_secs
+            || downloads.link_max_ttl_secs > 86_400
+        {
+            return Err(ConfigError::Inconsistent {
+                key: "downloads",
+                problem: "link_ttl_secs and recheck_secs must be positive, link_ttl_secs at most \
+                          link_max_ttl_secs, and link_max_ttl_secs at most 86400 (a day)"
+                    .into(),
             });
         }
         if self.audit.checkpoint_every == 0

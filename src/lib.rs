@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod extract;
 pub mod http;

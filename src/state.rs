@@ -39,4 +39,6 @@ pub struct AppState {
     pub master: Arc<crate::crypto::master::MasterIdentity>,
     /// The durable job queue.
     pub jobs: crate::jobs::JobQueue,
+    /// Files, download links, streams and revocations.
+    pub delivery: crate::delivery::DeliveryService,
 }

@@ -121,6 +121,22 @@ pub enum Action {
     AccessLogReviewed,
     /// A receipt (inclusion proof) of an access-log record was served.
     AccessLogProofServed,
+    /// A download link was issued to a named user.
+    DownloadLinkIssued,
+    /// A download was refused before its first byte (the reason says why).
+    DownloadRefused,
+    /// A download passed every check; its first byte follows this event's commit.
+    DownloadStarted,
+    /// Every byte of the requested range was sent (bytes: how many).
+    DownloadCompleted,
+    /// The client left before the end (bytes: how many were sent).
+    DownloadAborted,
+    /// A revocation or another change of the terms cut the stream (bytes: how many were sent).
+    DownloadCut,
+    /// The executive director revoked access (a user, organization, release or file).
+    AccessRevoked,
+    /// The executive director lifted a revocation.
+    RevocationLifted,
 }
 
 impl Action {
@@ -161,6 +177,14 @@ impl Action {
         Action::JobRetried,
         Action::AccessLogReviewed,
         Action::AccessLogProofServed,
+        Action::DownloadLinkIssued,
+        Action::DownloadRefused,
+        Action::DownloadStarted,
+        Action::DownloadCompleted,
+        Action::DownloadAborted,
+        Action::DownloadCut,
+        Action::AccessRevoked,
+        Action::RevocationLifted,
     ];
 
     /// The action stored under `name`, or `None` for a name that is none of them.
@@ -206,6 +230,14 @@ impl Action {
             Action::JobRetried => "job_retried",
             Action::AccessLogReviewed => "access_log_reviewed",
             Action::AccessLogProofServed => "access_log_proof_served",
+            Action::DownloadLinkIssued => "download_link_issued",
+            Action::DownloadRefused => "download_refused",
+            Action::DownloadStarted => "download_started",
+            Action::DownloadCompleted => "download_completed",
+            Action::DownloadAborted => "download_aborted",
+            Action::DownloadCut => "download_cut",
+            Action::AccessRevoked => "access_revoked",
+            Action::RevocationLifted => "revocation_lifted",
         }
     }
 }
@@ -249,6 +281,22 @@ pub enum Target {
     AccessLog,
     /// One record of the access log, by position.
     LogRecord(i64),
+    /// A file of an extract, with its release.
+    File {
+        /// The file.
+        id: Uuid,
+        /// The release it belongs to.
+        release: Uuid,
+    },
+    /// A revocation, with the release or file it covers when it covers one.
+    Revocation {
+        /// The revocation.
+        id: Uuid,
+        /// The release it covers (or the file's release).
+        release: Option<Uuid>,
+        /// The file it covers.
+        file: Option<Uuid>,
+    },
     /// A durable job (extract), by id, with the release it works for.
     Job {
         /// The job.
@@ -275,6 +323,8 @@ impl fmt::Display for Target {
             Target::Route(route) => write!(f, "route:{route}"),
             Target::Release { id, entry } => write!(f, "release:{id}#{entry}"),
             Target::Job { id, .. } => write!(f, "job:{id}"),
+            Target::File { id, .. } => write!(f, "file:{id}"),
+            Target::Revocation { id, .. } => write!(f, "revocation:{id}"),
             Target::AccessLog => f.write_str("access_log"),
             Target::LogRecord(seq) => write!(f, "access_log:{seq}"),
         }
@@ -348,6 +398,20 @@ impl Target {
             Target::LogRecord(seq) => TargetColumns {
                 kind: "access_log",
                 id: Some(seq.to_string()),
+                ..TargetColumns::default()
+            },
+            Target::File { id, release } => TargetColumns {
+                kind: "file",
+                id: Some(id.to_string()),
+                release: Some(*release),
+                file: Some(*id),
+                ..TargetColumns::default()
+            },
+            Target::Revocation { id, release, file } => TargetColumns {
+                kind: "revocation",
+                id: Some(id.to_string()),
+                release: *release,
+                file: *file,
                 ..TargetColumns::default()
             },
             Target::Job { id, release } => TargetColumns {

@@ -77,6 +77,12 @@ pub enum Action {
     ReviewAccessLog,
     /// Get the receipt (inclusion proof) of one access-log record.
     ReadLogReceipt,
+    /// Revoke access for a user, an organization, a release or a file.
+    RevokeAccess,
+    /// Lift a revocation.
+    LiftRevocation,
+    /// List revocations.
+    ListRevocations,
 }
 
 /// What an action is applied to.
@@ -98,14 +104,17 @@ pub enum Resource<'a> {
     Download(&'a DownloadFacts),
     /// The access log as a whole.
     AccessLog,
+    /// The revocations as a whole.
+    Revocations,
     /// One record of the access log, by who acted in it (`None`: the system or an anonymous
     /// caller); a user's own records are their receipts.
     LogRecord(Option<UserId>),
 }
 
-/// What a download is decided on, loaded for the file, the caller and the moment: the release
-/// (named recipients), its status, the DUA in force and its terms, how many complete
-/// downloads of this file the caller has, where the request comes from, and today's date.
+/// What a download is decided on, loaded for the file, the caller and the moment: the link
+/// (whom it was issued to, the address it is bound to), the release (named recipients), its
+/// status, the DUA in force and its terms, revocations, the caller's use of the file against
+/// the DUA's limit, where the request comes from, and today's date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadFacts {
     /// The release the file belongs to.
@@ -114,12 +123,36 @@ pub struct DownloadFacts {
     pub status: crate::domain::release::ReleaseStatus,
     /// The DUA in force, if any.
     pub dua: Option<crate::domain::dua::DuaTerms>,
-    /// Complete downloads of this file by the caller so far.
-    pub completed_downloads: u32,
+    /// The user the download link was issued to (`None`: no link yet, asking for one).
+    pub link_user: Option<UserId>,
+    /// The client address the link is bound to, if it is.
+    pub link_client: Option<std::net::IpAddr>,
+    /// Whether a revocation in force covers the user, their organization, the release or the
+    /// file.
+    pub revoked: bool,
+    /// The file's size in bytes.
+    pub file_bytes: u64,
+    /// Bytes of this file the caller has received or has in flight (ranges summed).
+    pub used_bytes: u64,
+    /// Bytes this request asks for (0 when asking for a link).
+    pub requested_bytes: u64,
     /// The client's address.
     pub client: Option<std::net::IpAddr>,
     /// Today (the injected clock's).
     pub today: time::Date,
+}
+
+impl DownloadFacts {
+    /// Complete downloads the DUA still allows this caller (what is left of the limit in whole
+    /// files, counting bytes in flight as used).
+    pub fn downloads_left(&self) -> u64 {
+        let Some(dua) = &self.dua else { return 0 };
+        let budget = u64::from(dua.download_limit.get()).saturating_mul(self.file_bytes);
+        budget
+            .saturating_sub(self.used_bytes)
+            .checked_div(self.file_bytes)
+            .unwrap_or(0)
+    }
 }
 
 /// The facts about a release that decide who may see or approve it.
@@ -279,6 +312,12 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     // The access log is the privacy officer's to review; everyone gets receipts of their own
     // records (EVERY_ROLE_OWN), the privacy officer of any.
     (Role::PrivacyOfficer, Action::ReviewAccessLog, Scope::Any),
+    // The director stops access (seed 001 sections 3.3 K, 4.3 I) and may lift the stop; the
+    // privacy officer sees what is stopped.
+    (Role::ExecutiveDirector, Action::RevokeAccess, Scope::Any),
+    (Role::ExecutiveDirector, Action::LiftRevocation, Scope::Any),
+    (Role::ExecutiveDirector, Action::ListRevocations, Scope::Any),
+    (Role::PrivacyOfficer, Action::ListRevocations, Scope::Any),
     (Role::PrivacyOfficer, Action::ReadLogReceipt, Scope::Any),
 ];
 
@@ -339,43 +378,87 @@ pub fn authorize(
         return Err(Denied(Reason::new("nobody changes their own roles")));
     }
     if let (Action::DownloadFile, Resource::Download(facts)) = (action, resource) {
-        download_terms(facts)?;
+        download_terms(principal, facts)?;
     }
     Ok(())
 }
 
-/// The DUA's terms for one download (seed 001 sections 3.3 G-K, 4.3): the release is available,
-/// a DUA is in force today, the client is inside its networks, and the caller has downloads of
-/// this file left.
-fn download_terms(facts: &DownloadFacts) -> Result<(), Denied> {
+/// Refusals of a download that are not a plain 403: the data is gone (410) or the limit is
+/// reached (429). The reason decides the status, so the handler decides nothing.
+pub const RELEASE_DESTROYED: Reason = Reason::new("the release's data has been destroyed");
+/// See [`RELEASE_DESTROYED`].
+pub const DOWNLOAD_LIMIT_REACHED: Reason =
+    Reason::new("the DUA's download limit for this file is reached");
+
+/// How a refusal is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialKind {
+    /// Not allowed (403).
+    Forbidden,
+    /// The data no longer exists (410).
+    Gone,
+    /// The DUA's download limit is reached (429).
+    LimitReached,
+}
+
+impl Denied {
+    /// How this refusal is answered.
+    pub fn kind(&self) -> DenialKind {
+        match self.0 {
+            r if r == RELEASE_DESTROYED => DenialKind::Gone,
+            r if r == DOWNLOAD_LIMIT_REACHED => DenialKind::LimitReached,
+            _ => DenialKind::Forbidden,
+        }
+    }
+}
+
+/// The terms of one download (seed 001 sections 3.3 G-K, 4.3), in the order the caller is
+/// told about them: the link is the caller's and used from its address; the release's data
+/// exists and is available; nothing revoked; a DUA is in force today; the client is inside its
+/// networks; and the bytes asked for fit in what the limit leaves.
+fn download_terms(principal: &Principal, facts: &DownloadFacts) -> Result<(), Denied> {
     use crate::domain::release::ReleaseStatus;
+    let deny = |text| Err(Denied(Reason::new(text)));
+    if facts
+        .link_user
+        .is_some_and(|user| user != principal.user_id)
+    {
+        return deny("the download link was issued to another user");
+    }
+    if facts.link_client.is_some() && facts.link_client != facts.client {
+        return deny("the download link is bound to another client address");
+    }
+    if facts.status == ReleaseStatus::Destroyed {
+        return Err(Denied(RELEASE_DESTROYED));
+    }
     if facts.status != ReleaseStatus::Available {
-        return Err(Denied(Reason::new(
-            "the release is not available for download",
-        )));
+        return deny("the release is not available for download");
+    }
+    if facts.revoked {
+        return deny("access is revoked");
     }
     let Some(dua) = &facts.dua else {
-        return Err(Denied(Reason::new("the release has no DUA in force")));
+        return deny("the release has no DUA in force");
     };
     if facts.today < dua.effective {
-        return Err(Denied(Reason::new("the DUA is not in force yet")));
+        return deny("the DUA is not in force yet");
     }
     if facts.today > dua.expiry {
-        return Err(Denied(Reason::new("the DUA has expired")));
+        return deny("the DUA has expired");
     }
     let inside = match &dua.networks {
         crate::domain::dua::Networks::Any => true,
         restricted => facts.client.is_some_and(|ip| restricted.allows(ip)),
     };
     if !inside {
-        return Err(Denied(Reason::new(
-            "the client address is outside the DUA's allowed networks",
-        )));
+        return deny("the client address is outside the DUA's allowed networks");
     }
-    if facts.completed_downloads >= dua.download_limit.get() {
-        return Err(Denied(Reason::new(
-            "the DUA's download limit for this file is reached",
-        )));
+    let budget = u64::from(dua.download_limit.get()).saturating_mul(facts.file_bytes);
+    let wanted = facts
+        .used_bytes
+        .saturating_add(facts.requested_bytes.max(1));
+    if wanted > budget {
+        return Err(Denied(DOWNLOAD_LIMIT_REACHED));
     }
     Ok(())
 }

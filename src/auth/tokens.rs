@@ -103,6 +103,31 @@ pub fn verify(
     leeway_secs: u64,
 ) -> Result<Claims, TokenRejected> {
     let reject = |text| TokenRejected(Reason::new(text));
+    let claims: Claims = decode_checked(keyring, token)?;
+    if claims.typ != kind {
+        return Err(match kind {
+            TokenKind::Access => reject("refresh token used as an access token"),
+            TokenKind::Refresh => reject("access token used as a refresh token"),
+        });
+    }
+    if claims.iss != issuer {
+        return Err(reject("wrong issuer"));
+    }
+    if claims.aud != kind.audience() {
+        return Err(reject("wrong audience"));
+    }
+    check_times(claims.nbf, claims.exp, now, leeway_secs)?;
+    Ok(claims)
+}
+
+/// The header checks every token passes before its signature is looked at (alg pinned to
+/// EdDSA, a known `kid`, no key-location or critical headers), then the signature and the
+/// presence of the registered claims.
+fn decode_checked<C: serde::de::DeserializeOwned>(
+    keyring: &JwtKeyring,
+    token: &str,
+) -> Result<C, TokenRejected> {
+    let reject = |text| TokenRejected(Reason::new(text));
     let header = token.split('.').next().ok_or(TokenRejected(MALFORMED))?;
     if token.split('.').count() != 3 {
         return Err(TokenRejected(MALFORMED));
@@ -134,37 +159,111 @@ pub fn verify(
         .ok_or(reject("token has no key id"))?;
     let key = keyring.decoding_key(kid).ok_or(reject("unknown key id"))?;
     let mut validation = Validation::new(Algorithm::EdDSA);
-    // Time claims are checked below against the injected clock, not the system clock.
+    // Time claims are checked by the caller against the injected clock, not the system clock.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+    jsonwebtoken::decode::<C>(token, &key, &validation)
+        .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => reject("bad signature"),
             _ => TokenRejected(MALFORMED),
-        })?
-        .claims;
-    if claims.typ != kind {
-        return Err(match kind {
-            TokenKind::Access => reject("refresh token used as an access token"),
-            TokenKind::Refresh => reject("access token used as a refresh token"),
-        });
-    }
-    if claims.iss != issuer {
-        return Err(reject("wrong issuer"));
-    }
-    if claims.aud != kind.audience() {
-        return Err(reject("wrong audience"));
-    }
+        })
+}
+
+fn check_times(
+    nbf: i64,
+    exp: i64,
+    now: OffsetDateTime,
+    leeway_secs: u64,
+) -> Result<(), TokenRejected> {
     let now = now.unix_timestamp();
     let leeway = i64::try_from(leeway_secs).unwrap_or(0);
-    if claims.nbf > now + leeway {
-        return Err(reject("token not yet valid"));
+    if nbf > now + leeway {
+        return Err(TokenRejected(Reason::new("token not yet valid")));
     }
-    if claims.exp <= now - leeway {
-        return Err(reject("token expired"));
+    if exp <= now - leeway {
+        return Err(TokenRejected(Reason::new("token expired")));
     }
+    Ok(())
+}
+
+/// Audience of download links.
+pub const DOWNLOAD_AUDIENCE: &str = "download";
+
+/// The claims of a download link: one user, one file of one release, a short life, and
+/// optionally the one client address it may be used from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadClaims {
+    /// Issuer (`auth.issuer`).
+    pub iss: String,
+    /// Always [`DOWNLOAD_AUDIENCE`].
+    pub aud: String,
+    /// The user the link was issued to.
+    pub sub: String,
+    /// The file.
+    pub fid: uuid::Uuid,
+    /// The release the file belongs to.
+    pub rel: uuid::Uuid,
+    /// The client address the link is bound to, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cip: Option<std::net::IpAddr>,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Expires.
+    pub exp: i64,
+    /// Unique id of the link.
+    pub jti: String,
+}
+
+impl DownloadClaims {
+    /// Claims for a link issued `now`, valid until `expires`.
+    pub fn new(
+        issuer: &str,
+        user: uuid::Uuid,
+        file: uuid::Uuid,
+        release: uuid::Uuid,
+        client: Option<std::net::IpAddr>,
+        now: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> Self {
+        let iat = now.unix_timestamp();
+        Self {
+            iss: issuer.to_owned(),
+            aud: DOWNLOAD_AUDIENCE.to_owned(),
+            sub: user.to_string(),
+            fid: file,
+            rel: release,
+            cip: client,
+            iat,
+            nbf: iat,
+            exp: expires.unix_timestamp(),
+            jti: random::hex_secret::<16>(),
+        }
+    }
+}
+
+/// Verifies a download link with the same header, signature and time checks as a session
+/// token, then its issuer and audience (a session token is not a link, nor the reverse).
+pub fn verify_download(
+    keyring: &JwtKeyring,
+    token: &str,
+    issuer: &str,
+    now: OffsetDateTime,
+    leeway_secs: u64,
+) -> Result<DownloadClaims, TokenRejected> {
+    let claims: DownloadClaims = decode_checked(keyring, token)?;
+    if claims.iss != issuer {
+        return Err(TokenRejected(Reason::new("wrong issuer")));
+    }
+    if claims.aud != DOWNLOAD_AUDIENCE {
+        return Err(TokenRejected(Reason::new("wrong audience")));
+    }
+    check_times(claims.nbf, claims.exp, now, leeway_secs)?;
     Ok(claims)
 }
 

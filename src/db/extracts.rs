@@ -18,6 +18,8 @@ pub struct WrappedKey {
 /// One recorded file of an extract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtractFileRow {
+    /// The file's id: how links and the access log name it.
+    pub id: Uuid,
     /// File name in the package.
     pub name: String,
     /// `data`, `approval_letter`, `data_dictionary` or `manifest`.
@@ -120,8 +122,8 @@ pub async fn record_files(
     for file in files {
         sqlx::query(
             "INSERT INTO extract_files (release_id, name, kind, object_key, job_id, rows_count, \
-             plaintext_bytes, plaintext_sha256, ciphertext_bytes, ciphertext_sha256, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             plaintext_bytes, plaintext_sha256, ciphertext_bytes, ciphertext_sha256, created_at, \
+             file_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(release.to_string())
         .bind(&file.name)
@@ -134,34 +136,55 @@ pub async fn record_files(
         .bind(file.ciphertext_bytes)
         .bind(&file.ciphertext_sha256)
         .bind(&now)
+        .bind(file.id.to_string())
         .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
+const FILE_COLUMNS: &str = "file_id, name, kind, object_key, rows_count, plaintext_bytes, \
+     plaintext_sha256, ciphertext_bytes, ciphertext_sha256";
+
 /// The recorded files of a release, by name.
 pub async fn files(db: &Database, release: Uuid) -> Result<Vec<ExtractFileRow>, DbError> {
-    let rows = sqlx::query(
-        "SELECT name, kind, object_key, rows_count, plaintext_bytes, plaintext_sha256, \
-         ciphertext_bytes, ciphertext_sha256 FROM extract_files WHERE release_id = $1 ORDER BY name",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {FILE_COLUMNS} FROM extract_files WHERE release_id = $1 ORDER BY name"
+    ))
     .bind(release.to_string())
     .fetch_all(db.pool())
     .await?;
     rows.iter()
-        .map(|r| {
-            Ok(ExtractFileRow {
-                name: r.try_get("name")?,
-                kind: r.try_get("kind")?,
-                object_key: r.try_get("object_key")?,
-                rows: r.try_get("rows_count")?,
-                plaintext_bytes: r.try_get("plaintext_bytes")?,
-                plaintext_sha256: r.try_get("plaintext_sha256")?,
-                ciphertext_bytes: r.try_get("ciphertext_bytes")?,
-                ciphertext_sha256: r.try_get("ciphertext_sha256")?,
-            })
-        })
+        .map(file_row)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(DbError::Sqlx)
+}
+
+/// One recorded file by id, with the release it belongs to.
+pub async fn file(db: &Database, id: Uuid) -> Result<Option<(Uuid, ExtractFileRow)>, DbError> {
+    let row = sqlx::query(&format!(
+        "SELECT release_id, {FILE_COLUMNS} FROM extract_files WHERE file_id = $1"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let release: String = row.try_get("release_id")?;
+    let release = Uuid::parse_str(&release).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Some((release, file_row(&row)?)))
+}
+
+fn file_row(r: &sqlx::any::AnyRow) -> Result<ExtractFileRow, sqlx::Error> {
+    let id: String = r.try_get("file_id")?;
+    Ok(ExtractFileRow {
+        id: Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        object_key: r.try_get("object_key")?,
+        rows: r.try_get("rows_count")?,
+        plaintext_bytes: r.try_get("plaintext_bytes")?,
+        plaintext_sha256: r.try_get("plaintext_sha256")?,
+        ciphertext_bytes: r.try_get("ciphertext_bytes")?,
+        ciphertext_sha256: r.try_get("ciphertext_sha256")?,
+    })
 }

@@ -74,6 +74,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_access_log_v2.sql"),
         postgres: include_str!("../../migrations/postgres/0010_access_log_v2.sql"),
     },
+    Migration {
+        version: 11,
+        name: "downloads",
+        sqlite: include_str!("../../migrations/sqlite/0011_downloads.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_downloads.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

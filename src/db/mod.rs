@@ -5,6 +5,7 @@
 //! where they differ (locking, notifications) pick their own statement.
 
 pub mod api_tokens;
+pub mod downloads;
 pub mod extracts;
 pub mod login_throttle;
 mod migrate;
@@ -12,6 +13,7 @@ pub mod optout;
 pub mod recipient_keys;
 pub mod releases;
 pub mod sessions;
+pub mod signal;
 pub mod timestamp;
 pub mod users;
 
@@ -236,6 +238,24 @@ impl Database {
                 source,
             })?;
         Ok(Some(pool))
+    }
+
+    /// A PostgreSQL listener on `channel`, on its own connection; `None` on SQLite.
+    pub async fn postgres_listener(
+        &self,
+        channel: &str,
+    ) -> Result<Option<sqlx::postgres::PgListener>, DbError> {
+        let Some(url) = &self.postgres_url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url.expose_secret())
+            .await
+            .map_err(|source| DbError::Connect {
+                url: redact_url_password(url.expose_secret()),
+                source,
+            })?;
+        listener.listen(channel).await?;
+        Ok(Some(listener))
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock at once

@@ -487,6 +487,7 @@ impl ExtractExecutor {
             .collect::<Result<_, _>>()?;
         let manifest_digest = seal::SealDigests::of_plain(&manifest_json);
         rows.push(ExtractFileRow {
+            id: uuid::Uuid::new_v4(),
             name: "manifest.json".into(),
             kind: "manifest".into(),
             object_key: manifest_key.to_string(),
@@ -945,6 +946,7 @@ fn file_row(prefix: &str, file: &ManifestFile) -> Result<ExtractFileRow, Executi
         FileKind::DataDictionary => "data_dictionary",
     };
     Ok(ExtractFileRow {
+        id: uuid::Uuid::new_v4(),
         name: file.name.clone(),
         kind: kind.into(),
         object_key: object_key(prefix, &file.name)?.to_string(),

@@ -8,7 +8,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::auth::authorize::DenialKind;
 use crate::auth::AuthError;
+use crate::delivery::range::RangeError;
+use crate::delivery::DeliveryError;
 use crate::jobs::{JobServiceError, QueueError};
 use crate::release::ServiceError;
 
@@ -30,6 +33,9 @@ pub enum ApiError {
     /// The job service refused or failed the request.
     #[error(transparent)]
     Jobs(#[from] JobServiceError),
+    /// Delivery refused or failed the request.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
     /// A dependency the request needs is down.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -56,6 +62,7 @@ impl ApiError {
             ApiError::Auth(error) => auth_status_and_code(error),
             ApiError::Release(error) => release_status_and_code(error),
             ApiError::Jobs(error) => job_status_and_code(error),
+            ApiError::Delivery(error) => delivery_status_and_code(error),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -123,6 +130,25 @@ fn release_status_and_code(error: &ServiceError) -> (StatusCode, &'static str) {
     }
 }
 
+/// Status and stable code for each delivery failure: the kind of a refusal is decided by the
+/// authorization function, not here.
+fn delivery_status_and_code(error: &DeliveryError) -> (StatusCode, &'static str) {
+    match error {
+        DeliveryError::BadLink(_) => (StatusCode::UNAUTHORIZED, "invalid_link"),
+        DeliveryError::Denied(denied) => match denied.kind() {
+            DenialKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            DenialKind::Gone => (StatusCode::GONE, "gone"),
+            DenialKind::LimitReached => (StatusCode::TOO_MANY_REQUESTS, "download_limit_reached"),
+        },
+        DeliveryError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        DeliveryError::Range(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
+        DeliveryError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        DeliveryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        DeliveryError::Release(error) => release_status_and_code(error),
+        DeliveryError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
 /// Status and stable code for each job-service failure.
 fn job_status_and_code(error: &JobServiceError) -> (StatusCode, &'static str) {
     match error {
@@ -158,7 +184,10 @@ impl IntoResponse for ApiError {
         let message = if status.is_server_error() {
             tracing::error!(error = ?self, code, "request failed");
             match &self {
-                ApiError::Unavailable(what) => format!("{what} is unavailable; try again later"),
+                ApiError::Unavailable(what)
+                | ApiError::Delivery(DeliveryError::Unavailable(what)) => {
+                    format!("{what} is unavailable; try again later")
+                }
                 _ => "internal error; the request id identifies it in the server log".to_owned(),
             }
         } else {
@@ -176,6 +205,14 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let ApiError::Delivery(DeliveryError::Range(RangeError::Unsatisfiable { size })) = &self
+        {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&format!("bytes */{size}")) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONTENT_RANGE, value);
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

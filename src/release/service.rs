@@ -713,6 +713,16 @@ impl ReleaseService {
         .with_reason(reason)
         .with_client(client);
         self.audit.record(conn, &event).await?;
+        if change.expected == ReleaseStatus::Available {
+            // Revoked, expired, destroyed or amended while files are offered: every stream of
+            // the release re-checks once this commits, on every replica.
+            crate::db::signal::AccessSignals::notify_in(
+                self.db.backend(),
+                conn,
+                crate::db::downloads::RevocationScope::Release(id.0),
+            )
+            .await?;
+        }
         Ok(entry)
     }
 

@@ -229,7 +229,13 @@ fn a_download_is_decided_on_the_duas_terms() {
         },
         status: ReleaseStatus::Available,
         dua: Some(terms.clone()),
-        completed_downloads: 2,
+        link_user: Some(named.user_id),
+        link_client: None,
+        revoked: false,
+        file_bytes: 1000,
+        // Two whole downloads and half of a third, asking for the other half: within 3.
+        used_bytes: 2500,
+        requested_bytes: 500,
         client: Some("192.0.2.7".parse().unwrap()),
         today: date!(2026 - 06 - 15),
     };
@@ -246,7 +252,36 @@ fn a_download_is_decided_on_the_duas_terms() {
         decide(&staff, &facts).is_err(),
         "staff read releases, they do not receive data"
     );
-    let cases: [(&str, DownloadFacts); 6] = [
+    assert_eq!(facts.downloads_left(), 0, "what is left is half a file");
+    let cases: [(&str, DownloadFacts); 10] = [
+        (
+            "the download link was issued to another user",
+            DownloadFacts {
+                link_user: Some(colleague.user_id),
+                ..facts.clone()
+            },
+        ),
+        (
+            "the download link is bound to another client address",
+            DownloadFacts {
+                link_client: Some("192.0.2.8".parse().unwrap()),
+                ..facts.clone()
+            },
+        ),
+        (
+            "the release's data has been destroyed",
+            DownloadFacts {
+                status: ReleaseStatus::Destroyed,
+                ..facts.clone()
+            },
+        ),
+        (
+            "access is revoked",
+            DownloadFacts {
+                revoked: true,
+                ..facts.clone()
+            },
+        ),
         (
             "the release is not available for download",
             DownloadFacts {
@@ -285,7 +320,7 @@ fn a_download_is_decided_on_the_duas_terms() {
         (
             "the DUA's download limit for this file is reached",
             DownloadFacts {
-                completed_downloads: 3,
+                requested_bytes: 501,
                 ..facts.clone()
             },
         ),
@@ -293,6 +328,29 @@ fn a_download_is_decided_on_the_duas_terms() {
     for (reason, case) in cases {
         assert_eq!(decide(&named, &case), Err(reason));
     }
+    // The refusal's kind is the authorization function's, so the status is too.
+    use steward::auth::authorize::DenialKind;
+    let kind = |facts: DownloadFacts| {
+        authorize(&named, Action::DownloadFile, &Resource::Download(&facts))
+            .unwrap_err()
+            .kind()
+    };
+    let gone = DownloadFacts {
+        status: ReleaseStatus::Destroyed,
+        ..facts.clone()
+    };
+    let limit = DownloadFacts {
+        used_bytes: 3000,
+        requested_bytes: 0,
+        ..facts.clone()
+    };
+    let revoked = DownloadFacts {
+        revoked: true,
+        ..facts.clone()
+    };
+    assert_eq!(kind(gone), DenialKind::Gone);
+    assert_eq!(kind(limit), DenialKind::LimitReached);
+    assert_eq!(kind(revoked), DenialKind::Forbidden);
     // No network restriction: any address, even an unknown one.
     let anywhere = DownloadFacts {
         dua: Some(DuaTerms {

@@ -12,6 +12,10 @@ use crate::on_both_databases;
 
 on_both_databases!(every_route_every_role);
 
+/// The download route: its token is the credential checked first, so a caller with anything
+/// but a link gets 401 whatever their roles.
+const LINK_ROUTE: &str = "/dl/{token}";
+
 /// Allowed (`A`) or denied (`D`) for recipient, it_staff, executive_director, privacy_officer,
 /// admin, in that order.
 const A: bool = true;
@@ -89,6 +93,15 @@ const MATRIX: &[(&str, &str, [bool; 5])] = &[
     ("GET", "/api/v1/access-log/consistency", [A, A, A, A, A]),
     ("GET", "/api/v1/access-log/reports/{name}", [D, D, D, A, D]),
     ("GET", "/api/v1/me/access-log", [A, A, A, A, A]),
+    // Files of a release that matches no id: like the release itself.
+    ("GET", "/api/v1/releases/{id}/files", [D, A, A, A, D]),
+    // A link for a file that matches no id: decided against facts that match nobody.
+    ("POST", "/api/v1/files/{id}/links", [D, D, D, D, D]),
+    // Not a link: 401 for everyone, signed in or not (see `LINK_ROUTE`).
+    ("GET", "/dl/{token}", [A, A, A, A, A]),
+    ("POST", "/api/v1/revocations", [D, D, A, D, D]),
+    ("GET", "/api/v1/revocations", [D, D, A, A, D]),
+    ("POST", "/api/v1/revocations/{id}/lift", [D, D, A, D, D]),
     ("POST", "/api/v1/auth/logout", [A, A, A, A, A]),
 ];
 
@@ -137,6 +150,7 @@ async fn every_route_every_role(db: Db) {
                 .replace("{id}", &any_id)
                 .replace("{seq}", "999999")
                 .replace("{name}", "refusals")
+                .replace("{token}", "not-a-link")
         };
         let body = (*method != "GET" && *method != "DELETE").then(|| serde_json::json!({}));
         // Unauthenticated.
@@ -153,6 +167,17 @@ async fn every_route_every_role(db: Db) {
                 status != 401 && status != 403,
                 "{method} {template} is public but answered {status}"
             ),
+        }
+        if *template == LINK_ROUTE {
+            for (role, session) in &sessions {
+                let response = app
+                    .call(method, &path, Some(&session.access_token), None)
+                    .await;
+                assert_eq!(response.status(), 401, "{template} as {role}");
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "invalid_link");
+            }
+            continue;
         }
         for (i, (role, session)) in sessions.iter().enumerate() {
             let body = if *template == "/api/v1/auth/refresh" {
@@ -244,12 +269,23 @@ async fn the_matrix_holds_for_token_subsets_outside_staff_and_own_roles(db: Db) 
                 .replace("{id}", &any_id)
                 .replace("{seq}", "999999")
                 .replace("{name}", "refusals")
+                .replace("{token}", "not-a-link")
         };
         let body = if *template == "/api/v1/auth/refresh" {
             Some(serde_json::json!({ "refresh_token": "not-a-token" }))
         } else {
             (*method != "GET" && *method != "DELETE").then(|| serde_json::json!({}))
         };
+        if *template == LINK_ROUTE {
+            for credential in [token.as_str(), outside.access_token.as_str()] {
+                let status = app
+                    .call(method, &path, Some(credential), None)
+                    .await
+                    .status();
+                assert_eq!(status, 401, "{template}");
+            }
+            continue;
+        }
         let token_allowed = expected[director]
             && *template != "/api/v1/releases/{id}/approve"
             && !(*method == "POST" && *template == "/api/v1/me/tokens");

@@ -8,6 +8,7 @@
 mod access_log;
 mod admin;
 mod auth;
+mod downloads;
 mod jobs;
 mod me;
 mod releases;
@@ -118,6 +119,12 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/access-log/consistency", Authn),
     route("GET", "/api/v1/access-log/reports/{name}", Authn),
     route("GET", "/api/v1/me/access-log", Authn),
+    route("GET", "/api/v1/releases/{id}/files", Authn),
+    route("POST", "/api/v1/files/{id}/links", Authn),
+    route("GET", "/dl/{token}", Authn),
+    route("POST", "/api/v1/revocations", Authn),
+    route("GET", "/api/v1/revocations", Authn),
+    route("POST", "/api/v1/revocations/{id}/lift", Authn),
 ];
 
 /// The handler of a route in [`ROUTES`].
@@ -176,6 +183,12 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/access-log/consistency") => get(access_log::consistency),
         ("GET", "/api/v1/access-log/reports/{name}") => get(access_log::report),
         ("GET", "/api/v1/me/access-log") => get(access_log::list_own),
+        ("GET", "/api/v1/releases/{id}/files") => get(downloads::files),
+        ("POST", "/api/v1/files/{id}/links") => post(downloads::create_link),
+        ("GET", "/dl/{token}") => get(downloads::download),
+        ("POST", "/api/v1/revocations") => post(downloads::revoke),
+        ("GET", "/api/v1/revocations") => get(downloads::list_revocations),
+        ("POST", "/api/v1/revocations/{id}/lift") => post(downloads::lift_revocation),
         _ => return None,
     })
 }

@@ -439,7 +439,9 @@ fn to_request(
 }
 
 /// A body that may be empty (then the defaults apply).
-fn parse_optional<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_optional<T: for<'de> Deserialize<'de> + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
