@@ -94,8 +94,9 @@ pub async fn used_bytes(
 ) -> Result<u64, DbError> {
     let fresh = timestamp::encode(fresh)?;
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN state = 'running' AND heartbeat_at >= $1 \
-         THEN range_len ELSE sent END), 0) AS used \
+        // PostgreSQL sums BIGINTs into NUMERIC: cast back, so both backends give an integer.
+        "SELECT CAST(COALESCE(SUM(CASE WHEN state = 'running' AND heartbeat_at >= $1 \
+         THEN range_len ELSE sent END), 0) AS BIGINT) AS used \
          FROM download_transfers WHERE user_id = $2 AND file_id = $3 AND id <> $4",
     )
     .bind(&fresh)

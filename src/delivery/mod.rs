@@ -424,15 +424,18 @@ impl DeliveryService {
             client: claims.cip,
         };
 
+        // Everything but the bytes used is read before the transaction, which then needs no
+        // second connection (a pool full of transactions waiting for one lock would wait for
+        // ever); the bytes used are read under the lock of the user's row for the file.
+        let mut facts = self
+            .facts(principal, &subject, client, Some(link), 0, len)
+            .await?;
         let mut tx = inner.db.begin_write().await?;
         downloads::lock_quota(&mut tx, principal.user_id.0, subject.file.id, now).await?;
         let fresh = now - self.stale_after();
-        let used =
+        facts.used_bytes =
             downloads::used_bytes(&mut tx, principal.user_id.0, subject.file.id, fresh, None)
                 .await?;
-        let facts = self
-            .facts(principal, &subject, client, Some(link), used, len)
-            .await?;
         let refused = match authorize(principal, Action::DownloadFile, &Resource::Download(&facts))
         {
             Err(denied) => Some((DeliveryError::Denied(denied), denied.0)),
@@ -781,8 +784,7 @@ impl Transfer {
         let mut buffer = vec![0u8; CHUNK_BYTES];
         let end = loop {
             if sent == ctx.record.len {
-                // Every byte is handed over; the body is complete once the server drops it.
-                sender.closed().await;
+                // Every byte is handed to the connection; dropping the sender ends the body.
                 break TransferEnd {
                     sent,
                     state: TransferState::Completed,

@@ -18,7 +18,7 @@ on_both_databases!(
 );
 
 /// Makes every insert of an event with `action` fail from now on.
-async fn fail_events(app: &TestApp, db: Db, action: &str) {
+pub async fn fail_events(app: &TestApp, db: Db, action: &str) {
     let pool = app.state.db.pool();
     match db {
         Db::Sqlite => {

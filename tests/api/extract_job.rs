@@ -119,7 +119,7 @@ fn rows_inside(
 }
 
 /// IT staff start the extract; the runner claims and runs it to success.
-async fn run_extract(app: &TestApp, p: &People, release: &str) {
+pub async fn run_extract(app: &TestApp, p: &People, release: &str) {
     let path = format!("/api/v1/releases/{release}/extract");
     let response = app
         .call("POST", &path, Some(&p.it.1.access_token), None)

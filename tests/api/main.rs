@@ -17,6 +17,8 @@ mod auth_tokens;
 mod cli;
 mod config;
 mod database;
+mod download_support;
+mod downloads;
 mod extract_crash;
 mod extract_job;
 mod extract_pipeline;
