@@ -28,6 +28,20 @@ pub fn dua(number: &str, p: &People, limit: u32, networks: &[&str]) -> Value {
     dua_naming(number, p, &[&p.requester.0], limit, networks)
 }
 
+/// DUA terms naming the requester, in force from `effective` for a year.
+pub fn dua_terms_from(
+    p: &People,
+    number: &str,
+    effective: time::Date,
+    limit: u32,
+    networks: &[&str],
+) -> Value {
+    let mut terms = dua(number, p, limit, networks);
+    terms["effective"] = json!(effective.to_string());
+    terms["expiry"] = json!((effective + time::Duration::days(365)).to_string());
+    terms
+}
+
 /// DUA terms naming `users`, with the requester responsible.
 pub fn dua_naming(
     number: &str,

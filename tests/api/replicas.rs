@@ -39,6 +39,38 @@ fn steward() -> Command {
     command
 }
 
+/// Starts a `steward serve` process with `env` and its own data directory; returns it, its URL
+/// and a client that trusts its CA.
+fn serve_replica(env: &[(String, String)], data_dir: &Path) -> (Running, String, reqwest::Client) {
+    let mut command = steward();
+    command
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .env("STEWARD_DATA_DIR", data_dir)
+        .env("STEWARD_SERVER__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("replica starts");
+    let mut banner = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        banner.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let port: u16 = lines[0]
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {lines:?}"));
+    (
+        Running(child, Some(banner)),
+        format!("https://localhost:{port}"),
+        client_trusting(&data_dir.join("tls/ca.pem")),
+    )
+}
+
 /// The settings every process shares: the keys from `steward keys init`.
 fn shared_keys(keys: &Path) -> Vec<(String, String)> {
     [
@@ -91,31 +123,7 @@ async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
     ));
     common.extend(env.iter().cloned());
 
-    let b_dir = dir.path().join("replica-b");
-    let mut b = steward();
-    b.arg("serve")
-        .envs(common.iter().cloned())
-        .env("STEWARD_DATA_DIR", &b_dir)
-        .env("STEWARD_SERVER__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut b = b.spawn().expect("replica B starts");
-    let mut banner = BufReader::new(b.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    for _ in 0..4 {
-        let mut line = String::new();
-        banner.read_line(&mut line).unwrap();
-        lines.push(line);
-    }
-    let _b = Running(b, Some(banner));
-    let port: u16 = lines[0]
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {lines:?}"));
-    let b_url = format!("https://localhost:{port}");
-    let b_client = client_trusting(&b_dir.join("tls/ca.pem"));
+    let (_b, b_url, b_client) = serve_replica(&common, &dir.path().join("replica-b"));
 
     // A worker with its own data directory builds an extract started at A.
     let p = people(&a).await;
@@ -288,4 +296,86 @@ async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
     .unwrap()
     .expect("one consistent chain and tree, checkpoints of both replicas included");
     assert_eq!(verified.records, records.len() as u64);
+}
+
+/// Issue 13: a revocation made at one replica cuts, within a second, a stream that the other
+/// replica serves (PostgreSQL NOTIFY from the revocation's transaction). Both replicas re-check
+/// only every ten minutes here, so nothing but the signal can cut the stream in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_at_one_replica_cuts_a_stream_at_the_other_within_a_second() {
+    use crate::download_support::{app_with_source, available, dua_terms_from, link, make_large};
+    use crate::release_support::{expect, people};
+    if crate::helpers::postgres_url("replicas").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let made = steward()
+        .args(["keys", "init", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let mut env = shared_keys(&keys);
+    env.push(("STEWARD_DOWNLOADS__RECHECK_SECS".into(), "600".into()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = app_with_source(Db::Postgres, Store::Fs, &env_refs).await;
+    // B keeps real time: A works near it too, so tokens from one hold at the other. Each login
+    // moves A's clock 30 seconds on (a TOTP code is accepted once), so A starts behind.
+    a.clock
+        .set(time::OffsetDateTime::now_utc() - time::Duration::minutes(5));
+    let mut common: Vec<(String, String)> = a
+        .shared_env()
+        .into_iter()
+        .filter(|(k, _)| k != "STEWARD_DATA_DIR")
+        .collect();
+    common.push((
+        "STEWARD_STORAGE__FS__ROOT".into(),
+        a.state.settings.fs_store_root().display().to_string(),
+    ));
+    common.extend(env.iter().cloned());
+    let (_b, b_url, b_client) = serve_replica(&common, &dir.path().join("replica-b"));
+
+    let p = people(&a).await;
+    assert!(
+        steward::clock::Clock::now(a.clock.as_ref()) <= time::OffsetDateTime::now_utc(),
+        "A's tokens are already valid at B"
+    );
+    let today = steward::clock::Clock::now(a.clock.as_ref()).date();
+    let terms = dua_terms_from(&p, "DUA-2026-0801", today, 10, &[]);
+    let (_release, file) = available(&a, &p, &terms).await;
+    let size = make_large(&a, &file, 64 << 20).await;
+    let path = link(&a, &p.requester.1, &file).await;
+    let mut response = b_client
+        .get(format!("{b_url}{path}"))
+        .bearer_auth(&p.requester.1.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "B serves A's link to A's session");
+    let mut received = response.chunk().await.unwrap().unwrap().len();
+    expect(
+        &a,
+        "POST",
+        "/api/v1/revocations",
+        &p.director.1,
+        Some(&serde_json::json!({"scope": "user", "id": p.requester.0.id.to_string(), "reason": "Breach reported"})),
+        201,
+    )
+    .await;
+    let revoked_at = std::time::Instant::now();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => received += bytes.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let latency = revoked_at.elapsed();
+    assert!((received as u64) < size, "cut: {received} of {size} bytes");
+    assert!(
+        latency < Duration::from_secs(1),
+        "cut {latency:?} after the revocation returned"
+    );
+    let cut = crate::download_support::events_for(&a, &file, "download_cut", 1).await;
+    assert_eq!(cut[0].reason.as_deref(), Some("access is revoked"));
 }
