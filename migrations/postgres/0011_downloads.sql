@@ -35,15 +35,16 @@ CREATE INDEX download_transfers_release ON download_transfers (release_id);
 
 -- Access stopped by the executive director: one scope (user, organization, release or file),
 -- in force until lifted. The reason is the director's text; the access log records only that
--- a revocation was made and lifted.
+-- a revocation was made and lifted. `created_by` and `lifted_by` are a user id or `system`
+-- (the operator's shell).
 CREATE TABLE revocations (
     id          TEXT PRIMARY KEY,
     scope_kind  TEXT NOT NULL,
     scope_id    TEXT NOT NULL,
     reason      TEXT NOT NULL,
-    created_by  TEXT NOT NULL REFERENCES users (id),
+    created_by  TEXT NOT NULL,
     created_at  TEXT NOT NULL,
-    lifted_by   TEXT REFERENCES users (id),
+    lifted_by   TEXT,
     lifted_at   TEXT
 );
 

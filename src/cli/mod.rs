@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod audit;
+pub mod client;
 pub mod jobs;
 mod policy;
 pub mod release;
+pub mod revoke;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -75,6 +77,13 @@ pub enum Command {
     /// The access log: verify it, check a receipt offline, print its key, export records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Stop access (a user, an organization, a release or a file), list and lift revocations.
+    #[command(subcommand)]
+    Revoke(revoke::RevokeCommand),
+    /// The recipient's client: sign in, list releases, fetch (resume, verify, decrypt), check
+    /// receipts.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// Key material shared by replicas and workers.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -123,6 +132,11 @@ pub enum ConfigCommand {
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    // The client runs on a recipient's machine: it needs none of the server's settings.
+    let cli = match cli.command {
+        Command::Client(command) => return client::run(command),
+        command => Cli { command, ..cli },
+    };
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
@@ -170,9 +184,12 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Release(command) => report(release::run(&settings, command).await),
             Command::Jobs(command) => report(jobs::run(&settings, command).await),
             Command::Audit(command) => audit::run(&settings, command).await,
+            Command::Revoke(command) => report(revoke::run(&settings, command).await),
             Command::Worker => report(worker::run(settings).await),
             // Handled above, before the runtime starts.
-            Command::Config(_) | Command::Synth { .. } | Command::Keys(_) => ExitCode::SUCCESS,
+            Command::Config(_) | Command::Synth { .. } | Command::Keys(_) | Command::Client(_) => {
+                ExitCode::SUCCESS
+            }
         }
     })
 }

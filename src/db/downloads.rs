@@ -229,12 +229,12 @@ pub struct RevocationRow {
     pub scope: RevocationScope,
     /// The director's reason.
     pub reason: String,
-    /// Who made it.
-    pub created_by: Uuid,
+    /// Who made it: a user id, or `system` (the operator's shell).
+    pub created_by: String,
     /// When.
     pub created_at: OffsetDateTime,
     /// Who lifted it, if anyone.
-    pub lifted_by: Option<Uuid>,
+    pub lifted_by: Option<String>,
     /// When it was lifted.
     pub lifted_at: Option<OffsetDateTime>,
 }
@@ -249,7 +249,7 @@ pub async fn insert_revocation(tx: &mut AnyConnection, row: &RevocationRow) -> R
     .bind(row.scope.kind())
     .bind(row.scope.id().to_string())
     .bind(&row.reason)
-    .bind(row.created_by.to_string())
+    .bind(&row.created_by)
     .bind(timestamp::encode(row.created_at)?)
     .execute(&mut *tx)
     .await?;
@@ -260,13 +260,13 @@ pub async fn insert_revocation(tx: &mut AnyConnection, row: &RevocationRow) -> R
 pub async fn lift_revocation(
     tx: &mut AnyConnection,
     id: Uuid,
-    by: Uuid,
+    by: &str,
     now: OffsetDateTime,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE revocations SET lifted_by = $1, lifted_at = $2 WHERE id = $3 AND lifted_at IS NULL",
     )
-    .bind(by.to_string())
+    .bind(by)
     .bind(timestamp::encode(now)?)
     .bind(id.to_string())
     .execute(&mut *tx)
@@ -327,15 +327,14 @@ fn revocation_row(r: &sqlx::any::AnyRow) -> Result<RevocationRow, DbError> {
     let scope_id = uuid(r.try_get("scope_id")?)?;
     let scope = RevocationScope::from_parts(&kind, scope_id)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown revocation scope {kind}").into()))?;
-    let lifted_by: Option<String> = r.try_get("lifted_by")?;
     let lifted_at: Option<String> = r.try_get("lifted_at")?;
     Ok(RevocationRow {
         id: uuid(r.try_get("id")?)?,
         scope,
         reason: r.try_get("reason")?,
-        created_by: uuid(r.try_get("created_by")?)?,
+        created_by: r.try_get("created_by")?,
         created_at: timestamp::decode(&r.try_get::<String, _>("created_at")?)?,
-        lifted_by: lifted_by.map(uuid).transpose()?,
+        lifted_by: r.try_get("lifted_by")?,
         lifted_at: lifted_at.map(|t| timestamp::decode(&t)).transpose()?,
     })
 }

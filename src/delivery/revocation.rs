@@ -6,12 +6,13 @@ use uuid::Uuid;
 
 use super::{DeliveryError, DeliveryService};
 use crate::audit::{AccessEvent, Action as Logged, Actor, Client, Outcome, Reason, Target};
-use crate::auth::{Action, Principal, Resource};
+use crate::auth::{Action, Resource};
 use crate::db::downloads::{self, RevocationRow, RevocationScope};
 use crate::db::signal::AccessSignals;
 use crate::db::{extracts, users};
 use crate::domain::ids::UserId;
 use crate::domain::release::ReleaseId;
+use crate::release::Caller;
 
 /// Longest reason kept, in characters.
 const MAX_REASON_CHARS: usize = 2000;
@@ -30,21 +31,13 @@ impl DeliveryService {
     /// covers is cut (on every replica) within a second.
     pub async fn revoke(
         &self,
-        principal: &Principal,
+        caller: Caller<'_>,
         request: RevocationRequest,
         route: &'static str,
         client: &Client,
     ) -> Result<RevocationRow, DeliveryError> {
         let inner = &self.inner;
-        inner
-            .auth
-            .check(
-                principal,
-                Action::RevokeAccess,
-                &Resource::Revocations,
-                route,
-                client,
-            )
+        self.check(caller, Action::RevokeAccess, route, client)
             .await?;
         let reason = request.reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
@@ -57,13 +50,13 @@ impl DeliveryService {
             id: Uuid::new_v4(),
             scope: request.scope,
             reason: reason.to_owned(),
-            created_by: principal.user_id.0,
+            created_by: caller_text(caller),
             created_at: inner.clock.now(),
             lifted_by: None,
             lifted_at: None,
         };
         let event = AccessEvent::new(
-            Actor::User(principal.user_id.0),
+            caller_actor(caller),
             Logged::AccessRevoked,
             Target::Revocation {
                 id: row.id,
@@ -90,21 +83,13 @@ impl DeliveryService {
     /// Lifts a revocation in force.
     pub async fn lift(
         &self,
-        principal: &Principal,
+        caller: Caller<'_>,
         id: Uuid,
         route: &'static str,
         client: &Client,
     ) -> Result<RevocationRow, DeliveryError> {
         let inner = &self.inner;
-        inner
-            .auth
-            .check(
-                principal,
-                Action::LiftRevocation,
-                &Resource::Revocations,
-                route,
-                client,
-            )
+        self.check(caller, Action::LiftRevocation, route, client)
             .await?;
         let row = downloads::revocation(&inner.db, id)
             .await?
@@ -116,7 +101,7 @@ impl DeliveryService {
         }
         let (release, file) = self.scope_exists(row.scope).await?;
         let event = AccessEvent::new(
-            Actor::User(principal.user_id.0),
+            caller_actor(caller),
             Logged::RevocationLifted,
             Target::Revocation { id, release, file },
             Outcome::Succeeded,
@@ -124,7 +109,8 @@ impl DeliveryService {
         .with_client(client);
         let mut tx = inner.db.begin_write().await?;
         let now = inner.clock.now();
-        if !downloads::lift_revocation(&mut tx, id, principal.user_id.0, now).await? {
+        let by = caller_text(caller);
+        if !downloads::lift_revocation(&mut tx, id, &by, now).await? {
             return Err(DeliveryError::BadRequest(
                 "the revocation was already lifted".into(),
             ));
@@ -136,7 +122,7 @@ impl DeliveryService {
             .map_err(|_| DeliveryError::Unavailable("the access log"))?;
         tx.commit().await?;
         Ok(RevocationRow {
-            lifted_by: Some(principal.user_id.0),
+            lifted_by: Some(by),
             lifted_at: Some(now),
             ..row
         })
@@ -145,22 +131,31 @@ impl DeliveryService {
     /// Every revocation, newest first.
     pub async fn revocations(
         &self,
-        principal: &Principal,
+        caller: Caller<'_>,
         route: &'static str,
         client: &Client,
     ) -> Result<Vec<RevocationRow>, DeliveryError> {
-        let inner = &self.inner;
-        inner
-            .auth
-            .check(
-                principal,
-                Action::ListRevocations,
-                &Resource::Revocations,
-                route,
-                client,
-            )
+        self.check(caller, Action::ListRevocations, route, client)
             .await?;
-        Ok(downloads::revocations(&inner.db).await?)
+        Ok(downloads::revocations(&self.inner.db).await?)
+    }
+
+    /// A person is decided on by `auth::authorize` (a denial logged); the operator's shell,
+    /// which holds the server's own configuration, acts as the system.
+    async fn check(
+        &self,
+        caller: Caller<'_>,
+        action: Action,
+        route: &'static str,
+        client: &Client,
+    ) -> Result<(), DeliveryError> {
+        if let Caller::Person(principal) = caller {
+            self.inner
+                .auth
+                .check(principal, action, &Resource::Revocations, route, client)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Checks that what a scope names exists; returns the release and file it concerns.
@@ -199,6 +194,20 @@ impl DeliveryService {
                 Ok((Some(release), Some(id)))
             }
         }
+    }
+}
+
+fn caller_actor(caller: Caller<'_>) -> Actor {
+    match caller {
+        Caller::Person(p) => Actor::User(p.user_id.0),
+        Caller::System => Actor::System,
+    }
+}
+
+fn caller_text(caller: Caller<'_>) -> String {
+    match caller {
+        Caller::Person(p) => p.user_id.to_string(),
+        Caller::System => "system".to_owned(),
     }
 }
 

@@ -12,12 +12,24 @@ use crate::release_support::{expect, in_review, level_one_request, people, Peopl
 
 /// An app with a synthetic eligibility source wired in.
 pub async fn app_with_source(db: Db, store: Store, extra: &[(&str, &str)]) -> TestApp {
+    app_with_source_rows(db, store, 300, extra).await
+}
+
+/// An app with a synthetic source of `rows` (claims; eligibility scales from it).
+pub async fn app_with_source_rows(
+    db: Db,
+    store: Store,
+    rows: u64,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let source_dir = tempfile::tempdir().unwrap().keep();
-    steward::synth::generate(&source_dir, 300, 5).unwrap();
+    steward::synth::generate(&source_dir, rows, 5).unwrap();
     let source = source_dir.join("med_elig.csv").display().to_string();
+    let claims = source_dir.join("med_claim.csv").display().to_string();
     let mut vars = vec![
         ("STEWARD_JOBS__RUN_IN_SERVE", "false"),
         ("STEWARD_EXTRACT__SOURCES__MED_ELIG", source.as_str()),
+        ("STEWARD_EXTRACT__SOURCES__MED_CLAIM", claims.as_str()),
     ];
     vars.extend_from_slice(extra);
     spawn_app_configured(db, store, &vars).await
@@ -65,7 +77,48 @@ pub fn dua_naming(
 
 /// A release taken to `available` under `dua_terms`; returns its id and its data file's id.
 pub async fn available(app: &TestApp, p: &People, dua_terms: &Value) -> (String, String) {
-    let id = in_review(app, &p.requester.1, &p.privacy.1, &level_one_request()).await;
+    available_as(app, p, &level_one_request(), dua_terms).await
+}
+
+/// A Level I request for medical claims with many columns: an extract of some size.
+pub fn wide_claims_request() -> Value {
+    let elements: Vec<Value> = [
+        "payer_id",
+        "member_gender",
+        "member_state",
+        "principal_diagnosis",
+        "other_diagnosis_1",
+        "other_diagnosis_2",
+        "revenue_code",
+        "procedure_code",
+        "paid_amount",
+        "copay_amount",
+        "year_incurred",
+        "quarter_incurred",
+    ]
+    .iter()
+    .map(|e| json!({ "element": format!("med_claim.{e}") }))
+    .collect();
+    json!({
+        "level": "I",
+        "datasets": ["med_claim"],
+        "elements": elements,
+        "purpose": "Cost of care by diagnosis",
+        "ultimate_recipient": "State University health policy group",
+        "security_measures": "Encrypted laptops, access limited to the named analysts",
+        "publication_plan": "Aggregate tables only, no cell under 11",
+        "filters": { "years": { "first": 2020, "last": 2023 } }
+    })
+}
+
+/// `request` taken to `available` under `dua_terms`; returns its id and its data file's id.
+pub async fn available_as(
+    app: &TestApp,
+    p: &People,
+    request: &Value,
+    dua_terms: &Value,
+) -> (String, String) {
+    let id = in_review(app, &p.requester.1, &p.privacy.1, request).await;
     let base = format!("/api/v1/releases/{id}");
     expect(
         app,

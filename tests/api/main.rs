@@ -15,6 +15,7 @@ mod auth_login;
 mod auth_matrix;
 mod auth_tokens;
 mod cli;
+mod client_fetch;
 mod config;
 mod database;
 mod download_support;

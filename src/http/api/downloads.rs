@@ -18,6 +18,7 @@ use crate::db::downloads::{RevocationRow, RevocationScope};
 use crate::delivery::{FileOffer, RevocationRequest};
 use crate::domain::release::ReleaseId;
 use crate::http::{ApiError, AppState};
+use crate::release::Caller;
 
 /// A file of a release on the wire.
 #[derive(Debug, Serialize)]
@@ -99,9 +100,9 @@ fn revocation_dto(row: RevocationRow) -> RevocationDto {
         scope: row.scope.kind(),
         scope_id: row.scope.id().to_string(),
         reason: row.reason,
-        created_by: row.created_by.to_string(),
+        created_by: row.created_by,
         created_at: rfc3339(row.created_at),
-        lifted_by: row.lifted_by.map(|u| u.to_string()),
+        lifted_by: row.lifted_by,
         lifted_at: row.lifted_at.map(rfc3339),
     }
 }
@@ -224,7 +225,7 @@ pub(super) async fn revoke(
     let row = state
         .delivery
         .revoke(
-            &a.principal,
+            Caller::Person(&a.principal),
             RevocationRequest {
                 scope,
                 reason: body.reason,
@@ -242,7 +243,7 @@ pub(super) async fn list_revocations(
 ) -> Result<Json<Vec<RevocationDto>>, ApiError> {
     let rows = state
         .delivery
-        .revocations(&a.principal, a.route, &a.client)
+        .revocations(Caller::Person(&a.principal), a.route, &a.client)
         .await?;
     Ok(Json(rows.into_iter().map(revocation_dto).collect()))
 }
@@ -254,7 +255,12 @@ pub(super) async fn lift_revocation(
 ) -> Result<Json<RevocationDto>, ApiError> {
     let row = state
         .delivery
-        .lift(&a.principal, path_id(&id), a.route, &a.client)
+        .lift(
+            Caller::Person(&a.principal),
+            path_id(&id),
+            a.route,
+            &a.client,
+        )
         .await?;
     Ok(Json(revocation_dto(row)))
 }
