@@ -525,3 +525,78 @@ mod tests {
         );
     }
 }
+
+/// What one user received of one file of a release, from the access log's download events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holding {
+    /// The user.
+    pub user_id: String,
+    /// Their organization.
+    pub organization: Option<String>,
+    /// The file.
+    pub file_id: String,
+    /// Bytes sent to the user by every transfer that ended (completed, aborted or cut).
+    pub bytes_received: i64,
+    /// Transfers that sent every byte of their range.
+    pub completed_transfers: i64,
+    /// First and last download event.
+    pub first_at: String,
+    /// See `first_at`.
+    pub last_at: String,
+    /// Client addresses the bytes went to, sorted, comma-separated.
+    pub client_addrs: String,
+}
+
+/// Who holds data of `release`: every user the log shows receiving bytes of one of its files,
+/// per file (for a destruction demand, the list of users whose copies must be attested).
+pub async fn holders(db: &Database, release: uuid::Uuid) -> Result<Vec<Holding>, AuditError> {
+    let rows = sqlx::query(
+        "SELECT actor_user, MAX(actor_org) AS actor_org, file_id, \
+         CAST(SUM(bytes) AS BIGINT) AS received, \
+         CAST(SUM(CASE WHEN action = 'download_completed' THEN 1 ELSE 0 END) AS BIGINT) AS completed, \
+         MIN(at) AS first_at, MAX(at) AS last_at \
+         FROM access_events \
+         WHERE release_id = $1 AND file_id IS NOT NULL AND bytes > 0 \
+         AND action IN ('download_completed', 'download_aborted', 'download_cut') \
+         GROUP BY actor_user, file_id ORDER BY actor_user, file_id",
+    )
+    .bind(release.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    let mut holdings = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let user: Option<String> = row.try_get("actor_user")?;
+        let file: Option<String> = row.try_get("file_id")?;
+        let (Some(user_id), Some(file_id)) = (user, file) else {
+            continue;
+        };
+        // Addresses separately: string aggregation is spelled differently on each backend.
+        let addrs = sqlx::query(
+            "SELECT DISTINCT client_addr FROM access_events WHERE release_id = $1 \
+             AND actor_user = $2 AND file_id = $3 AND client_addr IS NOT NULL \
+             AND action IN ('download_completed', 'download_aborted', 'download_cut') \
+             ORDER BY client_addr",
+        )
+        .bind(release.to_string())
+        .bind(&user_id)
+        .bind(&file_id)
+        .fetch_all(db.pool())
+        .await?;
+        let client_addrs = addrs
+            .iter()
+            .map(|r| r.try_get::<String, _>("client_addr"))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(",");
+        holdings.push(Holding {
+            user_id,
+            organization: row.try_get("actor_org")?,
+            file_id,
+            bytes_received: row.try_get("received")?,
+            completed_transfers: row.try_get("completed")?,
+            first_at: row.try_get("first_at")?,
+            last_at: row.try_get("last_at")?,
+            client_addrs,
+        });
+    }
+    Ok(holdings)
+}

@@ -104,6 +104,24 @@ async fn a_named_user_downloads_resumes_and_uses_up_the_limit(db: Db) {
         last_refusal(&app, after).await,
         "the DUA's download limit for this file is reached"
     );
+
+    // Issue 11: who holds this release, from the log: the requester, two whole copies of the
+    // data file in three transfers, from this address.
+    let report = format!("/api/v1/access-log/reports/holders?release={release}");
+    let holders = expect(&app, "GET", &report, &p.privacy.1, None, 200).await;
+    let holding = holders["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["file_id"] == file.as_str())
+        .expect("the data file's holder");
+    assert_eq!(holding["user_id"], p.requester.0.id.to_string().as_str());
+    assert_eq!(holding["bytes_received"], 2 * size);
+    assert_eq!(holding["completed_transfers"], 3);
+    assert_eq!(holding["client_addrs"], "127.0.0.1");
+    expect(&app, "GET", &report, &p.requester.1, None, 403).await;
+    let bad = "/api/v1/access-log/reports/holders?release=nope";
+    expect(&app, "GET", bad, &p.privacy.1, None, 400).await;
 }
 
 /// The token with the first character of its signature changed.
@@ -212,6 +230,42 @@ async fn every_bad_request_is_refused_with_its_status_and_event(db: Db) {
         assert_eq!(body["code"], "invalid_link");
         assert_eq!(last_refusal(&app, after).await, reason);
     }
+    // Links signed with the server's own key but wrong in one claim.
+    let now = time::macros::datetime!(2026-03-01 12:00 UTC);
+    let signed = |edit: &dyn Fn(&mut steward::auth::tokens::DownloadClaims)| {
+        let mut claims = steward::auth::tokens::DownloadClaims::new(
+            "steward",
+            p.requester.0.id.0,
+            file.parse().unwrap(),
+            claims["rel"].as_str().unwrap().parse().unwrap(),
+            None,
+            now,
+            now + time::Duration::hours(1),
+        );
+        claims.iss = app.state.settings.auth.issuer.clone();
+        edit(&mut claims);
+        app.state.auth.keyring().sign(&claims).unwrap()
+    };
+    for (bad, reason) in [
+        (signed(&|c| c.iss = "someone-else".into()), "wrong issuer"),
+        (signed(&|c| c.aud = "steward-api".into()), "wrong audience"),
+        (
+            signed(&|c| c.nbf = (now + time::Duration::hours(1)).unix_timestamp()),
+            "token not yet valid",
+        ),
+    ] {
+        let after = app.last_seq().await;
+        let response = fetch(&app, &p.requester.1, &format!("/dl/{bad}"), None).await;
+        assert_eq!(response.status(), 401, "{reason}");
+        assert_eq!(last_refusal(&app, after).await, reason);
+    }
+    // A valid link to a file that does not exist (or no longer does): 404, logged.
+    let nowhere = signed(&|c| c.fid = uuid::Uuid::new_v4());
+    let after = app.last_seq().await;
+    let response = fetch(&app, &p.requester.1, &format!("/dl/{nowhere}"), None).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(last_refusal(&app, after).await, "the file no longer exists");
+
     // Paths that try to leave the route never reach a file.
     for bad in [
         "/dl/..",

@@ -354,6 +354,21 @@ pub(super) async fn report(
                 .map_err(audit_failed)?;
             serde_json::json!({ "today": today.to_string(), "until": until.to_string(), "duas": rows })
         }
+        "holders" => {
+            let release = query
+                .as_deref()
+                .and_then(|q| q.strip_prefix("release="))
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "the holders report takes `release` (a release id), nothing else".into(),
+                    )
+                })?;
+            let rows = review::holders(&state.db, release)
+                .await
+                .map_err(audit_failed)?;
+            serde_json::json!({ "release": release.to_string(), "holders": rows })
+        }
         "overdue-destructions" => {
             let rows = review::overdue_destructions(&state.db, today)
                 .await
