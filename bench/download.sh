@@ -24,11 +24,15 @@ cargo build --release --quiet --example download_bench
 BENCH=${CARGO_TARGET_DIR:-target}/release/examples/download_bench
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# Steward, with a release of thirteen recipients and its large objects in place.
+# Steward, with a release of twenty recipients and its large objects in place.
 "$BENCH" serve "$WORK" > "$WORK/facts.json" 2> "$WORK/serve.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; true' EXIT
-for _ in $(seq 600); do [ -s "$WORK/facts.json" ] && break; sleep 0.5; done
+for _ in $(seq 600); do
+  [ -s "$WORK/facts.json" ] && break
+  kill -0 "$SERVER" 2>/dev/null || break
+  sleep 0.5
+done
 [ -s "$WORK/facts.json" ] || { cat "$WORK/serve.log"; exit 1; }
 fact() { python3 -c "import json,sys; d=json.load(open('$WORK/facts.json')); print(eval(sys.argv[1]))" "$1"; }
 URL=$(fact 'd["url"]'); CA=$(fact 'd["ca"]'); TLS=$(fact 'd["tls_dir"]')

@@ -2,7 +2,7 @@
 //!
 //! `download_bench serve DIR [DATABASE_URL]`: starts a Steward (SQLite under DIR by default)
 //! and takes a Level I release through request, review, approval, DUA and extract, all over
-//! HTTPS, with thirteen named recipients; then replaces its data file's object with 1 GiB and
+//! HTTPS, with twenty named recipients; then replaces its data file's object with 1 GiB and
 //! its data dictionary's with 64 MiB (the stream does not look inside) and prints one JSON line
 //! of facts (URL, CA, files, object paths, tokens), then serves until killed. Its peak RSS is
 //! the server's.
@@ -31,7 +31,7 @@ use steward::domain::role::Role;
 
 const BIG: u64 = 1 << 30;
 const SMALL: u64 = 64 << 20;
-const RECIPIENTS: usize = 13;
+const RECIPIENTS: usize = 20;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -226,7 +226,7 @@ async fn serve(dir: &str, database: Option<String>) {
         "ultimate_recipient": "Bench",
         "security_measures": "Bench",
         "publication_plan": "None",
-        "filters": {}
+        "filters": { "years": { "first": 2020, "last": 2023 } }
     });
     let made = call(
         "POST",

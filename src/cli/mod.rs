@@ -43,9 +43,13 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     #[command(
-        after_help = "Example:\n  STEWARD_DATABASE__URL=postgres://steward@db/steward steward migrate"
+        after_help = "Examples:\n  STEWARD_DATABASE__URL=postgres://steward@db/steward steward migrate\n  STEWARD_DATABASE__URL=postgres://owner@db/steward steward migrate --grant-to steward_app\n\nOn PostgreSQL, run migrations as the owner of the schema and serve as another role: --grant-to\ngives that role what serving needs, and on the access log only SELECT and INSERT, so the\nserver cannot rewrite, truncate or un-trigger its own log. Run it after every upgrade."
     )]
-    Migrate,
+    Migrate {
+        /// After migrating, grant this runtime role its privileges (PostgreSQL).
+        #[arg(long, value_name = "ROLE")]
+        grant_to: Option<String>,
+    },
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -176,7 +180,7 @@ pub fn run(cli: Cli) -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Serve => report(serve(settings).await),
-            Command::Migrate => report(migrate(settings).await),
+            Command::Migrate { grant_to } => report(migrate(settings, grant_to).await),
             Command::Optout(OptoutCommand::Import { file }) => {
                 report(policy::optout_import(&settings, Arc::new(SystemClock), &file).await)
             }
@@ -249,9 +253,13 @@ async fn serve(settings: Settings) -> Result<(), StartupError> {
     app.run_until_stopped(shutdown).await
 }
 
-async fn migrate(settings: Settings) -> Result<(), StartupError> {
+async fn migrate(settings: Settings, grant_to: Option<String>) -> Result<(), StartupError> {
     let db = connect_database(&settings).await?;
     let report = db.migrate().await?;
+    if let Some(role) = grant_to {
+        db.grant_runtime_role(&role).await?;
+        println!("granted {role} the runtime privileges (access log: SELECT and INSERT only)");
+    }
     if report.from == report.to {
         println!("database schema is up to date (version {})", report.to);
     } else {

@@ -100,11 +100,68 @@ pub struct MigrationReport {
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
 
+/// Tables of the access log: a runtime role may only read them and add to them.
+const LOG_TABLES: [&str; 4] = [
+    "access_events",
+    "access_log",
+    "access_log_checkpoints",
+    "access_log_v1",
+];
+
+/// Grants `role` what a server or worker needs at run time (PostgreSQL): every other table's
+/// rows, but on the access log only SELECT and INSERT. The migration owner keeps ownership, so
+/// the runtime role cannot disable the log's triggers, truncate it or alter it. Run after
+/// every migration (new tables need their grant).
+pub(super) async fn grant_runtime(db: &Database, role: &str) -> Result<(), DbError> {
+    if db.backend() != Backend::Postgres {
+        return Err(DbError::NotPostgres);
+    }
+    let valid = !role.is_empty()
+        && role.len() <= 63
+        && role
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(DbError::BadRoleName(role.to_owned()));
+    }
+    // The name is checked above, so quoting it is enough to make it an identifier.
+    let role = format!("\"{role}\"");
+    let log_tables = LOG_TABLES.join(", ");
+    let script = format!(
+        "GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {log_tables} FROM {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    );
+    let mut tx = db.pool().begin().await?;
+    sqlx::raw_sql(&script).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates the version table on a new database. Only when it is missing: a runtime role
+/// that does not own the schema may not even ask to create what exists (PostgreSQL checks
+/// the privilege first).
+async fn ensure_version_table(conn: &mut sqlx::AnyConnection) -> Result<(), DbError> {
+    let exists = sqlx::query("SELECT 1 FROM schema_migrations LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .is_ok();
+    if !exists {
+        sqlx::query(CREATE_VERSION_TABLE)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn run(db: &Database) -> Result<MigrationReport, DbError> {
     let mut conn = db.pool().acquire().await?;
-    sqlx::query(CREATE_VERSION_TABLE)
-        .execute(&mut *conn)
-        .await?;
+    ensure_version_table(&mut conn).await?;
     let mut tx = conn.begin().await?;
     if db.backend() == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -155,9 +212,7 @@ pub(super) async fn run(db: &Database) -> Result<MigrationReport, DbError> {
 
 pub(super) async fn check(db: &Database) -> Result<(), DbError> {
     let mut conn = db.pool().acquire().await?;
-    sqlx::query(CREATE_VERSION_TABLE)
-        .execute(&mut *conn)
-        .await?;
+    ensure_version_table(&mut conn).await?;
     let found = current_version(&mut conn).await?;
     match found.cmp(&LATEST_SCHEMA_VERSION) {
         std::cmp::Ordering::Greater => Err(DbError::SchemaTooNew {

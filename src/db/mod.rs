@@ -70,6 +70,14 @@ pub enum DbError {
         /// Version this binary needs.
         needed: i64,
     },
+    /// The command needs PostgreSQL.
+    #[error("this needs PostgreSQL (SQLite has no roles)")]
+    NotPostgres,
+    /// A role name that is not a plain lower-case identifier.
+    #[error(
+        "`{0}` is not a role name (lower-case letters, digits and _, not starting with a digit)"
+    )]
+    BadRoleName(String),
     /// A migration script failed; the transaction was rolled back.
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
@@ -216,6 +224,12 @@ impl Database {
     /// Brings the schema up to date; refuses a database newer than this binary.
     pub async fn migrate(&self) -> Result<MigrationReport, DbError> {
         migrate::run(self).await
+    }
+
+    /// Grants a separate runtime role what serving needs, and only SELECT and INSERT on the
+    /// access log (PostgreSQL).
+    pub async fn grant_runtime_role(&self, role: &str) -> Result<(), DbError> {
+        migrate::grant_runtime(self, role).await
     }
 
     /// Refuses to serve a database whose schema is not exactly the one this binary knows.

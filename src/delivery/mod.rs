@@ -50,8 +50,18 @@ use crate::release::{ReleaseService, ServiceError};
 use crate::storage::{ObjectKey, SharedStore};
 use range::{RangeError, RangeRequest};
 
-/// Bytes read from the store per chunk of the response body.
-const CHUNK_BYTES: usize = 256 * 1024;
+/// Bytes read from the store per chunk of the response body: small while the client is slow
+/// (a thousand slow readers hold a thousand chunks), doubling up to the largest while it keeps
+/// up (fewer, larger reads and writes for a fast one).
+const MIN_CHUNK_BYTES: usize = 64 * 1024;
+/// See [`MIN_CHUNK_BYTES`].
+const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes all streams of a process may hold in chunks larger than the smallest: fast clients
+/// share it; when it is spent, every stream reads small chunks (bounded memory whatever the
+/// number of clients: each holds at most a few small chunks).
+const LARGE_CHUNK_BUDGET: usize = 32 * 1024 * 1024;
+/// A client whose connection takes the next chunk within this time keeps up.
+const FAST_CLIENT: Duration = Duration::from_millis(20);
 
 /// The route a link is used on, for events about a link that names no file.
 pub const DOWNLOAD_ROUTE: &str = "/dl/{token}";
@@ -135,6 +145,8 @@ impl std::fmt::Debug for DeliveryService {
 }
 
 struct Inner {
+    /// What is left of [`LARGE_CHUNK_BUDGET`], in units of [`MIN_CHUNK_BYTES`].
+    large_chunks: Arc<tokio::sync::Semaphore>,
     db: Database,
     store: SharedStore,
     audit: AuditLog,
@@ -179,6 +191,9 @@ impl DeliveryService {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                large_chunks: Arc::new(tokio::sync::Semaphore::new(
+                    LARGE_CHUNK_BUDGET / MIN_CHUNK_BYTES,
+                )),
                 db,
                 store,
                 audit,
@@ -730,6 +745,18 @@ impl std::fmt::Debug for Transfer {
     }
 }
 
+/// A large chunk's bytes with its share of the budget, returned when the bytes are dropped.
+struct Budgeted {
+    buffer: Vec<u8>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
 /// A chunk of the body, or the error that ends it mid-file (a cut).
 pub type BodyChunk = Result<Bytes, std::io::Error>;
 
@@ -781,7 +808,7 @@ impl Transfer {
         let recheck = Duration::from_secs(service.inner.settings.recheck_secs);
         let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
         let mut sent: u64 = 0;
-        let mut buffer = vec![0u8; CHUNK_BYTES];
+        let mut chunk_bytes = MIN_CHUNK_BYTES;
         let end = loop {
             if sent == ctx.record.len {
                 // Every byte is handed to the connection; dropping the sender ends the body.
@@ -791,9 +818,7 @@ impl Transfer {
                     reason: None,
                 };
             }
-            let want = usize::try_from(ctx.record.len - sent)
-                .unwrap_or(CHUNK_BYTES)
-                .min(CHUNK_BYTES);
+            let waiting_since = std::time::Instant::now();
             let mut recheck_now = false;
             tokio::select! {
                 biased;
@@ -816,14 +841,44 @@ impl Transfer {
                     let Ok(permit) = permit else {
                         break TransferEnd { sent, state: TransferState::Aborted, reason: None };
                     };
-                    match body.read(&mut buffer[..want]).await {
+                    // A client that took the last chunk at once gets a larger one next; one
+                    // that made the stream wait gets small ones (memory per slow reader).
+                    chunk_bytes = if waiting_since.elapsed() < FAST_CLIENT {
+                        (chunk_bytes * 2).min(MAX_CHUNK_BYTES)
+                    } else {
+                        MIN_CHUNK_BYTES
+                    };
+                    let mut want = usize::try_from(ctx.record.len - sent)
+                        .unwrap_or(chunk_bytes)
+                        .min(chunk_bytes);
+                    // A large chunk holds its share of the budget until the connection has
+                    // written it (the permit lives in the chunk's bytes).
+                    let units = u32::try_from(want.div_ceil(MIN_CHUNK_BYTES)).unwrap_or(u32::MAX);
+                    let budget = if want > MIN_CHUNK_BYTES {
+                        service.inner.large_chunks.clone().try_acquire_many_owned(units).ok()
+                    } else {
+                        None
+                    };
+                    if want > MIN_CHUNK_BYTES && budget.is_none() {
+                        want = MIN_CHUNK_BYTES;
+                        chunk_bytes = MIN_CHUNK_BYTES;
+                    }
+                    // Read into a buffer of its own, handed over without a copy; nothing is held
+                    // while the task waits for the connection.
+                    let mut buffer = vec![0u8; want];
+                    match body.read(&mut buffer).await {
                         Ok(0) => break TransferEnd {
                             sent,
                             state: TransferState::Aborted,
                             reason: Some(Reason::new("the stored object ended early")),
                         },
                         Ok(n) => {
-                            permit.send(Ok(Bytes::copy_from_slice(&buffer[..n])));
+                            buffer.truncate(n);
+                            let chunk = match budget {
+                                Some(permit) => Bytes::from_owner(Budgeted { buffer, _permit: permit }),
+                                None => Bytes::from(buffer),
+                            };
+                            permit.send(Ok(chunk));
                             sent += n as u64;
                         }
                         Err(error) => {

@@ -17,6 +17,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+/// The most a connection buffers of a response it has not written yet (HTTP/1 write queue,
+/// HTTP/2 send buffer per stream).
+const CONNECTION_BUFFER_BYTES: usize = 128 * 1024;
+
 /// Timing of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -77,12 +81,16 @@ pub async fn serve(
             let mut builder = auto::Builder::new(TokioExecutor::new());
             // A client that never finishes its headers (or goes silent on HTTP/2) is dropped
             // after the deadline instead of holding a connection and its file descriptor.
+            // Each connection buffers at most this much of a response it has not yet written
+            // (hyper's default is 400 KiB): a thousand slow readers stay a few hundred MiB.
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(options.header_read_timeout);
+                .header_read_timeout(options.header_read_timeout)
+                .max_buf_size(CONNECTION_BUFFER_BYTES);
             builder
                 .http2()
+                .max_send_buf_size(CONNECTION_BUFFER_BYTES)
                 .timer(TokioTimer::new())
                 .keep_alive_interval(options.header_read_timeout)
                 .keep_alive_timeout(options.header_read_timeout);

@@ -4,11 +4,12 @@
 //! complete and synced, so readers never see a partial object. Upload files that outlive their
 //! writer (a crash) are what [`ObjectStore::pending_uploads`] reports.
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{
     ByteRange, GetObject, KeyPrefix, ObjectKey, ObjectMeta, ObjectStore, PendingUpload, StoreError,
@@ -26,6 +27,76 @@ const SLASH_STAND_IN: char = '!';
 
 /// Copy buffer: large enough that a put is not dominated by system calls.
 const COPY_BUFFER: usize = 256 * 1024;
+
+/// Largest single read of an object body.
+const MAX_READ: usize = 4 * 1024 * 1024;
+
+/// An object's bytes, read with positional reads on the blocking pool, each into a buffer of
+/// the size the caller asked for, dropped once copied out: a reader that stalls holds no
+/// buffer (a `tokio::fs::File` keeps its largest read's buffer for its whole life).
+struct FileBody {
+    file: std::sync::Arc<std::fs::File>,
+    offset: u64,
+    remaining: u64,
+    reading: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+    ready: Vec<u8>,
+    ready_at: usize,
+}
+
+impl AsyncRead for FileBody {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.ready_at < this.ready.len() {
+                let n = buf.remaining().min(this.ready.len() - this.ready_at);
+                buf.put_slice(&this.ready[this.ready_at..this.ready_at + n]);
+                this.ready_at += n;
+                if this.ready_at == this.ready.len() {
+                    this.ready = Vec::new();
+                    this.ready_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.remaining == 0 || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let reading = this.reading.get_or_insert_with(|| {
+                let want = usize::try_from(this.remaining)
+                    .unwrap_or(MAX_READ)
+                    .min(buf.remaining())
+                    .min(MAX_READ);
+                let (file, offset) = (this.file.clone(), this.offset);
+                tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut data = vec![0u8; want];
+                    let n = file.read_at(&mut data, offset)?;
+                    data.truncate(n);
+                    Ok(data)
+                })
+            });
+            let done = match std::pin::Pin::new(reading).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(done) => done,
+            };
+            this.reading = None;
+            let data = done.map_err(std::io::Error::other)??;
+            if data.is_empty() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the object is shorter than its size",
+                )));
+            }
+            this.offset += data.len() as u64;
+            this.remaining -= data.len() as u64;
+            this.ready = data;
+        }
+    }
+}
 
 /// Objects as files under a root directory.
 #[derive(Debug, Clone)]
@@ -152,34 +223,38 @@ impl ObjectStore for FsStore {
         range: Option<ByteRange>,
     ) -> Result<GetObject, StoreError> {
         let path = self.object_path(key);
-        let mut file =
-            tokio::fs::File::open(&path)
-                .await
-                .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::NotFound => StoreError::NotFound(key.clone()),
-                    _ => io_err("open", &path, source),
-                })?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|source| io_err("stat", &path, source))?
-            .len();
+        let opened = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                let file = std::fs::File::open(&path)?;
+                let size = file.metadata()?.len();
+                Ok::<_, std::io::Error>((file, size))
+            }
+        })
+        .await
+        .map_err(|e| io_err("open", &path, std::io::Error::other(e)))?;
+        let (file, size) = opened.map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound(key.clone()),
+            _ => io_err("open", &path, source),
+        })?;
         let (offset, len) = match range {
             None => (0, size),
             Some(range) => range
                 .resolve(size)
                 .ok_or(StoreError::RangeNotSatisfiable { size })?,
         };
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset))
-                .await
-                .map_err(|source| io_err("seek", &path, source))?;
-        }
         Ok(GetObject {
             size,
             offset,
             len,
-            body: Box::pin(file.take(len)),
+            body: Box::pin(FileBody {
+                file: std::sync::Arc::new(file),
+                offset,
+                remaining: len,
+                reading: None,
+                ready: Vec::new(),
+                ready_at: 0,
+            }),
         })
     }
 
