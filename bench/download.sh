@@ -7,9 +7,10 @@
 #    peak RSS;
 #  - 1,000 slow readers held open while another recipient downloads the same file;
 #  - revocation: from the revoke call's answer to the stream's end, TRIALS trials (p50, p99,
-#    max) on the serving replica.
+#    max) on the serving replica; then, on PostgreSQL, with the stream served by a second
+#    `steward serve` replica and the revocation made at the first.
 #
-#   bench/download.sh                  # SQLite under $BENCH_DIR
+#   bench/download.sh                  # SQLite under $BENCH_DIR, then PostgreSQL for replicas
 #   RUNS=5 TRIALS=50 bench/download.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,4 +96,36 @@ echo "1000 slow readers: $CONNECTED connected while another download of 64 MiB t
 read -r P50 P99 MAX < <("$BENCH" revoke "$WORK/facts.json" "$TRIALS")
 echo "revocation to stream end, $TRIALS trials, same replica: p50 $P50 ms, p99 $P99 ms, max $MAX ms"
 echo "server peak RSS over the whole run: $(rss) MiB"
+kill $SERVER; wait $SERVER 2>/dev/null || true
+kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+
+# Two replicas on one PostgreSQL sharing keys: the stream at B, the revocation at A.
+PG=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS steward_bench_dl" -c "CREATE DATABASE steward_bench_dl"
+cargo build --release --quiet --bin steward
+STEWARD=${CARGO_TARGET_DIR:-target}/release/steward
+"$STEWARD" keys init --dir "$WORK/keys" > /dev/null
+export STEWARD_KEYS__MASTER_IDENTITY_FILE="$WORK/keys/master.age" STEWARD_KEYS__SIGNING_KEY_FILE="$WORK/keys/signing.key" \
+  STEWARD_KEYS__JWT_KEYS_DIR="$WORK/keys/jwt" STEWARD_POLICY__LINKAGE_SECRET_FILE="$WORK/keys/linkage.secret" \
+  STEWARD_POLICY__OPTOUT_SECRET_FILE="$WORK/keys/optout.secret"
+rm -f "$WORK/facts.json"
+"$BENCH" serve "$WORK/a" "$PG/steward_bench_dl" > "$WORK/facts.json" 2> "$WORK/serve-a.log" &
+SERVER=$!
+for _ in $(seq 600); do
+  [ -s "$WORK/facts.json" ] && break
+  kill -0 "$SERVER" 2>/dev/null || break
+  sleep 0.5
+done
+[ -s "$WORK/facts.json" ] || { cat "$WORK/serve-a.log"; exit 1; }
+STEWARD_DATA_DIR="$WORK/b" STEWARD_SERVER__LISTEN=127.0.0.1:0 STEWARD_DATABASE__URL="$PG/steward_bench_dl" \
+  STEWARD_STORAGE__FS__ROOT="$WORK/a/data/objects" STEWARD_LOG__FILTER=warn STEWARD_JOBS__RUN_IN_SERVE=false \
+  "$STEWARD" serve > "$WORK/b.out" 2> "$WORK/b.log" &
+REPLICA=$!
+trap 'kill $SERVER $REPLICA 2>/dev/null; true' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$WORK/b.out" 2>/dev/null && break; sleep 0.2; done
+B_URL=$(sed -n 's/.*listening on //p' "$WORK/b.out" | head -1)
+read -r P50 P99 MAX < <("$BENCH" revoke "$WORK/facts.json" "$TRIALS" "$B_URL" "$WORK/b/tls/ca.pem")
+echo "revocation to stream end, $TRIALS trials, stream at replica B, revocation at A: p50 $P50 ms, p99 $P99 ms, max $MAX ms"
+kill $SERVER $REPLICA 2>/dev/null || true
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS steward_bench_dl WITH (FORCE)"
 rm -rf "$WORK"

@@ -14,9 +14,10 @@
 //! 64 MiB file, held SECONDS, while one other recipient downloads it whole; prints `connected
 //! normal_download_seconds`.
 //!
-//! `download_bench revoke FACTS TRIALS`: per trial, a download of the 1 GiB file is started,
-//! the director revokes the user, and the time from the revocation's answer to the stream's
-//! end is taken; the revocation is then lifted. Prints `p50_ms p99_ms max_ms`.
+//! `download_bench revoke FACTS TRIALS [URL CA]`: per trial, a download of the 1 GiB file is
+//! started (from the replica at URL, trusting CA, when given), the director revokes the user at
+//! the first replica, and the time from the revocation's answer to the stream's end is taken;
+//! the revocation is then lifted. Prints `p50_ms p99_ms max_ms`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +48,10 @@ async fn main() {
             )
             .await
         }
-        Some("revoke") => revoke(&facts(&args[2]), args[3].parse().unwrap()).await,
+        Some("revoke") => {
+            let other = args.get(4).map(|url| (url.clone(), args[5].clone()));
+            revoke(&facts(&args[2]), args[3].parse().unwrap(), other).await
+        }
         _ => {
             eprintln!("usage: download_bench serve DIR [URL] | concurrent FACTS N | slow FACTS N SECONDS | revoke FACTS TRIALS");
             std::process::exit(2);
@@ -486,8 +490,12 @@ async fn slow(facts: &Value, n: usize, hold_secs: u64) {
     println!("{during} {normal_secs:.2}");
 }
 
-async fn revoke(facts: &Value, trials: usize) {
+async fn revoke(facts: &Value, trials: usize, other: Option<(String, String)>) {
     let http = client(facts["ca"].as_str().unwrap());
+    let (stream_http, stream_url) = match &other {
+        Some((url, ca)) => (client(ca), url.clone()),
+        None => (http.clone(), facts["url"].as_str().unwrap().to_owned()),
+    };
     let url = facts["url"].as_str().unwrap();
     let tokens: Vec<String> = serde_json::from_value(facts["tokens"].clone()).unwrap();
     let recipients: Vec<(String, String)> =
@@ -498,7 +506,8 @@ async fn revoke(facts: &Value, trials: usize) {
     for trial in 0..trials {
         let user = 1 + trial % (tokens.len() - 1);
         let link = link(&http, facts, &tokens[user], file).await;
-        let mut response = http
+        let link = link.replacen(url, &stream_url, 1);
+        let mut response = stream_http
             .get(&link)
             .bearer_auth(&tokens[user])
             .send()

@@ -535,8 +535,13 @@ pub struct Holding {
     pub organization: Option<String>,
     /// The file.
     pub file_id: String,
+    /// The file's size.
+    pub file_bytes: i64,
     /// Bytes sent to the user by every transfer that ended (completed, aborted or cut).
     pub bytes_received: i64,
+    /// Whether the bytes received (ranges summed) cover the whole file at least once; when
+    /// not, the user holds a partial download.
+    pub whole: bool,
     /// Transfers that sent every byte of their range.
     pub completed_transfers: i64,
     /// First and last download event.
@@ -551,14 +556,14 @@ pub struct Holding {
 /// per file (for a destruction demand, the list of users whose copies must be attested).
 pub async fn holders(db: &Database, release: uuid::Uuid) -> Result<Vec<Holding>, AuditError> {
     let rows = sqlx::query(
-        "SELECT actor_user, MAX(actor_org) AS actor_org, file_id, \
-         CAST(SUM(bytes) AS BIGINT) AS received, \
-         CAST(SUM(CASE WHEN action = 'download_completed' THEN 1 ELSE 0 END) AS BIGINT) AS completed, \
-         MIN(at) AS first_at, MAX(at) AS last_at \
-         FROM access_events \
-         WHERE release_id = $1 AND file_id IS NOT NULL AND bytes > 0 \
-         AND action IN ('download_completed', 'download_aborted', 'download_cut') \
-         GROUP BY actor_user, file_id ORDER BY actor_user, file_id",
+        "SELECT e.actor_user, MAX(e.actor_org) AS actor_org, e.file_id, \
+         MAX(f.ciphertext_bytes) AS file_bytes, CAST(SUM(e.bytes) AS BIGINT) AS received, \
+         CAST(SUM(CASE WHEN e.action = 'download_completed' THEN 1 ELSE 0 END) AS BIGINT) \
+         AS completed, MIN(e.at) AS first_at, MAX(e.at) AS last_at \
+         FROM access_events e LEFT JOIN extract_files f ON f.file_id = e.file_id \
+         WHERE e.release_id = $1 AND e.file_id IS NOT NULL AND e.bytes > 0 \
+         AND e.action IN ('download_completed', 'download_aborted', 'download_cut') \
+         GROUP BY e.actor_user, e.file_id ORDER BY e.actor_user, e.file_id",
     )
     .bind(release.to_string())
     .fetch_all(db.pool())
@@ -587,11 +592,16 @@ pub async fn holders(db: &Database, release: uuid::Uuid) -> Result<Vec<Holding>,
             .map(|r| r.try_get::<String, _>("client_addr"))
             .collect::<Result<Vec<_>, _>>()?
             .join(",");
+        let file_bytes: Option<i64> = row.try_get("file_bytes")?;
+        let file_bytes = file_bytes.unwrap_or(0);
+        let bytes_received: i64 = row.try_get("received")?;
         holdings.push(Holding {
             user_id,
             organization: row.try_get("actor_org")?,
             file_id,
-            bytes_received: row.try_get("received")?,
+            file_bytes,
+            bytes_received,
+            whole: file_bytes > 0 && bytes_received >= file_bytes,
             completed_transfers: row.try_get("completed")?,
             first_at: row.try_get("first_at")?,
             last_at: row.try_get("last_at")?,

@@ -117,6 +117,8 @@ async fn a_named_user_downloads_resumes_and_uses_up_the_limit(db: Db) {
         .expect("the data file's holder");
     assert_eq!(holding["user_id"], p.requester.0.id.to_string().as_str());
     assert_eq!(holding["bytes_received"], 2 * size);
+    assert_eq!(holding["file_bytes"], size);
+    assert_eq!(holding["whole"], true);
     assert_eq!(holding["completed_transfers"], 3);
     assert_eq!(holding["client_addrs"], "127.0.0.1");
     expect(&app, "GET", &report, &p.requester.1, None, 403).await;
