@@ -292,28 +292,19 @@ async fn refused(what: &str, response: reqwest::Response) -> Failure {
 
 impl Server {
     async fn get_json(&self, path: &str) -> Outcome<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+        self.send_json(path, self.http.get(format!("{}{path}", self.base)))
             .await
-            .map_err(unreachable_server)?;
-        if !response.status().is_success() {
-            return Err(refused(path, response).await);
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| fail(exit::TRANSFER, format!("{path}: {e}")))
     }
 
     async fn post_json(&self, path: &str, body: &Value) -> Outcome<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send_json(path, request).await
+    }
+
+    /// Sends `request` with the token; the JSON answer, or the refusal as a failure.
+    async fn send_json(&self, path: &str, request: reqwest::RequestBuilder) -> Outcome<Value> {
+        let response = request
             .bearer_auth(&self.token)
-            .json(body)
             .send()
             .await
             .map_err(unreachable_server)?;

@@ -71,6 +71,39 @@ fn serve_replica(env: &[(String, String)], data_dir: &Path) -> (Running, String,
     )
 }
 
+/// A new directory with the keys `steward keys init` makes in `keys/`.
+fn keys_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let made = steward()
+        .args(["keys", "init", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (dir, keys)
+}
+
+/// What another process shares with replica `a`: database, store and `env` (the keys); not
+/// the data directory.
+fn replica_env(a: &crate::helpers::TestApp, env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut common: Vec<(String, String)> = a
+        .shared_env()
+        .into_iter()
+        .filter(|(k, _)| k != "STEWARD_DATA_DIR")
+        .collect();
+    common.push((
+        "STEWARD_STORAGE__FS__ROOT".into(),
+        a.state.settings.fs_store_root().display().to_string(),
+    ));
+    common.extend(env.iter().cloned());
+    common
+}
+
 /// The settings every process shares: the keys from `steward keys init`.
 fn shared_keys(keys: &Path) -> Vec<(String, String)> {
     [
@@ -90,18 +123,7 @@ async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
     if crate::helpers::postgres_url("replicas").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let made = steward()
-        .args(["keys", "init", "--dir"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (dir, keys) = keys_dir();
     steward::synth::generate(&dir.path().join("synth"), 200, 4).unwrap();
     let source = dir.path().join("synth/med_elig.csv").display().to_string();
     let mut env = shared_keys(&keys);
@@ -112,16 +134,7 @@ async fn two_replicas_and_a_worker_share_sessions_and_the_signing_key() {
 
     // What the other processes share with replica A: database, store, keys; not the data
     // directory.
-    let mut common: Vec<(String, String)> = a
-        .shared_env()
-        .into_iter()
-        .filter(|(k, _)| k != "STEWARD_DATA_DIR")
-        .collect();
-    common.push((
-        "STEWARD_STORAGE__FS__ROOT".into(),
-        a.state.settings.fs_store_root().display().to_string(),
-    ));
-    common.extend(env.iter().cloned());
+    let common = replica_env(&a, &env);
 
     let (_b, b_url, b_client) = serve_replica(&common, &dir.path().join("replica-b"));
 
@@ -308,14 +321,7 @@ async fn a_revocation_at_one_replica_cuts_a_stream_at_the_other_within_a_second(
     if crate::helpers::postgres_url("replicas").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let made = steward()
-        .args(["keys", "init", "--dir"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let (dir, keys) = keys_dir();
     let mut env = shared_keys(&keys);
     env.push(("STEWARD_DOWNLOADS__RECHECK_SECS".into(), "600".into()));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -324,16 +330,7 @@ async fn a_revocation_at_one_replica_cuts_a_stream_at_the_other_within_a_second(
     // moves A's clock 30 seconds on (a TOTP code is accepted once), so A starts behind.
     a.clock
         .set(time::OffsetDateTime::now_utc() - time::Duration::minutes(5));
-    let mut common: Vec<(String, String)> = a
-        .shared_env()
-        .into_iter()
-        .filter(|(k, _)| k != "STEWARD_DATA_DIR")
-        .collect();
-    common.push((
-        "STEWARD_STORAGE__FS__ROOT".into(),
-        a.state.settings.fs_store_root().display().to_string(),
-    ));
-    common.extend(env.iter().cloned());
+    let common = replica_env(&a, &env);
     let (_b, b_url, b_client) = serve_replica(&common, &dir.path().join("replica-b"));
 
     let p = people(&a).await;
