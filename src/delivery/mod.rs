@@ -34,9 +34,9 @@ pub use revocation::RevocationRequest;
 use crate::audit::{
     AccessEvent, Action as Logged, Actor, AuditLog, Client, Outcome, Reason, Target,
 };
-use crate::auth::authorize::{DenialKind, DownloadFacts};
+use crate::auth::authorize::DownloadFacts;
 use crate::auth::tokens::{verify_download, DownloadClaims};
-use crate::auth::{authorize, Action, Authenticator, Denied, Principal, ReleaseFacts, Resource};
+use crate::auth::{authorize, Action, Authenticator, Denied, Principal, Resource};
 use crate::clock::SharedClock;
 use crate::config::DownloadSettings;
 use crate::db::downloads::{self, NewTransfer, RevocationScope, TransferState};
@@ -926,14 +926,4 @@ impl Transfer {
             .finish(&ctx.record, &ctx.principal, &ctx.subject, &ctx.client, end)
             .await;
     }
-}
-
-/// The status a refusal is answered with, for the HTTP layer.
-pub fn denial_kind(denied: &Denied) -> DenialKind {
-    denied.kind()
-}
-
-/// Facts about a release for deciding on revocations.
-pub fn release_facts(record: Option<&ReleaseRecord>) -> ReleaseFacts {
-    record.map_or_else(nobody_facts, ReleaseRecord::facts)
 }

@@ -22,7 +22,8 @@ pub async fn app_with_source_rows(
     rows: u64,
     extra: &[(&str, &str)],
 ) -> TestApp {
-    let source_dir = tempfile::tempdir().unwrap().keep();
+    let dir = tempfile::tempdir().unwrap();
+    let source_dir = dir.path().to_path_buf();
     steward::synth::generate(&source_dir, rows, 5).unwrap();
     let source = source_dir.join("med_elig.csv").display().to_string();
     let claims = source_dir.join("med_claim.csv").display().to_string();
@@ -32,7 +33,10 @@ pub async fn app_with_source_rows(
         ("STEWARD_EXTRACT__SOURCES__MED_CLAIM", claims.as_str()),
     ];
     vars.extend_from_slice(extra);
-    spawn_app_configured(db, store, &vars).await
+    let mut app = spawn_app_configured(db, store, &vars).await;
+    // The source lives, and is removed, with the app.
+    app.dirs.push(dir);
+    app
 }
 
 /// DUA terms for a download test: the requester named, `limit` downloads, `networks`.

@@ -193,6 +193,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub ca_path: PathBuf,
     pub port: u16,
+    /// Directories a test's set-up made that must live as long as the app (its sources).
+    pub dirs: Vec<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _store: TestStore,
@@ -270,6 +272,7 @@ pub async fn spawn_app_configured(db: Db, store: Store, extra: &[(&str, &str)]) 
         clock,
         ca_path,
         port,
+        dirs: Vec::new(),
         shutdown: Some(tx),
         server: Some(server),
         _store: test_store,
