@@ -25,7 +25,12 @@ use crate::extract::probe::SourceRowProbe;
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
 use crate::http::{self as web, AppState};
-use crate::jobs::{JobExecutor, JobQueue, Runner, RunnerConfig};
+use crate::destruction::job::DestructionExecutor;
+use crate::destruction::{DestructionDeps, DestructionService};
+use crate::extract::JobControl;
+use crate::jobs::{
+    ExecutionError, Job, JobExecutor, JobKind, JobQueue, Lease, Runner, RunnerConfig,
+};
 use crate::policy::{FileType, Policy};
 use crate::release::ReleaseService;
 use crate::storage::{self, SharedStore, StoreError};
@@ -187,9 +192,10 @@ impl Application {
         if settings.tls.mode == TlsMode::Files {
             spawn_certificate_reloader(self.resolver.clone(), &settings)?;
         }
-        // The scheduled DUA expiry and the access log's sequencer run beside the server and
+        // The scheduled release work (expiry, destruction demands on expiry, erase jobs
+        // resumed, overdue reminders) and the access log's sequencer run beside the server and
         // stop with it.
-        let expiry = tokio::spawn(state.releases.clone().run_expiry());
+        let expiry = tokio::spawn(state.destruction.clone().run_schedule());
         // Other replicas' revocations reach this process's streams (PostgreSQL only).
         let access_listener =
             tokio::spawn(state.delivery.signals().clone().listen(state.db.clone()));
@@ -290,6 +296,7 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
     let master = load_master(&settings)?;
     let jobs = JobQueue::new(db.clone(), clock.clone(), settings.queue_config());
     let sequencer = build_sequencer(&settings, &db, &clock, &signer);
+    let signals = crate::db::signal::AccessSignals::new();
     let delivery = crate::delivery::DeliveryService::new(
         db.clone(),
         store.clone(),
@@ -298,10 +305,24 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         auth.clone(),
         releases.clone(),
         settings.downloads.clone(),
-        crate::db::signal::AccessSignals::new(),
+        signals.clone(),
     );
+    let destruction = DestructionService::new(DestructionDeps {
+        db: db.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+        sequencer: sequencer.clone(),
+        clock: clock.clone(),
+        auth: auth.clone(),
+        signer: signer.clone(),
+        releases: releases.clone(),
+        jobs: jobs.clone(),
+        signals,
+        settings: settings.releases.clone(),
+    });
     Ok(AppState {
         delivery,
+        destruction,
         db,
         store,
         audit,
@@ -361,9 +382,47 @@ pub fn runner_owner(role: &str) -> String {
     format!("{role}-{host}-{}", std::process::id())
 }
 
-/// A job runner over the state's queue with the extract executor.
+/// Hands each job to the executor of its kind.
+struct JobKinds {
+    extract: ExtractExecutor,
+    destroy: DestructionExecutor,
+}
+
+impl JobKinds {
+    fn executor(&self, kind: JobKind) -> &dyn JobExecutor {
+        match kind {
+            JobKind::Extract => &self.extract,
+            JobKind::Destroy => &self.destroy,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobExecutor for JobKinds {
+    async fn execute(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        control: Arc<JobControl>,
+    ) -> Result<(), ExecutionError> {
+        self.executor(job.kind).execute(job, lease, control).await
+    }
+
+    async fn abandoned(&self, job: &Job) -> Result<(), ExecutionError> {
+        self.executor(job.kind).abandoned(job).await
+    }
+
+    async fn sweep_orphans(&self) -> Result<u64, ExecutionError> {
+        self.extract.sweep_orphans().await
+    }
+}
+
+/// A job runner over the state's queue: extract and erase jobs.
 pub fn extract_runner(state: &AppState, owner: String) -> Runner {
-    let executor = Arc::new(ExtractExecutor::new(state)) as Arc<dyn JobExecutor>;
+    let executor = Arc::new(JobKinds {
+        extract: ExtractExecutor::new(state),
+        destroy: DestructionExecutor::new(state.destruction.clone()),
+    }) as Arc<dyn JobExecutor>;
     Runner::new(
         state.jobs.clone(),
         executor,
@@ -459,7 +518,6 @@ pub fn build_release_service(
         clock.clone(),
         policy.clone(),
         signer.clone(),
-        settings.releases.clone(),
     );
     Ok((signer, releases))
 }

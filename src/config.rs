@@ -212,6 +212,10 @@ pub struct ReleaseSettings {
     pub expiry_check_secs: u64,
     /// Whether expiry also demands return or destruction of the data.
     pub destruction_demand_on_expiry: bool,
+    /// A command run once a day for each destruction demand past its deadline without an
+    /// attestation (with `STEWARD_RELEASE` and `STEWARD_DEADLINE` set), to send a reminder by
+    /// the agency's own means; empty: the reminder is only the access-log event.
+    pub destruction_reminder_command: String,
 }
 
 /// Accounts, passwords, second factors, sessions and tokens.

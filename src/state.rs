@@ -41,4 +41,6 @@ pub struct AppState {
     pub jobs: crate::jobs::JobQueue,
     /// Files, download links, streams and revocations.
     pub delivery: crate::delivery::DeliveryService,
+    /// Destruction demands, the erase job, certificates and attestations.
+    pub destruction: crate::destruction::DestructionService,
 }

@@ -137,6 +137,24 @@ pub enum Action {
     AccessRevoked,
     /// The executive director lifted a revocation.
     RevocationLifted,
+    /// Destruction of a release's data was demanded (by the director, or by the DUA's end).
+    DestructionDemanded,
+    /// The erase job recorded what it will destroy (objects, digests, key ids) before erasing anything.
+    DestructionPlanned,
+    /// The release's wrapped identity was deleted: its ciphertext can no longer be decrypted (cryptographic erase).
+    ReleaseKeyErased,
+    /// Every object of the release (every version) was deleted from the store.
+    ReleaseObjectsDeleted,
+    /// The server's destruction certificate was signed and issued.
+    DestructionCertificateIssued,
+    /// A destruction demand or its certificate was read.
+    DestructionCertificateRead,
+    /// The DUA's responsible person's attestation of destruction was accepted.
+    DestructionAttested,
+    /// An attestation of destruction was refused (the reason says why).
+    DestructionAttestationRefused,
+    /// A reminder: a destruction demand is past its deadline without an attestation.
+    DestructionOverdue,
 }
 
 impl Action {
@@ -185,6 +203,15 @@ impl Action {
         Action::DownloadCut,
         Action::AccessRevoked,
         Action::RevocationLifted,
+        Action::DestructionDemanded,
+        Action::DestructionPlanned,
+        Action::ReleaseKeyErased,
+        Action::ReleaseObjectsDeleted,
+        Action::DestructionCertificateIssued,
+        Action::DestructionCertificateRead,
+        Action::DestructionAttested,
+        Action::DestructionAttestationRefused,
+        Action::DestructionOverdue,
     ];
 
     /// The action stored under `name`, or `None` for a name that is none of them.
@@ -238,6 +265,15 @@ impl Action {
             Action::DownloadCut => "download_cut",
             Action::AccessRevoked => "access_revoked",
             Action::RevocationLifted => "revocation_lifted",
+            Action::DestructionDemanded => "destruction_demanded",
+            Action::DestructionPlanned => "destruction_planned",
+            Action::ReleaseKeyErased => "release_key_erased",
+            Action::ReleaseObjectsDeleted => "release_objects_deleted",
+            Action::DestructionCertificateIssued => "destruction_certificate_issued",
+            Action::DestructionCertificateRead => "destruction_certificate_read",
+            Action::DestructionAttested => "destruction_attested",
+            Action::DestructionAttestationRefused => "destruction_attestation_refused",
+            Action::DestructionOverdue => "destruction_overdue",
         }
     }
 }

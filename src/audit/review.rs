@@ -345,57 +345,50 @@ pub async fn expiring_duas(
         .collect()
 }
 
-/// A destruction demand whose deadline has passed without the release being destroyed.
+/// A destruction demand past its deadline without the recipient's attestation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OverdueDestruction {
     /// The release.
     pub release_id: String,
     /// Its DUA.
-    pub dua_number: String,
+    pub dua_number: Option<String>,
     /// When destruction was demanded.
     pub demanded_at: String,
-    /// The deadline (the demand plus the DUA's destruction days), an ISO date.
+    /// The deadline for the attestation, an ISO date.
     pub deadline: String,
     /// The recipient organization.
     pub organization: String,
+    /// Whether the server's own copies are already erased (its certificate issued).
+    pub server_erased: bool,
 }
 
-/// Releases in `destruction_demanded` whose deadline is before `today` (an ISO date).
+/// Destruction demands whose deadline is before `today` and that have no attestation yet.
 pub async fn overdue_destructions(
     db: &Database,
     today: time::Date,
 ) -> Result<Vec<OverdueDestruction>, AuditError> {
     let rows = sqlx::query(
-        "SELECT r.id, d.number, d.destruction_days, r.org_id, \
-         (SELECT MAX(h.at) FROM release_history h WHERE h.release_id = r.id \
-          AND h.to_status = 'destruction_demanded') AS demanded_at \
-         FROM releases r JOIN duas d ON d.release_id = r.id AND d.version = r.dua_version \
-         WHERE r.status = 'destruction_demanded' ORDER BY r.id",
+        "SELECT r.id, d.number, r.org_id, x.demanded_at, x.deadline, \
+         CAST(CASE WHEN x.certificate_json IS NULL THEN 0 ELSE 1 END AS BIGINT) AS erased \
+         FROM destruction_demands x JOIN releases r ON r.id = x.release_id \
+         LEFT JOIN duas d ON d.release_id = r.id AND d.version = r.dua_version \
+         WHERE x.attestation_json IS NULL AND x.deadline < $1 ORDER BY x.deadline, r.id",
     )
+    .bind(today.to_string())
     .fetch_all(db.pool())
     .await?;
-    let mut overdue = Vec::new();
-    for row in &rows {
-        let demanded_at: Option<String> = row.try_get("demanded_at")?;
-        let Some(demanded_at) = demanded_at else {
-            continue;
-        };
-        let days: i64 = row.try_get("destruction_days")?;
-        let Ok(demanded) = OffsetDateTime::parse(&demanded_at, &Rfc3339) else {
-            continue;
-        };
-        let deadline = demanded.date() + time::Duration::days(days);
-        if deadline < today {
-            overdue.push(OverdueDestruction {
+    rows.iter()
+        .map(|row| {
+            Ok(OverdueDestruction {
                 release_id: row.try_get("id")?,
                 dua_number: row.try_get("number")?,
-                demanded_at,
-                deadline: deadline.to_string(),
+                demanded_at: row.try_get("demanded_at")?,
+                deadline: row.try_get("deadline")?,
                 organization: row.try_get("org_id")?,
-            });
-        }
-    }
-    Ok(overdue)
+                server_erased: row.try_get::<i64, _>("erased")? == 1,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

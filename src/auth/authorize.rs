@@ -83,6 +83,10 @@ pub enum Action {
     LiftRevocation,
     /// List revocations.
     ListRevocations,
+    /// See a release's destruction demand, its progress and its certificate.
+    ReadDestruction,
+    /// Submit the recipient's attestation of destruction.
+    AttestDestruction,
 }
 
 /// What an action is applied to.
@@ -167,6 +171,8 @@ pub struct ReleaseFacts {
     pub requested_by: UserId,
     /// Users the DUA names as authorized recipients.
     pub named_recipients: Vec<UserId>,
+    /// The person the DUA makes responsible for compliance (and for attesting destruction).
+    pub responsible: Option<UserId>,
 }
 
 /// How far a grant reaches.
@@ -179,6 +185,10 @@ pub enum Scope {
     /// Requests of the principal's own organization: those the principal filed, and the
     /// organization's others until a DUA names who may receive the data.
     OwnOrganization,
+    /// Releases of the principal's organization, whoever filed them.
+    RequestingOrganization,
+    /// Releases whose DUA makes the principal the responsible person.
+    ResponsiblePerson,
     /// Anything.
     Any,
 }
@@ -274,11 +284,6 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
         Action::TransitionRelease(Transition::ExecuteDua),
         Scope::Any,
     ),
-    (
-        Role::PrivacyOfficer,
-        Action::TransitionRelease(Transition::ConfirmDestruction),
-        Scope::Any,
-    ),
     (Role::PrivacyOfficer, Action::NarrowRelease, Scope::Any),
     (Role::PrivacyOfficer, Action::AmendDua, Scope::Any),
     (Role::Recipient, Action::ReadSigningKey, Scope::Any),
@@ -319,6 +324,21 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::ExecutiveDirector, Action::ListRevocations, Scope::Any),
     (Role::PrivacyOfficer, Action::ListRevocations, Scope::Any),
     (Role::PrivacyOfficer, Action::ReadLogReceipt, Scope::Any),
+    // Destruction (seed 001 section 4.3 K): the director demands it (a transition, above) and
+    // follows it; the privacy officer tracks it; the recipient organization gets the server's
+    // certificate; only the DUA's responsible person attests the recipient's side.
+    (Role::ExecutiveDirector, Action::ReadDestruction, Scope::Any),
+    (Role::PrivacyOfficer, Action::ReadDestruction, Scope::Any),
+    (
+        Role::Recipient,
+        Action::ReadDestruction,
+        Scope::RequestingOrganization,
+    ),
+    (
+        Role::Recipient,
+        Action::AttestDestruction,
+        Scope::ResponsiblePerson,
+    ),
 ];
 
 /// What every role may do to what it owns.
@@ -386,6 +406,9 @@ pub fn authorize(
 /// Refusals of a download that are not a plain 403: the data is gone (410) or the limit is
 /// reached (429). The reason decides the status, so the handler decides nothing.
 pub const RELEASE_DESTROYED: Reason = Reason::new("the release's data has been destroyed");
+/// See [`RELEASE_DESTROYED`]: from the demand on, the release's data is being destroyed.
+pub const RELEASE_DESTRUCTION_DEMANDED: Reason =
+    Reason::new("destruction of the release's data has been demanded");
 /// See [`RELEASE_DESTROYED`].
 pub const DOWNLOAD_LIMIT_REACHED: Reason =
     Reason::new("the DUA's download limit for this file is reached");
@@ -405,7 +428,7 @@ impl Denied {
     /// How this refusal is answered.
     pub fn kind(&self) -> DenialKind {
         match self.0 {
-            r if r == RELEASE_DESTROYED => DenialKind::Gone,
+            r if r == RELEASE_DESTROYED || r == RELEASE_DESTRUCTION_DEMANDED => DenialKind::Gone,
             r if r == DOWNLOAD_LIMIT_REACHED => DenialKind::LimitReached,
             _ => DenialKind::Forbidden,
         }
@@ -428,8 +451,10 @@ fn download_terms(principal: &Principal, facts: &DownloadFacts) -> Result<(), De
     if facts.link_client.is_some() && facts.link_client != facts.client {
         return deny("the download link is bound to another client address");
     }
-    if facts.status == ReleaseStatus::Destroyed {
-        return Err(Denied(RELEASE_DESTROYED));
+    match facts.status {
+        ReleaseStatus::Destroyed => return Err(Denied(RELEASE_DESTROYED)),
+        ReleaseStatus::DestructionDemanded => return Err(Denied(RELEASE_DESTRUCTION_DEMANDED)),
+        _ => {}
     }
     if facts.status != ReleaseStatus::Available {
         return deny("the release is not available for download");
@@ -498,7 +523,20 @@ fn in_scope(principal: &Principal, scope: Scope, resource: &Resource<'_>) -> boo
             facts.requested_by == principal.user_id
                 || (facts.requesting_org == principal.org_id && facts.named_recipients.is_empty())
         }
-        (Scope::Own | Scope::NamedRecipient | Scope::OwnOrganization, _) => false,
+        (Scope::RequestingOrganization, Resource::Release(facts)) => {
+            facts.requesting_org == principal.org_id
+        }
+        (Scope::ResponsiblePerson, Resource::Release(facts)) => {
+            facts.responsible == Some(principal.user_id)
+        }
+        (
+            Scope::Own
+            | Scope::NamedRecipient
+            | Scope::OwnOrganization
+            | Scope::RequestingOrganization
+            | Scope::ResponsiblePerson,
+            _,
+        ) => false,
     }
 }
 

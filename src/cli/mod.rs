@@ -8,6 +8,7 @@ pub mod jobs;
 mod policy;
 pub mod release;
 pub mod revoke;
+pub mod verify;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ pub enum Command {
     /// receipts.
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Offline checks that need no server: a destruction certificate.
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
     /// Key material shared by replicas and workers.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -139,6 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
     // The client runs on a recipient's machine: it needs none of the server's settings.
     let cli = match cli.command {
         Command::Client(command) => return client::run(command),
+        Command::Verify(command) => return verify::run(command),
         command => Cli { command, ..cli },
     };
     let settings = match Settings::load(cli.config.as_deref()) {
@@ -191,9 +196,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Revoke(command) => report(revoke::run(&settings, command).await),
             Command::Worker => report(worker::run(settings).await),
             // Handled above, before the runtime starts.
-            Command::Config(_) | Command::Synth { .. } | Command::Keys(_) | Command::Client(_) => {
-                ExitCode::SUCCESS
-            }
+            Command::Config(_)
+            | Command::Synth { .. }
+            | Command::Keys(_)
+            | Command::Client(_)
+            | Command::Verify(_) => ExitCode::SUCCESS,
         }
     })
 }

@@ -1,24 +1,38 @@
-//! `steward release ...`: read releases, export a signed approval letter and run the DUA expiry
-//! check from the server's shell, through the same `ReleaseService` the API uses.
+//! `steward release ...`: read releases, export a signed approval letter, run the scheduled
+//! release work (DUA expiry, demands on expiry, erase jobs, reminders), demand destruction and
+//! follow it, from the server's shell, through the same services the API uses.
 //!
 //! The CLI acts as `system`. Decisions that belong to a person (submit, review, approve, the
-//! subcommittee record, the DUA) are made over the API by a signed-in user with a second
-//! factor, so separation of duties can be checked against who they are; the CLI only performs
-//! what the server itself may do (expiry, and the destruction demand where configured).
+//! subcommittee record, the DUA, the recipient's attestation) are made over the API by a
+//! signed-in user with a second factor, so separation of duties can be checked against who they
+//! are; the CLI performs what the server itself may do (expiry, and destruction demanded at the
+//! agency's shell, logged as the system's).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::app::{build_release_service, connect_database, load_policy, StartupError};
-use crate::audit::AuditLog;
+use crate::app::{build_state, StartupError};
+use crate::audit::Client;
 use crate::clock::{SharedClock, SystemClock};
+use crate::destruction::{DemandRequest, DestructionError};
+use crate::state::AppState;
 use crate::config::Settings;
 use crate::domain::ids::OrgId;
 use crate::domain::level::Level;
 use crate::domain::release::{ReleaseId, ReleaseStatus};
 use crate::release::{Caller, ListFilter, ReleaseRecord, ReleaseService, ServiceError};
+
+const ROUTE: &str = "steward release";
+
+fn yes(done: bool) -> &'static str {
+    if done {
+        "yes"
+    } else {
+        "no"
+    }
+}
 
 /// `steward release ...`
 #[derive(Debug, Subcommand)]
@@ -57,9 +71,51 @@ pub enum ReleaseCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Run the DUA expiry check now (it also runs inside `steward serve`), as `system`.
+    /// Run the scheduled release work now (it also runs inside `steward serve`), as `system`:
+    /// DUA expiry, destruction demanded on expiry where configured, erase jobs queued again,
+    /// reminders for overdue destruction.
     #[command(after_help = "Example:\n  steward release expire")]
     Expire,
+    /// Demand destruction of a release: all access is revoked at once, the erase job is queued,
+    /// and the DUA's responsible person must attest destruction by the deadline.
+    #[command(
+        after_help = "Example:\n  steward release destroy 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --reason \"Study closed\" --deadline 2027-01-31\n\nThen: `steward release destruction ID` to follow it, `steward release certificate ID --out FILE`\nonce the server's copies are erased."
+    )]
+    Destroy {
+        /// The release id.
+        id: ReleaseId,
+        /// Why (kept with the demand; the access log records that it was made).
+        #[arg(long)]
+        reason: String,
+        /// The last day for the recipient's attestation, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_date)]
+        deadline: time::Date,
+    },
+    /// Show a destruction demand: the erase job's progress, the attestation, and the users the
+    /// access log shows holding data.
+    #[command(
+        after_help = "Example:\n  steward release destruction 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10"
+    )]
+    Destruction {
+        /// The release id.
+        id: ReleaseId,
+    },
+    /// Write the signed destruction certificate (JSON, and the PDF beside it with `.pdf`).
+    #[command(
+        after_help = "Example:\n  steward release certificate 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --out destruction.json\n\nCheck it anywhere with `steward verify certificate destruction.json --key PUBLIC_KEY`."
+    )]
+    Certificate {
+        /// The release id.
+        id: ReleaseId,
+        /// Where to write the JSON file; the PDF goes beside it with the extension `.pdf`.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn parse_date(text: &str) -> Result<time::Date, String> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|e| format!("expected YYYY-MM-DD: {e}"))
 }
 
 /// Why a release command failed.
@@ -71,6 +127,9 @@ pub enum ReleaseCommandError {
     /// The release service refused or failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// The destruction service refused or failed.
+    #[error(transparent)]
+    Destruction(#[from] DestructionError),
     /// The letter could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -83,19 +142,10 @@ pub enum ReleaseCommandError {
 
 /// Runs a release command against the configured (already migrated) database.
 pub async fn run(settings: &Settings, command: ReleaseCommand) -> Result<(), ReleaseCommandError> {
-    let db = connect_database(settings).await?;
-    db.check_schema().await.map_err(StartupError::from)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let audit = AuditLog::new(db.clone(), clock.clone());
-    let (_, service) = build_release_service(
-        settings,
-        &db,
-        &audit,
-        &clock,
-        &Arc::new(load_policy(settings)?),
-    )?;
-    let result = execute(&service, &clock, command).await;
-    db.close().await;
+    let state = build_state(settings.clone(), clock.clone()).await?;
+    let result = execute(&state, &clock, command).await;
+    state.db.close().await;
     result
 }
 
@@ -112,10 +162,12 @@ fn summary(record: &ReleaseRecord) -> String {
 }
 
 async fn execute(
-    service: &ReleaseService,
+    state: &AppState,
     clock: &SharedClock,
     command: ReleaseCommand,
 ) -> Result<(), ReleaseCommandError> {
+    let service = &state.releases;
+    let client = Client::default();
     match command {
         ReleaseCommand::List { states, org, level } => {
             let filter = ListFilter {
@@ -184,11 +236,85 @@ async fn execute(
             println!("public key (hex):          {}", letter.public_key);
         }
         ReleaseCommand::Expire => {
-            let done = service.expire_due(clock.now()).await?;
-            for expired in &done {
-                println!("{}  {}", expired.id, expired.status);
+            let report = state.destruction.tick(clock.now()).await?;
+            for (what, ids) in [
+                ("expired", &report.expired),
+                ("destruction demanded", &report.demanded),
+                ("erase job queued again", &report.resumed),
+                ("overdue, reminder logged", &report.reminded),
+            ] {
+                for id in ids {
+                    println!("{id}  {what}");
+                }
             }
-            println!("{} release(s) expired", done.len());
+            println!("{} release(s) expired", report.expired.len());
+        }
+        ReleaseCommand::Destroy {
+            id,
+            reason,
+            deadline,
+        } => {
+            let request = DemandRequest {
+                reason,
+                deadline: Some(deadline),
+            };
+            let demand = state
+                .destruction
+                .demand(Caller::System, id, request, ROUTE, &client)
+                .await?;
+            println!("destruction of {id} demanded; attestation due by {}", demand.deadline);
+            println!("all access revoked (revocation {})", demand.revocation);
+            println!("the erase job is queued; follow it with `steward release destruction {id}`");
+        }
+        ReleaseCommand::Destruction { id } => {
+            let view = state
+                .destruction
+                .view(Caller::System, id, ROUTE, &client)
+                .await?;
+            println!("release:        {} ({})", view.release, view.status);
+            println!("demanded:       {} by {}", view.demanded_at, view.demanded_by);
+            println!("reason:         {}", view.reason);
+            println!(
+                "deadline:       {}{}",
+                view.deadline,
+                if view.overdue { "  OVERDUE" } else { "" }
+            );
+            println!("plan recorded:  {}", yes(view.planned));
+            println!(
+                "key erased:     {}",
+                view.key_erased_at.as_deref().unwrap_or("no")
+            );
+            println!("certificate:    {}", yes(view.certificate_issued));
+            match (view.attested_by, view.attested_at) {
+                (Some(by), Some(at)) => println!("attested:       {at} by {by}"),
+                _ => println!("attested:       no"),
+            }
+            println!("holders (the attestation must cover each):");
+            for h in &view.holders {
+                println!(
+                    "  {}  {} bytes of {} file(s), last {} from {}",
+                    h.user,
+                    h.bytes_received,
+                    h.files.len(),
+                    h.last_at,
+                    h.client_addrs.join(",")
+                );
+            }
+        }
+        ReleaseCommand::Certificate { id, out } => {
+            let signed = state
+                .destruction
+                .certificate(Caller::System, id, ROUTE, &client)
+                .await?;
+            let pdf_path = out.with_extension("pdf");
+            for (path, bytes) in [(&out, signed.to_file()), (&pdf_path, signed.to_pdf())] {
+                std::fs::write(path, bytes).map_err(|source| ReleaseCommandError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                println!("wrote {}", path.display());
+            }
+            println!("signed by {}", signed.certificate.signer);
         }
     }
     Ok(())

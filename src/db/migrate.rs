@@ -80,6 +80,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0011_downloads.sql"),
         postgres: include_str!("../../migrations/postgres/0011_downloads.sql"),
     },
+    Migration {
+        version: 12,
+        name: "destruction",
+        sqlite: include_str!("../../migrations/sqlite/0012_destruction.sql"),
+        postgres: include_str!("../../migrations/postgres/0012_destruction.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

@@ -5,6 +5,7 @@
 //! where they differ (locking, notifications) pick their own statement.
 
 pub mod api_tokens;
+pub mod destruction;
 pub mod downloads;
 pub mod extracts;
 pub mod login_throttle;
@@ -174,7 +175,8 @@ impl Database {
                         conn.execute(
                             format!(
                                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {busy_ms}; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA secure_delete = ON;"
                             )
                             .as_str(),
                         )
@@ -230,6 +232,21 @@ impl Database {
     /// access log (PostgreSQL).
     pub async fn grant_runtime_role(&self, role: &str) -> Result<(), DbError> {
         migrate::grant_runtime(self, role).await
+    }
+
+    /// After deleting secrets (a release identity's cryptographic erase): makes the deleted
+    /// rows' bytes leave the database's files as far as the engine allows. SQLite runs with
+    /// `secure_delete` (freed content is zeroed), so the write-ahead log, which still holds the
+    /// old pages, is checkpointed and truncated. PostgreSQL keeps a deleted row until VACUUM
+    /// prunes its page, so the table is vacuumed; WAL segments and backups taken earlier keep
+    /// their copy until they are recycled (the operator's backup retention bounds that).
+    pub async fn scrub(&self) -> Result<(), DbError> {
+        let statement = match self.backend {
+            Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+            Backend::Postgres => "VACUUM release_keys",
+        };
+        sqlx::query(statement).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Refuses to serve a database whose schema is not exactly the one this binary knows.

@@ -10,7 +10,7 @@
 //! submitted | in_review -> denied
 //! dua_executed | extracting | available -> expired
 //! approved | dua_executed | extracting | available -> revoked
-//! expired | revoked -> destruction_demanded -> destroyed
+//! available | expired | revoked -> destruction_demanded -> destroyed
 //! ```
 
 use std::fmt;
@@ -174,8 +174,12 @@ impl ReleaseStatus {
                 Some(S::Revoked)
             }
             // Return or destruction when use is complete or when directed (seed 001 sections
-            // 3.3 J-K, 4.3 K second paragraph).
-            (S::Expired | S::Revoked, T::DemandDestruction) => Some(S::DestructionDemanded),
+            // 3.3 J-K, 4.3 K second paragraph); a demand on an available release stops its
+            // downloads in the same change. The destruction service also refuses a release
+            // whose files were never offered: there is nothing anyone could hold.
+            (S::Available | S::Expired | S::Revoked, T::DemandDestruction) => {
+                Some(S::DestructionDemanded)
+            }
             (S::DestructionDemanded, T::ConfirmDestruction) => Some(S::Destroyed),
             _ => None,
         }
@@ -256,9 +260,12 @@ pub enum Transition {
     /// The director stops access (`approved | dua_executed | extracting | available ->
     /// revoked`).
     Revoke,
-    /// Return or destruction is demanded (`expired | revoked -> destruction_demanded`).
+    /// Return or destruction is demanded (`available | expired | revoked ->
+    /// destruction_demanded`).
     DemandDestruction,
-    /// Destruction is confirmed (`destruction_demanded -> destroyed`).
+    /// Destruction is complete: the server's copies are erased and the recipient's attestation
+    /// is accepted (`destruction_demanded -> destroyed`). Only the destruction service performs
+    /// it, when both are true.
     ConfirmDestruction,
 }
 
@@ -318,6 +325,9 @@ impl Transition {
                 | Transition::Expire
                 // Issued by the expiry job where configured (issue 5, "Expiry").
                 | Transition::DemandDestruction
+                // Only the destruction service knows that the erase is done and the
+                // recipient's attestation accepted.
+                | Transition::ConfirmDestruction
         )
     }
 }
@@ -416,7 +426,11 @@ mod tests {
         ),
         (
             S::Available,
-            &[(T::Expire, S::Expired), (T::Revoke, S::Revoked)],
+            &[
+                (T::Expire, S::Expired),
+                (T::Revoke, S::Revoked),
+                (T::DemandDestruction, S::DestructionDemanded),
+            ],
         ),
         (
             S::Expired,
@@ -541,6 +555,7 @@ mod tests {
                 T::CancelExtraction,
                 T::Expire,
                 T::DemandDestruction,
+                T::ConfirmDestruction,
             ]
         );
     }

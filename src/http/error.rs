@@ -12,6 +12,7 @@ use crate::auth::authorize::DenialKind;
 use crate::auth::AuthError;
 use crate::delivery::range::RangeError;
 use crate::delivery::DeliveryError;
+use crate::destruction::DestructionError;
 use crate::jobs::{JobServiceError, QueueError};
 use crate::release::ServiceError;
 
@@ -36,6 +37,9 @@ pub enum ApiError {
     /// Delivery refused or failed the request.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    /// Destruction refused or failed the request.
+    #[error(transparent)]
+    Destruction(#[from] DestructionError),
     /// A dependency the request needs is down.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::Release(error) => release_status_and_code(error),
             ApiError::Jobs(error) => job_status_and_code(error),
             ApiError::Delivery(error) => delivery_status_and_code(error),
+            ApiError::Destruction(error) => destruction_status_and_code(error),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -132,6 +137,29 @@ fn release_status_and_code(error: &ServiceError) -> (StatusCode, &'static str) {
 
 /// Status and stable code for each delivery failure: the kind of a refusal is decided by the
 /// authorization function, not here.
+fn destruction_status_and_code(error: &DestructionError) -> (StatusCode, &'static str) {
+    match error {
+        DestructionError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        DestructionError::Auth(error) => auth_status_and_code(error),
+        DestructionError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        DestructionError::NeverAvailable(_) => (StatusCode::CONFLICT, "never_available"),
+        DestructionError::AlreadyDemanded(_) => (StatusCode::CONFLICT, "already_demanded"),
+        DestructionError::NoDemand(_) => (StatusCode::CONFLICT, "no_destruction_demand"),
+        DestructionError::AlreadyAttested(_) => (StatusCode::CONFLICT, "already_attested"),
+        DestructionError::Attestation(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "attestation_refused")
+        }
+        DestructionError::NotCertified(_) => (StatusCode::CONFLICT, "not_certified_yet"),
+        DestructionError::Release(error) => release_status_and_code(error),
+        DestructionError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+        DestructionError::ObjectsRemain(_)
+        | DestructionError::Store(_)
+        | DestructionError::Queue(_)
+        | DestructionError::Database(_)
+        | DestructionError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
 fn delivery_status_and_code(error: &DeliveryError) -> (StatusCode, &'static str) {
     match error {
         DeliveryError::BadLink(_) => (StatusCode::UNAUTHORIZED, "invalid_link"),

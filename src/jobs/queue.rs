@@ -20,6 +20,8 @@ use crate::db::{timestamp, Backend, Database, DbError};
 pub enum JobKind {
     /// Build, encrypt and store a release's extract.
     Extract,
+    /// Erase a release's data after a destruction demand.
+    Destroy,
 }
 
 impl JobKind {
@@ -27,12 +29,14 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Extract => "extract",
+            JobKind::Destroy => "destroy",
         }
     }
 
     fn parse(text: &str) -> Result<Self, QueueError> {
         match text {
             "extract" => Ok(JobKind::Extract),
+            "destroy" => Ok(JobKind::Destroy),
             other => Err(QueueError::Corrupt(format!("unknown job kind {other:?}"))),
         }
     }

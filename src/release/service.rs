@@ -20,7 +20,6 @@ use crate::audit::{
 };
 use crate::auth::{authorize, Action, Denied, Principal, ReleaseFacts, Resource};
 use crate::clock::SharedClock;
-use crate::config::ReleaseSettings;
 use crate::crypto::signing::ServerSigner;
 use crate::db::releases::{self as rows, Change, DuaRow, HistoryRow, LetterRow, ReleaseRow};
 use crate::db::{users, Database, DbError};
@@ -128,14 +127,16 @@ pub enum Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn actor(self) -> Actor {
+    /// Who acts, as the access log names them.
+    pub fn actor(self) -> Actor {
         match self {
             Caller::Person(p) => Actor::User(p.user_id.0),
             Caller::System => Actor::System,
         }
     }
 
-    fn actor_text(self) -> String {
+    /// Who acts, as history and revocations name them: a user id, or `system`.
+    pub fn actor_text(self) -> String {
         match self {
             Caller::Person(p) => p.user_id.to_string(),
             Caller::System => "system".to_owned(),
@@ -170,6 +171,7 @@ impl ReleaseRecord {
                 .as_ref()
                 .map(|d| d.users.clone())
                 .unwrap_or_default(),
+            responsible: self.dua.as_ref().map(|d| d.responsible),
         }
     }
 
@@ -187,6 +189,7 @@ pub fn nobody_facts() -> ReleaseFacts {
         requesting_org: OrgId(uuid::Uuid::nil()),
         requested_by: UserId(uuid::Uuid::nil()),
         named_recipients: Vec::new(),
+        responsible: None,
     }
 }
 
@@ -214,7 +217,7 @@ pub struct ListFilter {
 pub struct Expired {
     /// The release.
     pub id: ReleaseId,
-    /// Where it ended up (`expired` or `destruction_demanded`).
+    /// Where it ended up (`expired`).
     pub status: ReleaseStatus,
 }
 
@@ -227,7 +230,6 @@ pub struct ReleaseService {
     policy: Arc<Policy>,
     catalog: Arc<Catalog>,
     signer: ServerSigner,
-    settings: ReleaseSettings,
     rows: Option<Arc<dyn RowProbe>>,
 }
 
@@ -306,7 +308,6 @@ impl ReleaseService {
         clock: SharedClock,
         policy: Arc<Policy>,
         signer: ServerSigner,
-        settings: ReleaseSettings,
     ) -> Self {
         Self {
             db,
@@ -315,7 +316,6 @@ impl ReleaseService {
             catalog: policy.catalog().clone(),
             policy,
             signer,
-            settings,
             rows: None,
         }
     }
@@ -1059,9 +1059,9 @@ impl ReleaseService {
         self.load(id).await
     }
 
-    /// Moves every release whose DUA expired before `now`'s date to `expired` and, when
-    /// configured, on to `destruction_demanded`. Releases changed concurrently are left for
-    /// the next run.
+    /// Moves every release whose DUA expired before `now`'s date to `expired` (the destruction
+    /// service then demands destruction where configured). Releases changed concurrently are
+    /// left for the next run.
     pub async fn expire_due(&self, now: OffsetDateTime) -> Result<Vec<Expired>, ServiceError> {
         let today = date_text(now.date())?;
         let mut done = Vec::new();
@@ -1076,43 +1076,9 @@ impl ReleaseService {
                 Err(ServiceError::Concurrent | ServiceError::Illegal(_)) => continue,
                 Err(e) => return Err(e),
             };
-            let status = if self.settings.destruction_demand_on_expiry {
-                match self
-                    .transition(
-                        Caller::System,
-                        id,
-                        Transition::DemandDestruction,
-                        None,
-                        &client,
-                    )
-                    .await
-                {
-                    Ok(record) => record.row.status,
-                    Err(ServiceError::Concurrent | ServiceError::Illegal(_)) => status,
-                    Err(e) => return Err(e),
-                }
-            } else {
-                status
-            };
             done.push(Expired { id, status });
         }
         Ok(done)
-    }
-
-    /// Runs [`ReleaseService::expire_due`] every `expiry_check_secs` until the task is dropped.
-    pub async fn run_expiry(self) {
-        let period = std::time::Duration::from_secs(self.settings.expiry_check_secs.max(1));
-        let mut ticks = tokio::time::interval(period);
-        loop {
-            ticks.tick().await;
-            match self.expire_due(self.clock.now()).await {
-                Ok(done) if !done.is_empty() => {
-                    tracing::info!(count = done.len(), "releases expired")
-                }
-                Ok(_) => {}
-                Err(error) => tracing::error!(%error, "release expiry check failed"),
-            }
-        }
     }
 }
 

@@ -28,6 +28,7 @@ fn separation_of_duties() {
         requesting_org: university,
         requested_by: researcher.user_id,
         named_recipients: vec![researcher.user_id],
+        responsible: None,
     };
     let resource = Resource::Release(&release);
     let director = principal(agency, &[Role::ExecutiveDirector]);
@@ -76,6 +77,7 @@ fn recipients_reach_only_releases_naming_them() {
         requesting_org: university,
         requested_by: named.user_id,
         named_recipients: vec![named.user_id],
+        responsible: None,
     };
     let resource = Resource::Release(&release);
     assert!(authorize(&named, Action::ReadRelease, &resource).is_ok());
@@ -128,6 +130,7 @@ fn separation_of_duties_looks_at_every_role_held_not_the_tokens_subset() {
         requesting_org: OrgId::new_random(),
         requested_by: UserId::new_random(),
         named_recipients: Vec::new(),
+        responsible: None,
     };
     let resource = Resource::Release(&release);
     let token_of_both = Principal {
@@ -156,6 +159,7 @@ fn separation_of_duties_covers_committee_dua_denial_and_revocation() {
         requesting_org: university,
         requested_by: UserId::new_random(),
         named_recipients: Vec::new(),
+        responsible: None,
     };
     let resource = Resource::Release(&release);
     let own_director = principal(university, &[Role::ExecutiveDirector, Role::PrivacyOfficer]);
@@ -226,6 +230,7 @@ fn a_download_is_decided_on_the_duas_terms() {
             requesting_org: university,
             requested_by: named.user_id,
             named_recipients: vec![named.user_id],
+            responsible: None,
         },
         status: ReleaseStatus::Available,
         dua: Some(terms.clone()),

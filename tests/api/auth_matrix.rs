@@ -57,15 +57,25 @@ const MATRIX: &[(&str, &str, [bool; 5])] = &[
     ("POST", "/api/v1/releases/{id}/deny", [D, D, A, D, D]),
     ("POST", "/api/v1/releases/{id}/withdraw", [D, D, D, D, D]),
     ("POST", "/api/v1/releases/{id}/revoke", [D, D, A, D, D]),
+    // Destruction: the director demands; the director and the privacy officer follow it
+    // (recipients, for their own organization's releases); only the DUA's responsible person
+    // attests, so nobody may for an unknown release.
+    ("POST", "/api/v1/releases/{id}/destruction", [D, D, A, D, D]),
+    ("GET", "/api/v1/releases/{id}/destruction", [D, D, A, A, D]),
     (
-        "POST",
-        "/api/v1/releases/{id}/demand-destruction",
-        [D, D, A, D, D],
+        "GET",
+        "/api/v1/releases/{id}/destruction/certificate",
+        [D, D, A, A, D],
+    ),
+    (
+        "GET",
+        "/api/v1/releases/{id}/destruction/certificate.pdf",
+        [D, D, A, A, D],
     ),
     (
         "POST",
-        "/api/v1/releases/{id}/confirm-destruction",
-        [D, D, D, A, D],
+        "/api/v1/releases/{id}/destruction/attestation",
+        [D, D, D, D, D],
     ),
     ("PUT", "/api/v1/releases/{id}/elements", [D, D, A, A, D]),
     ("POST", "/api/v1/releases/{id}/committee", [D, D, A, D, D]),

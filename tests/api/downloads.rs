@@ -441,7 +441,8 @@ async fn revocations_destruction_and_the_duas_terms_refuse_downloads(db: Db) {
     let listed = expect(&app, "GET", "/api/v1/revocations", &p.director.1, None, 200).await;
     assert_eq!(listed.as_array().unwrap().len(), 4);
 
-    // Destruction: a link issued before it answers 410 after it, and no new link is issued.
+    // Destruction: a link issued before the demand answers 410 after it, and no new link is
+    // issued.
     let (doomed, doomed_file) = available(&app, &p, &dua("DUA-2026-0704", &p, 3, &[])).await;
     let doomed_path = link(&app, &p.requester.1, &doomed_file).await;
     let base = format!("/api/v1/releases/{doomed}");
@@ -464,19 +465,10 @@ async fn revocations_destruction_and_the_duas_terms_refuse_downloads(db: Db) {
     expect(
         &app,
         "POST",
-        &format!("{base}/demand-destruction"),
+        &format!("{base}/destruction"),
         &p.director.1,
-        None,
-        200,
-    )
-    .await;
-    expect(
-        &app,
-        "POST",
-        &format!("{base}/confirm-destruction"),
-        &p.privacy.1,
-        None,
-        200,
+        Some(&json!({"reason": "Study ended", "deadline": "2026-12-31"})),
+        201,
     )
     .await;
     let after = app.last_seq().await;
@@ -486,7 +478,7 @@ async fn revocations_destruction_and_the_duas_terms_refuse_downloads(db: Db) {
     assert_eq!(body["code"], "gone");
     assert_eq!(
         last_refusal(&app, after).await,
-        "the release's data has been destroyed"
+        "destruction of the release's data has been demanded"
     );
     let response = link_response(&app, &p.requester.1, &doomed_file, json!({})).await;
     assert_eq!(response.status(), 410);

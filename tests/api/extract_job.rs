@@ -298,16 +298,8 @@ fn decrypts_with_the_age_cli(
     plaintext_sha256: &str,
 ) {
     use secrecy::ExposeSecret;
-    let age_available = std::process::Command::new("age")
-        .arg("--version")
-        .output()
-        .is_ok();
-    let zstd_available = std::process::Command::new("zstd")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !(age_available && zstd_available) {
-        eprintln!("SKIPPED age CLI check: `age` or `zstd` is not installed (CI installs both)");
+    use steward::pdf::tests_support::tool_available;
+    if !(tool_available("age") && tool_available("zstd")) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,36 +1,17 @@
 //! Expiry: `expire_due(now)` with the manual clock moves releases past their DUA expiry to
-//! `expired`, and on to `destruction_demanded` where configured. No sleeping.
-
-use std::sync::Arc;
+//! `expired` (the destruction demand on expiry is in `destruction.rs`). No sleeping.
 
 use steward::clock::Clock;
-use steward::config::ReleaseSettings;
 use steward::domain::release::{ReleaseId, ReleaseStatus};
-use steward::policy::Policy;
-use steward::release::{Caller, ReleaseService};
+use steward::release::Caller;
 
-use crate::helpers::{spawn_app, Db, TestApp};
+use crate::helpers::{spawn_app, Db};
 use crate::on_both_databases;
-use crate::release_support::{executed_level_one, people, status_of};
+use crate::release_support::{executed_level_one, people};
 
 on_both_databases!(
     expiry_moves_releases_past_their_dua_to_expired,
-    expiry_demands_destruction_when_configured,
 );
-
-fn service(app: &TestApp, demand: bool) -> ReleaseService {
-    ReleaseService::new(
-        app.state.db.clone(),
-        app.state.audit.clone(),
-        app.clock.clone(),
-        Arc::new(Policy::shipped().expect("shipped policy")),
-        app.state.signer.clone(),
-        ReleaseSettings {
-            expiry_check_secs: 60,
-            destruction_demand_on_expiry: demand,
-        },
-    )
-}
 
 async fn expiry_moves_releases_past_their_dua_to_expired(db: Db) {
     let app = spawn_app(db).await;
@@ -95,22 +76,4 @@ async fn expiry_moves_releases_past_their_dua_to_expired(db: Db) {
         refused,
         Err(steward::release::ServiceError::Forbidden(_))
     ));
-}
-
-async fn expiry_demands_destruction_when_configured(db: Db) {
-    let app = spawn_app(db).await;
-    let p = people(&app).await;
-    let id = executed_level_one(&app, &p, "DUA-2026-0102").await;
-    assert_eq!(status_of(&app, &id, &p.director.1).await, "dua_executed");
-    let releases = service(&app, true);
-    app.clock.set(time::macros::datetime!(2027-02-01 09:00 UTC));
-    let done = releases.expire_due(app.clock.now()).await.unwrap();
-    assert_eq!(done.len(), 1);
-    assert_eq!(done[0].status, ReleaseStatus::DestructionDemanded);
-    let history = releases
-        .history(id.parse::<ReleaseId>().unwrap())
-        .await
-        .unwrap();
-    let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
-    assert_eq!(&kinds[kinds.len() - 2..], ["expire", "demand_destruction"]);
 }

@@ -16,8 +16,7 @@ fn performers(transition: Transition) -> &'static [Role] {
         T::StartReview | T::ExecuteDua => &[ExecutiveDirector, PrivacyOfficer],
         T::Approve | T::Deny | T::Revoke | T::DemandDestruction => &[ExecutiveDirector],
         T::StartExtraction | T::CancelExtraction => &[ItStaff],
-        T::ConfirmDestruction => &[PrivacyOfficer],
-        T::ExtractionFinished | T::ExtractionFailed | T::Expire => &[],
+        T::ExtractionFinished | T::ExtractionFailed | T::Expire | T::ConfirmDestruction => &[],
     }
 }
 use steward::release::action_for;
@@ -30,6 +29,7 @@ fn grants_give_each_transition_to_exactly_its_performers() {
         requesting_org: OrgId(uuid::Uuid::from_u128(1)),
         requested_by: UserId(uuid::Uuid::from_u128(2)),
         named_recipients: Vec::new(),
+        responsible: None,
     };
     for transition in Transition::ALL {
         for role in Role::ALL {

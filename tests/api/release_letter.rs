@@ -60,22 +60,9 @@ async fn letter_is_a_signed_pdf_naming_the_dua(db: Db) {
     // The key is the one the server keeps in data_dir/keys/signing.key.
     assert_eq!(public, app.state.signer.public_hex());
 
-    match std::process::Command::new("pdftotext").arg("-v").output() {
-        Err(_) => eprintln!("SKIPPED pdftotext check: pdftotext is not installed (poppler-utils)"),
-        Ok(_) => {
-            let dir = tempfile::tempdir().unwrap();
-            let file = dir.path().join("letter.pdf");
-            std::fs::write(&file, &pdf).unwrap();
-            let out = std::process::Command::new("pdftotext")
-                .arg(&file)
-                .arg("-")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "pdftotext opens the letter");
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(text.contains("DUA-2026-0042"), "{text}");
-            assert!(text.contains("Level I"), "{text}");
-        }
+    if let Some(text) = steward::pdf::tests_support::pdftotext(&pdf) {
+        assert!(text.contains("DUA-2026-0042"), "{text}");
+        assert!(text.contains("Level I"), "{text}");
     }
 
     // An amendment issues a new letter for the new term, signed again.

@@ -8,6 +8,7 @@
 mod access_log;
 mod admin;
 mod auth;
+mod destruction;
 mod downloads;
 mod jobs;
 mod me;
@@ -99,8 +100,11 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/releases/{id}/deny", Authn),
     route("POST", "/api/v1/releases/{id}/withdraw", Authn),
     route("POST", "/api/v1/releases/{id}/revoke", Authn),
-    route("POST", "/api/v1/releases/{id}/demand-destruction", Authn),
-    route("POST", "/api/v1/releases/{id}/confirm-destruction", Authn),
+    route("POST", "/api/v1/releases/{id}/destruction", Authn),
+    route("GET", "/api/v1/releases/{id}/destruction", Authn),
+    route("GET", "/api/v1/releases/{id}/destruction/certificate", Authn),
+    route("GET", "/api/v1/releases/{id}/destruction/certificate.pdf", Authn),
+    route("POST", "/api/v1/releases/{id}/destruction/attestation", Authn),
     route("PUT", "/api/v1/releases/{id}/elements", Authn),
     route("POST", "/api/v1/releases/{id}/committee", Authn),
     route("POST", "/api/v1/releases/{id}/dua", Authn),
@@ -161,9 +165,16 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/releases/{id}/deny") => post(releases::deny),
         ("POST", "/api/v1/releases/{id}/withdraw") => post(releases::withdraw),
         ("POST", "/api/v1/releases/{id}/revoke") => post(releases::revoke),
-        ("POST", "/api/v1/releases/{id}/demand-destruction") => post(releases::demand_destruction),
-        ("POST", "/api/v1/releases/{id}/confirm-destruction") => {
-            post(releases::confirm_destruction)
+        ("POST", "/api/v1/releases/{id}/destruction") => post(destruction::demand),
+        ("GET", "/api/v1/releases/{id}/destruction") => get(destruction::show),
+        ("GET", "/api/v1/releases/{id}/destruction/certificate") => {
+            get(destruction::certificate)
+        }
+        ("GET", "/api/v1/releases/{id}/destruction/certificate.pdf") => {
+            get(destruction::certificate_pdf)
+        }
+        ("POST", "/api/v1/releases/{id}/destruction/attestation") => {
+            post(destruction::attest)
         }
         ("PUT", "/api/v1/releases/{id}/elements") => put(releases::narrow),
         ("POST", "/api/v1/releases/{id}/committee") => post(releases::record_committee),

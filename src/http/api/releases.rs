@@ -664,8 +664,6 @@ transition_handler! {
     deny => Transition::Deny;
     withdraw => Transition::Withdraw;
     revoke => Transition::Revoke;
-    demand_destruction => Transition::DemandDestruction;
-    confirm_destruction => Transition::ConfirmDestruction;
 }
 
 pub(super) async fn narrow(
