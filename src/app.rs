@@ -20,14 +20,14 @@ use crate::crypto::master::{MasterIdentity, MasterKeyError};
 use crate::crypto::signing::ServerSigner;
 use crate::crypto::JwtKeyring;
 use crate::db::{ConnectOptions, Database, DbError};
+use crate::destruction::job::DestructionExecutor;
+use crate::destruction::{DestructionDeps, DestructionService};
 use crate::extract::job::ExtractExecutor;
 use crate::extract::probe::SourceRowProbe;
+use crate::extract::JobControl;
 use crate::http::server::{self, ServeOptions};
 use crate::http::tls::{self, CertResolver, LocalCa, TlsError};
 use crate::http::{self as web, AppState};
-use crate::destruction::job::DestructionExecutor;
-use crate::destruction::{DestructionDeps, DestructionService};
-use crate::extract::JobControl;
 use crate::jobs::{
     ExecutionError, Job, JobExecutor, JobKind, JobQueue, Lease, Runner, RunnerConfig,
 };

@@ -276,10 +276,7 @@ pub mod tests_support {
 
     /// Whether `tool` runs; when it does not, a test skips with a note, or fails under CI.
     pub fn tool_available(tool: &str) -> bool {
-        let found = std::process::Command::new(tool)
-            .arg("-v")
-            .output()
-            .is_ok();
+        let found = std::process::Command::new(tool).arg("-v").output().is_ok();
         assert!(
             found || !tools_required(),
             "`{tool}` is not installed, and CI must run every test (install it)"
@@ -290,8 +287,8 @@ pub mod tests_support {
         found
     }
 
-    /// The UTF-8 text of `pdf` as `pdftotext` reads it, or `None` (skip) where pdftotext is
-    /// missing outside CI.
+    /// The UTF-8 text of `pdf` as `pdftotext` reads it, every run of whitespace (line and page
+    /// breaks included) made one space, or `None` (skip) where pdftotext is missing outside CI.
     pub fn pdftotext(pdf: &[u8]) -> Option<String> {
         if !tool_available("pdftotext") {
             return None;
@@ -311,7 +308,8 @@ pub mod tests_support {
             "pdftotext: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(String::from_utf8(out.stdout).expect("pdftotext writes UTF-8"))
+        let text = String::from_utf8(out.stdout).expect("pdftotext writes UTF-8");
+        Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

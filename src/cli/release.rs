@@ -16,13 +16,13 @@ use clap::Subcommand;
 use crate::app::{build_state, StartupError};
 use crate::audit::Client;
 use crate::clock::{SharedClock, SystemClock};
-use crate::destruction::{DemandRequest, DestructionError};
-use crate::state::AppState;
 use crate::config::Settings;
+use crate::destruction::{DemandRequest, DestructionError};
 use crate::domain::ids::OrgId;
 use crate::domain::level::Level;
 use crate::domain::release::{ReleaseId, ReleaseStatus};
 use crate::release::{Caller, ListFilter, ReleaseRecord, ReleaseService, ServiceError};
+use crate::state::AppState;
 
 const ROUTE: &str = "steward release";
 
@@ -114,8 +114,11 @@ pub enum ReleaseCommand {
 }
 
 fn parse_date(text: &str) -> Result<time::Date, String> {
-    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|e| format!("expected YYYY-MM-DD: {e}"))
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|e| format!("expected YYYY-MM-DD: {e}"))
 }
 
 /// Why a release command failed.
@@ -262,7 +265,10 @@ async fn execute(
                 .destruction
                 .demand(Caller::System, id, request, ROUTE, &client)
                 .await?;
-            println!("destruction of {id} demanded; attestation due by {}", demand.deadline);
+            println!(
+                "destruction of {id} demanded; attestation due by {}",
+                demand.deadline
+            );
             println!("all access revoked (revocation {})", demand.revocation);
             println!("the erase job is queued; follow it with `steward release destruction {id}`");
         }
@@ -272,7 +278,10 @@ async fn execute(
                 .view(Caller::System, id, ROUTE, &client)
                 .await?;
             println!("release:        {} ({})", view.release, view.status);
-            println!("demanded:       {} by {}", view.demanded_at, view.demanded_by);
+            println!(
+                "demanded:       {} by {}",
+                view.demanded_at, view.demanded_by
+            );
             println!("reason:         {}", view.reason);
             println!(
                 "deadline:       {}{}",

@@ -76,10 +76,12 @@ fn verify_certificate(file: &PathBuf, key: &str) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e @ (CertificateError::Malformed(_)
-        | CertificateError::Format(_)
-        | CertificateError::BadSignature
-        | CertificateError::OtherSigner { .. })) => {
+        Err(
+            e @ (CertificateError::Malformed(_)
+            | CertificateError::Format(_)
+            | CertificateError::BadSignature
+            | CertificateError::OtherSigner { .. }),
+        ) => {
             eprintln!("certificate NOT verified: {e}");
             ExitCode::from(1)
         }

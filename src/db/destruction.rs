@@ -105,7 +105,10 @@ pub async fn find(db: &Database, release: Uuid) -> Result<Option<DemandRow>, DbE
 }
 
 /// [`find`] in the caller's transaction.
-pub async fn find_in(conn: &mut AnyConnection, release: Uuid) -> Result<Option<DemandRow>, DbError> {
+pub async fn find_in(
+    conn: &mut AnyConnection,
+    release: Uuid,
+) -> Result<Option<DemandRow>, DbError> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM destruction_demands WHERE release_id = $1"
     ))

@@ -211,8 +211,14 @@ fn compose(signed: &SignedCertificate) -> TextDocument {
             .map(|l| Block::Item(l.to_owned())),
     );
     blocks.push(Block::Gap);
-    blocks.push(Block::Para(format!("Signed by the server's key {}.", c.signer)));
-    blocks.push(Block::Para(format!("Ed25519 signature: {}", signed.signature)));
+    blocks.push(Block::Para(format!(
+        "Signed by the server's key {}.",
+        c.signer
+    )));
+    blocks.push(Block::Para(format!(
+        "Ed25519 signature: {}",
+        signed.signature
+    )));
     blocks.push(Block::Para(
         "The JSON form of this certificate is what verifies: steward verify certificate FILE --key PUBLIC_KEY"
             .into(),
@@ -255,7 +261,10 @@ mod tests {
         let signer = ServerSigner::from_seed([3; 32]);
         let signed = sample(&signer).sign(&signer);
         let file = signed.to_file();
-        assert_eq!(verify(&file, &signer.public_hex()).unwrap(), signed.certificate);
+        assert_eq!(
+            verify(&file, &signer.public_hex()).unwrap(),
+            signed.certificate
+        );
         let other = ServerSigner::from_seed([4; 32]);
         assert!(matches!(
             verify(&file, &other.public_hex()),

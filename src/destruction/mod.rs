@@ -48,6 +48,8 @@ use crate::jobs::{JobKind, JobQueue, QueueError};
 use crate::release::{Caller, ReleaseRecord, ReleaseService, ServiceError};
 use crate::storage::{KeyPrefix, ObjectKey, SharedStore, StoreError};
 
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 /// Longest reason accepted, in characters.
 const MAX_REASON_CHARS: usize = 2000;
 
@@ -119,7 +121,7 @@ pub struct DemandRequest {
     pub reason: String,
     /// The last day for the recipient's attestation (required; checked after the caller is
     /// authorized, so a refusal does not depend on the body).
-    #[serde(default)]
+    #[serde(default, with = "iso_date::option")]
     pub deadline: Option<Date>,
 }
 
@@ -144,6 +146,7 @@ pub struct UserDisposal {
     /// The user who downloaded.
     pub user: Uuid,
     /// The day their copies were destroyed.
+    #[serde(with = "iso_date")]
     pub destroyed_on: Date,
     /// How.
     pub method: DisposalMethod,
@@ -575,8 +578,8 @@ impl DestructionService {
         }
         if demand.plan_json.is_none() {
             let plan = self.plan(release).await?;
-            let json =
-                serde_json::to_string(&plan).map_err(|e| DestructionError::Corrupt(e.to_string()))?;
+            let json = serde_json::to_string(&plan)
+                .map_err(|e| DestructionError::Corrupt(e.to_string()))?;
             let mut tx = inner.db.begin_write().await?;
             if rows::set_plan(&mut tx, release, &json).await? {
                 let event = AccessEvent::new(
@@ -984,9 +987,7 @@ impl DestructionService {
                 Err(
                     DestructionError::NeverAvailable(_)
                     | DestructionError::AlreadyDemanded(_)
-                    | DestructionError::Release(
-                        ServiceError::Concurrent | ServiceError::Illegal(_),
-                    ),
+                    | DestructionError::Release(ServiceError::Concurrent | ServiceError::Illegal(_)),
                 ) => {}
                 Err(e) => return Err(e),
             }
@@ -1036,15 +1037,18 @@ impl DestructionService {
             .await;
         match status {
             Ok(s) if s.success() => {}
-            Ok(s) => tracing::warn!(release = %demand.release, status = %s, "destruction reminder command failed"),
-            Err(error) => tracing::warn!(release = %demand.release, %error, "destruction reminder command did not run"),
+            Ok(s) => {
+                tracing::warn!(release = %demand.release, status = %s, "destruction reminder command failed")
+            }
+            Err(error) => {
+                tracing::warn!(release = %demand.release, %error, "destruction reminder command did not run")
+            }
         }
     }
 
     /// Runs [`DestructionService::tick`] every `expiry_check_secs` until the task is dropped.
     pub async fn run_schedule(self) {
-        let period =
-            std::time::Duration::from_secs(self.inner.settings.expiry_check_secs.max(1));
+        let period = std::time::Duration::from_secs(self.inner.settings.expiry_check_secs.max(1));
         let mut ticks = tokio::time::interval(period);
         loop {
             ticks.tick().await;

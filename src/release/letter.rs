@@ -9,9 +9,9 @@
 use time::Date;
 
 use crate::domain::dua::DuaNumber;
-use crate::pdf::{self, Block, TextDocument};
 use crate::domain::level::Level;
 use crate::domain::release::ReleaseId;
+use crate::pdf::{self, Block, TextDocument};
 use crate::policy::{ElementId, FileType};
 
 /// What the letter states.
@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn rendering_is_deterministic() {
-        assert_eq!(render_approval_letter(&data()), render_approval_letter(&data()));
+        assert_eq!(
+            render_approval_letter(&data()),
+            render_approval_letter(&data())
+        );
     }
 
     #[test]

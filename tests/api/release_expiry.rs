@@ -9,9 +9,7 @@ use crate::helpers::{spawn_app, Db};
 use crate::on_both_databases;
 use crate::release_support::{executed_level_one, people};
 
-on_both_databases!(
-    expiry_moves_releases_past_their_dua_to_expired,
-);
+on_both_databases!(expiry_moves_releases_past_their_dua_to_expired,);
 
 async fn expiry_moves_releases_past_their_dua_to_expired(db: Db) {
     let app = spawn_app(db).await;

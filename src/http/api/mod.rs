@@ -102,9 +102,21 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/releases/{id}/revoke", Authn),
     route("POST", "/api/v1/releases/{id}/destruction", Authn),
     route("GET", "/api/v1/releases/{id}/destruction", Authn),
-    route("GET", "/api/v1/releases/{id}/destruction/certificate", Authn),
-    route("GET", "/api/v1/releases/{id}/destruction/certificate.pdf", Authn),
-    route("POST", "/api/v1/releases/{id}/destruction/attestation", Authn),
+    route(
+        "GET",
+        "/api/v1/releases/{id}/destruction/certificate",
+        Authn,
+    ),
+    route(
+        "GET",
+        "/api/v1/releases/{id}/destruction/certificate.pdf",
+        Authn,
+    ),
+    route(
+        "POST",
+        "/api/v1/releases/{id}/destruction/attestation",
+        Authn,
+    ),
     route("PUT", "/api/v1/releases/{id}/elements", Authn),
     route("POST", "/api/v1/releases/{id}/committee", Authn),
     route("POST", "/api/v1/releases/{id}/dua", Authn),
@@ -167,15 +179,11 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("POST", "/api/v1/releases/{id}/revoke") => post(releases::revoke),
         ("POST", "/api/v1/releases/{id}/destruction") => post(destruction::demand),
         ("GET", "/api/v1/releases/{id}/destruction") => get(destruction::show),
-        ("GET", "/api/v1/releases/{id}/destruction/certificate") => {
-            get(destruction::certificate)
-        }
+        ("GET", "/api/v1/releases/{id}/destruction/certificate") => get(destruction::certificate),
         ("GET", "/api/v1/releases/{id}/destruction/certificate.pdf") => {
             get(destruction::certificate_pdf)
         }
-        ("POST", "/api/v1/releases/{id}/destruction/attestation") => {
-            post(destruction::attest)
-        }
+        ("POST", "/api/v1/releases/{id}/destruction/attestation") => post(destruction::attest),
         ("PUT", "/api/v1/releases/{id}/elements") => put(releases::narrow),
         ("POST", "/api/v1/releases/{id}/committee") => post(releases::record_committee),
         ("POST", "/api/v1/releases/{id}/dua") => post(releases::execute_dua),
