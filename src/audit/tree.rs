@@ -76,7 +76,7 @@ pub fn encode_tree_hashes(hashes: &[Hash]) -> String {
 
 /// Parses a `tree_hashes` column (lowercase hex, whole hashes only).
 pub fn decode_tree_hashes(text: &str) -> Option<Vec<Hash>> {
-    if text.is_empty() || text.len() % 64 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(64) {
         return None;
     }
     (0..text.len() / 64)

@@ -256,7 +256,7 @@ fn scan_rows(
             scanned.added += added;
         }
         seen += 1;
-        if seen % 65_536 == 0 && control.is_cancelled() {
+        if seen.is_multiple_of(65_536) && control.is_cancelled() {
             return Err(ExtractError::Cancelled);
         }
     }
@@ -417,7 +417,7 @@ fn scan_range(
         scanned.protected_rows += u64::from(protected);
         scanned.added += added;
         seen += 1;
-        if seen % 65_536 == 0 && control.is_cancelled() {
+        if seen.is_multiple_of(65_536) && control.is_cancelled() {
             return Err(ExtractError::Cancelled);
         }
     }

@@ -187,6 +187,7 @@ fn job_status_and_code(error: &JobServiceError) -> (StatusCode, &'static str) {
         JobServiceError::ReleaseWrongState { .. } => (StatusCode::CONFLICT, "wrong_state"),
         JobServiceError::AlreadyActive { .. } => (StatusCode::CONFLICT, "job_already_active"),
         JobServiceError::JobWrongState { .. } => (StatusCode::CONFLICT, "job_wrong_state"),
+        JobServiceError::ErasingJob(_) => (StatusCode::CONFLICT, "erasing_job"),
         JobServiceError::Release(error) => release_status_and_code(error),
         JobServiceError::Queue(error) => queue_status_and_code(error),
         JobServiceError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),

@@ -83,6 +83,10 @@ pub enum JobServiceError {
         /// The states that allow it.
         needed: &'static str,
     },
+    /// An erase job: destruction is retried until done by the server, never cancelled or
+    /// retried by hand.
+    #[error("job {0} erases a release's data: it is retried until done and cannot be cancelled or retried by hand")]
+    ErasingJob(JobId),
     /// The release service refused or failed the release's transition.
     #[error(transparent)]
     Release(ServiceError),
@@ -389,6 +393,9 @@ impl JobService {
     ) -> Result<(Job, Cancelled), JobServiceError> {
         self.authorize(caller, Action::CancelJob)?;
         let job = self.queue.get(id.0).await?;
+        if job.kind == JobKind::Destroy {
+            return Err(JobServiceError::ErasingJob(id));
+        }
         let release = ReleaseId(job.release_id);
         // A queued job cancelled now hands its release back in the same transaction, when the
         // release is still waiting for it (it may have been revoked or expired meanwhile).
@@ -460,6 +467,9 @@ impl JobService {
     ) -> Result<Job, JobServiceError> {
         self.authorize(caller, Action::RetryJob)?;
         let job = self.queue.get(id.0).await?;
+        if job.kind == JobKind::Destroy {
+            return Err(JobServiceError::ErasingJob(id));
+        }
         if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
             return Err(JobServiceError::JobWrongState {
                 id,

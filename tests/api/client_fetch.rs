@@ -142,7 +142,11 @@ async fn fetch_resumes_after_a_killed_connection_verifies_and_decrypts(db: Db) {
         &app,
         &p,
         &wide_claims_request(),
-        &dua("DUA-2026-0901", &p, 3, &[]),
+        // A cut transfer counts every byte the server handed to the connection (on loopback,
+        // with large socket buffers, often the whole rest of the file), not what reached the
+        // client: three cut attempts can use most of a limit of 3. This test is about resuming,
+        // so the limit leaves room for that over-count.
+        &dua("DUA-2026-0901", &p, 5, &[]),
     )
     .await;
 

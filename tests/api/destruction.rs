@@ -296,7 +296,27 @@ async fn a_demand_erases_certifies_and_ends_with_the_attestation(db: Db, store: 
         (409, Some("not_certified_yet"))
     );
 
-    // The erase job.
+    // The erase job: not IT's to cancel or retry.
+    let jobs = app.state.jobs.list(Some(release.0)).await.unwrap();
+    let erase = jobs
+        .iter()
+        .find(|j| j.kind == steward::jobs::JobKind::Destroy)
+        .expect("an erase job is queued");
+    for action in ["cancel", "retry"] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            &format!("/api/v1/jobs/{}/{action}", erase.id),
+            &p.it.1,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("erasing_job")),
+            "{body}"
+        );
+    }
     match run_next_job(&app).await {
         RunOutcome::Ran {
             state: JobState::Succeeded,
