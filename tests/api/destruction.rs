@@ -60,6 +60,7 @@ macro_rules! on_every_backend {
 on_every_backend!(a_demand_erases_certifies_and_ends_with_the_attestation);
 on_both_databases!(
     an_erase_job_killed_at_any_step_finishes_with_the_same_certificate,
+    the_shell_demands_destruction_and_writes_the_certificate,
     the_dua_end_demands_destruction_and_overdue_demands_are_reminded,
 );
 
@@ -747,4 +748,134 @@ async fn the_dua_end_demands_destruction_and_overdue_demands_are_reminded(db: Db
     )
     .await;
     assert_eq!(view["overdue"], true);
+}
+
+async fn the_shell_demands_destruction_and_writes_the_certificate(db: Db) {
+    use crate::release_cli::run;
+    let app = app_with_source(db, Store::Fs, &[]).await;
+    let p = people(&app).await;
+    let (id, _) = downloaded(&app, &p, "DUA-2026-0840").await;
+    // The shell runs on the real clock: the deadline is checked against today.
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "release",
+            "destroy",
+            &id,
+            "--reason",
+            "Closed",
+            "--deadline",
+            "2020-01-01",
+        ],
+    );
+    assert!(!ok && err.contains("deadline"), "{err}");
+    let (ok, out, err) = run(
+        &app,
+        &[
+            "release",
+            "destroy",
+            &id,
+            "--reason",
+            "Closed",
+            "--deadline",
+            "2099-01-01",
+        ],
+    );
+    assert!(!ok && err.contains("deadline"), "too far: {out}{err}");
+    let deadline = (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string();
+    let (ok, out, err) = run(
+        &app,
+        &[
+            "release",
+            "destroy",
+            &id,
+            "--reason",
+            "Closed",
+            "--deadline",
+            &deadline,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("all access revoked"), "{out}");
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "release",
+            "destroy",
+            &id,
+            "--reason",
+            "Again",
+            "--deadline",
+            &deadline,
+        ],
+    );
+    assert!(!ok && err.contains("already been demanded"), "{err}");
+    let (ok, out, err) = run(&app, &["release", "destruction", &id]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("key erased:     no") && out.contains(&p.colleague.0.id.to_string()),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("destruction.json");
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "release",
+            "certificate",
+            &id,
+            "--out",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("not issued yet"), "{err}");
+
+    // The job the shell queued runs after the shell's (real) now.
+    app.clock.set(time::OffsetDateTime::now_utc() + time::Duration::seconds(1));
+    assert!(matches!(
+        run_next_job(&app).await,
+        RunOutcome::Ran {
+            state: JobState::Succeeded,
+            ..
+        }
+    ));
+    let (ok, out, err) = run(
+        &app,
+        &[
+            "release",
+            "certificate",
+            &id,
+            "--out",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("destruction.pdf"), "{out}");
+    assert!(std::fs::read(dir.path().join("destruction.pdf"))
+        .unwrap()
+        .starts_with(b"%PDF-"));
+    let public = app.state.signer.public_hex();
+    let (ok, out, err) = run(
+        &app,
+        &[
+            "verify",
+            "certificate",
+            json.to_str().unwrap(),
+            "--key",
+            &public,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("certificate verified"), "{out}");
+    let (ok, _, err) = run(
+        &app,
+        &[
+            "verify",
+            "certificate",
+            json.to_str().unwrap(),
+            "--key",
+            "abc",
+        ],
+    );
+    assert!(!ok && err.contains("64 hex digits"), "{err}");
 }

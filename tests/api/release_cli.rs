@@ -8,7 +8,8 @@ use crate::release_support::{executed_level_one, people};
 
 on_both_databases!(release_commands_list_show_letter_and_expire);
 
-fn run(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String, String) {
+/// Runs `steward ARGS` against the app's data directory and database: (success, stdout, stderr).
+pub fn run(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
     for (key, _) in std::env::vars() {
         if key.starts_with("STEWARD_") {
