@@ -85,6 +85,9 @@ pub enum Action {
     ListRevocations,
     /// See a release's destruction demand, its progress and its certificate.
     ReadDestruction,
+    /// See who holds a release's data (the users an attestation must cover, their addresses)
+    /// and the director's reason.
+    ReadDestructionDetail,
     /// Submit the recipient's attestation of destruction.
     AttestDestruction,
 }
@@ -339,6 +342,21 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
         Action::AttestDestruction,
         Scope::ResponsiblePerson,
     ),
+    (
+        Role::ExecutiveDirector,
+        Action::ReadDestructionDetail,
+        Scope::Any,
+    ),
+    (
+        Role::PrivacyOfficer,
+        Action::ReadDestructionDetail,
+        Scope::Any,
+    ),
+    (
+        Role::Recipient,
+        Action::ReadDestructionDetail,
+        Scope::ResponsiblePerson,
+    ),
 ];
 
 /// What every role may do to what it owns.
@@ -435,6 +453,17 @@ impl Denied {
     }
 }
 
+/// Whether a release's data still exists to be offered: from the destruction demand on it is
+/// gone (410), for a download and for the list of its files alike.
+pub fn data_exists(status: crate::domain::release::ReleaseStatus) -> Result<(), Denied> {
+    use crate::domain::release::ReleaseStatus;
+    match status {
+        ReleaseStatus::Destroyed => Err(Denied(RELEASE_DESTROYED)),
+        ReleaseStatus::DestructionDemanded => Err(Denied(RELEASE_DESTRUCTION_DEMANDED)),
+        _ => Ok(()),
+    }
+}
+
 /// The terms of one download (seed 001 sections 3.3 G-K, 4.3), in the order the caller is
 /// told about them: the link is the caller's and used from its address; the release's data
 /// exists and is available; nothing revoked; a DUA is in force today; the client is inside its
@@ -451,11 +480,7 @@ fn download_terms(principal: &Principal, facts: &DownloadFacts) -> Result<(), De
     if facts.link_client.is_some() && facts.link_client != facts.client {
         return deny("the download link is bound to another client address");
     }
-    match facts.status {
-        ReleaseStatus::Destroyed => return Err(Denied(RELEASE_DESTROYED)),
-        ReleaseStatus::DestructionDemanded => return Err(Denied(RELEASE_DESTRUCTION_DEMANDED)),
-        _ => {}
-    }
+    data_exists(facts.status)?;
     if facts.status != ReleaseStatus::Available {
         return deny("the release is not available for download");
     }

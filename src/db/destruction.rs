@@ -30,6 +30,8 @@ pub struct DemandRow {
     pub erased_at: Option<OffsetDateTime>,
     /// The access log's signed checkpoint at that moment.
     pub checkpoint: Option<String>,
+    /// When every object was found deleted.
+    pub deleted_at: Option<OffsetDateTime>,
     /// The signed certificate's body (canonical JSON).
     pub certificate_json: Option<String>,
     /// Its Ed25519 signature, base64.
@@ -52,7 +54,7 @@ impl DemandRow {
 }
 
 const COLUMNS: &str = "release_id, demanded_by, demanded_at, deadline, reason, revocation_id, \
-     plan_json, erased_at, checkpoint, certificate_json, certificate_signature, \
+     plan_json, erased_at, checkpoint, deleted_at, certificate_json, certificate_signature, \
      attestation_json, attested_by, attested_at, reminded_on";
 
 fn uuid(text: &str) -> Result<Uuid, DbError> {
@@ -71,6 +73,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<DemandRow, DbError> {
         plan_json: row.try_get("plan_json")?,
         erased_at: timestamp::decode_opt(row.try_get("erased_at")?)?,
         checkpoint: row.try_get("checkpoint")?,
+        deleted_at: timestamp::decode_opt(row.try_get("deleted_at")?)?,
         certificate_json: row.try_get("certificate_json")?,
         certificate_signature: row.try_get("certificate_signature")?,
         attestation_json: row.try_get("attestation_json")?,
@@ -186,7 +189,24 @@ pub async fn set_erased(
     Ok(done.rows_affected() == 1)
 }
 
-/// Stores the signed certificate, once, after the erase.
+/// Marks every object deleted, once, after the erase.
+pub async fn set_deleted(
+    tx: &mut AnyConnection,
+    release: Uuid,
+    at: OffsetDateTime,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE destruction_demands SET deleted_at = $1 \
+         WHERE release_id = $2 AND erased_at IS NOT NULL AND deleted_at IS NULL",
+    )
+    .bind(timestamp::encode(at)?)
+    .bind(release.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores the signed certificate, once, after the objects are deleted.
 pub async fn set_certificate(
     tx: &mut AnyConnection,
     release: Uuid,
@@ -195,7 +215,7 @@ pub async fn set_certificate(
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE destruction_demands SET certificate_json = $1, certificate_signature = $2 \
-         WHERE release_id = $3 AND erased_at IS NOT NULL AND certificate_json IS NULL",
+         WHERE release_id = $3 AND deleted_at IS NOT NULL AND certificate_json IS NULL",
     )
     .bind(body)
     .bind(signature)
@@ -268,4 +288,48 @@ pub async fn was_available(conn: &mut AnyConnection, release: Uuid) -> Result<bo
     .fetch_one(&mut *conn)
     .await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
+/// Releases in `expired` whose files were offered once and that have no demand: those the
+/// DUA's end must still demand destruction of (a round that expired them may have stopped
+/// before its demand).
+pub async fn expired_without_demand(db: &Database) -> Result<Vec<Uuid>, DbError> {
+    let rows = sqlx::query(
+        "SELECT r.id FROM releases r WHERE r.status = 'expired' \
+         AND NOT EXISTS (SELECT 1 FROM destruction_demands x WHERE x.release_id = r.id) \
+         AND EXISTS (SELECT 1 FROM release_history h WHERE h.release_id = r.id \
+                     AND h.to_status = 'available') ORDER BY r.id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| uuid(&r.try_get::<String, _>("id")?))
+        .collect()
+}
+
+/// Every (user, file) the access log shows a download of the release starting for, with the
+/// last start: a transfer whose end was never logged (its server died mid-stream) may have
+/// delivered bytes all the same.
+pub async fn download_starts(
+    db: &Database,
+    release: Uuid,
+) -> Result<Vec<(String, String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT actor_user, file_id, MAX(at) AS last_at FROM access_events \
+         WHERE release_id = $1 AND action = 'download_started' \
+         AND actor_user IS NOT NULL AND file_id IS NOT NULL \
+         GROUP BY actor_user, file_id ORDER BY actor_user, file_id",
+    )
+    .bind(release.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("actor_user")?,
+                r.try_get("file_id")?,
+                r.try_get("last_at")?,
+            ))
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 
 pub use migrate::{MigrationReport, LATEST_SCHEMA_VERSION};
 
@@ -89,6 +89,9 @@ pub enum DbError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The database could not do it now; trying again later may succeed.
+    #[error("database busy: {0}")]
+    Busy(&'static str),
     /// Any other driver error.
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
@@ -241,11 +244,24 @@ impl Database {
     /// prunes its page, so the table is vacuumed; WAL segments and backups taken earlier keep
     /// their copy until they are recycled (the operator's backup retention bounds that).
     pub async fn scrub(&self) -> Result<(), DbError> {
-        let statement = match self.backend {
-            Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
-            Backend::Postgres => "VACUUM release_keys",
-        };
-        sqlx::query(statement).execute(&self.pool).await?;
+        match self.backend {
+            Backend::Sqlite => {
+                // (busy, log frames, checkpointed frames): busy means a reader kept the old
+                // pages, so the caller tries again later.
+                let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&self.pool)
+                    .await?;
+                let busy: i64 = row.try_get(0)?;
+                if busy != 0 {
+                    return Err(DbError::Busy("the write-ahead log could not be truncated"));
+                }
+            }
+            Backend::Postgres => {
+                sqlx::query("VACUUM release_keys")
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 

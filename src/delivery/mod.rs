@@ -236,6 +236,15 @@ impl DeliveryService {
             )
             .await?;
         let record = record.ok_or(DeliveryError::NotFound)?;
+        if let Err(denied) = crate::auth::authorize::data_exists(record.row.status) {
+            let target = Target::Release {
+                id: release.0,
+                entry: 0,
+            };
+            self.append(&refusal(principal, target, denied, client))
+                .await?;
+            return Err(DeliveryError::Denied(denied));
+        }
         let files = extracts::files(&inner.db, release.0).await?;
         let named = facts.named_recipients.contains(&principal.user_id);
         let mut offers = Vec::with_capacity(files.len());

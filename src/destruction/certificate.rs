@@ -18,9 +18,11 @@ pub const FORMAT: &str = "steward-destruction-certificate/1";
 
 /// How the server destroys a release's data (NIST SP 800-88 Rev. 1: cryptographic erase is a
 /// Purge method).
-pub const METHOD: &str = "NIST SP 800-88 Rev. 1 Purge by cryptographic erase: every wrapped copy \
-     of the release's age identity deleted, so no key remains that decrypts its ciphertext; \
-     then every object of the release deleted from the store, every version and delete marker";
+pub const METHOD: &str = "NIST SP 800-88 Rev. 1 Purge by cryptographic erase: the release's age \
+     identity, held by the server only wrapped in its database, deleted, so no key the server \
+     holds decrypts the release's ciphertext; then every object of the release deleted from the \
+     store, every version and delete marker. Copies the recipients decrypted with their own keys \
+     are theirs to destroy and attest";
 
 /// One stored object, as it was before it was deleted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -50,6 +50,9 @@ use crate::storage::{KeyPrefix, ObjectKey, SharedStore, StoreError};
 
 time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
 
+/// Longest a reminder command may run.
+const REMINDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Longest reason accepted, in characters.
 const MAX_REASON_CHARS: usize = 2000;
 
@@ -418,6 +421,7 @@ impl DestructionService {
             plan_json: None,
             erased_at: None,
             checkpoint: None,
+            deleted_at: None,
             certificate_json: None,
             certificate_signature: None,
             attestation_json: None,
@@ -482,6 +486,25 @@ impl DestructionService {
         let demand = rows::find(&self.inner.db, id.0)
             .await?
             .ok_or(DestructionError::NoDemand(id))?;
+        // Who holds data, from where, and the director's reason are for the agency and the
+        // DUA's responsible person, not for every member of the recipient organization.
+        let detail = match caller {
+            Caller::Person(principal) => crate::auth::authorize(
+                principal,
+                Action::ReadDestructionDetail,
+                &Resource::Release(&record.facts()),
+            )
+            .is_ok(),
+            Caller::System => true,
+        };
+        let event = AccessEvent::new(
+            caller.actor(),
+            Logged::DestructionCertificateRead,
+            Target::Release { id: id.0, entry: 0 },
+            Outcome::Succeeded,
+        )
+        .with_client(client);
+        self.inner.audit.append(&event).await?;
         let today = self.inner.clock.now().date().to_string();
         Ok(DemandView {
             release: id.0,
@@ -490,13 +513,21 @@ impl DestructionService {
             demanded_at: rfc3339(demand.demanded_at),
             overdue: demand.attestation_json.is_none() && demand.deadline < today,
             deadline: demand.deadline.clone(),
-            reason: demand.reason.clone(),
+            reason: if detail {
+                demand.reason.clone()
+            } else {
+                String::new()
+            },
             planned: demand.plan_json.is_some(),
             key_erased_at: demand.erased_at.map(rfc3339),
             certificate_issued: demand.certified(),
             attested_by: demand.attested_by,
             attested_at: demand.attested_at.map(rfc3339),
-            holders: self.holders(id.0).await?,
+            holders: if detail {
+                self.holders(id.0).await?
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -557,6 +588,23 @@ impl DestructionService {
                 }
             }
         }
+        // A download that started and never logged its end (its server died mid-stream) may
+        // have delivered bytes: its user holds data too.
+        for (user, file, at) in rows::download_starts(&self.inner.db, release).await? {
+            let holder = by_user.entry(user.clone()).or_insert_with(|| Holder {
+                user,
+                files: Vec::new(),
+                bytes_received: 0,
+                last_at: String::new(),
+                client_addrs: Vec::new(),
+            });
+            if !holder.files.contains(&file) {
+                holder.files.push(file);
+            }
+            if at > holder.last_at {
+                holder.last_at = at;
+            }
+        }
         Ok(by_user.into_values().collect())
     }
 
@@ -601,6 +649,8 @@ impl DestructionService {
             return Ok(demand);
         }
         if demand.erased_at.is_none() {
+            // The checkpoint covers every event committed so far: the demand and the plan.
+            inner.sequencer.integrate_all().await?;
             let checkpoint = inner.sequencer.checkpoint_now().await?.note;
             let mut tx = inner.db.begin_write().await?;
             rows::delete_release_key(&mut tx, release).await?;
@@ -617,15 +667,34 @@ impl DestructionService {
                 inner.audit.record(&mut tx, &event).await?;
             }
             commit(tx).await?;
-            // Deleted rows must not linger in the database's files (see `Database::scrub`).
-            inner.db.scrub().await?;
             demand = self.reload(id).await?;
         }
+        // Deleted rows must not linger in the database's files (see `Database::scrub`); on
+        // every attempt, since one that died after the erase committed may not have run it.
+        inner.db.scrub().await?;
         if stop(EraseStep::KeyErased) {
             return Ok(demand);
         }
         let plan = plan_of(&demand)?;
-        self.delete_objects(release, &plan).await?;
+        if demand.deleted_at.is_none() {
+            let deleted = self.delete_objects(release, &plan).await?;
+            let mut tx = inner.db.begin_write().await?;
+            if rows::set_deleted(&mut tx, release, inner.clock.now()).await? {
+                let event = AccessEvent::new(
+                    crate::audit::Actor::System,
+                    Logged::ReleaseObjectsDeleted,
+                    Target::Release {
+                        id: release,
+                        entry: 0,
+                    },
+                    Outcome::Succeeded,
+                )
+                .with_count(deleted);
+                inner.audit.record(&mut tx, &event).await?;
+            }
+            commit(tx).await?;
+            demand = self.reload(id).await?;
+        }
         if stop(EraseStep::ObjectsDeleted) {
             return Ok(demand);
         }
@@ -672,15 +741,23 @@ impl DestructionService {
                 },
             );
         }
-        for meta in inner.store.list(&release_prefix(release)?).await? {
-            if objects.contains_key(meta.key.as_str()) {
+        for key in inner.store.stored_keys(&release_prefix(release)?).await? {
+            if objects.contains_key(key.as_str()) {
                 continue;
             }
-            let (sha256, bytes) = self.digest(&meta.key).await?;
+            // A key hidden behind a delete marker has no current bytes to hash: it is listed
+            // with the digest of nothing, and every version of it is deleted all the same.
+            let (sha256, bytes) = match self.digest(&key).await {
+                Ok(found) => found,
+                Err(DestructionError::Store(StoreError::NotFound(_))) => {
+                    (hex::encode(Sha256::digest([])), 0)
+                }
+                Err(e) => return Err(e),
+            };
             objects.insert(
-                meta.key.as_str().to_owned(),
+                key.as_str().to_owned(),
                 ErasedObject {
-                    key: meta.key.as_str().to_owned(),
+                    key: key.as_str().to_owned(),
                     sha256,
                     bytes,
                 },
@@ -727,14 +804,15 @@ impl DestructionService {
         Ok((hex::encode(hasher.finalize()), total))
     }
 
-    /// Deletes every planned object and anything else under the release's prefix (every
-    /// version), aborts unfinished uploads, and checks that nothing is left.
-    async fn delete_objects(&self, release: Uuid, plan: &Plan) -> Result<(), DestructionError> {
+    /// Deletes every planned object and anything else the store keeps under the release's
+    /// prefix (every version and delete marker), aborts unfinished uploads, and checks that
+    /// nothing is left; returns how many keys it found.
+    async fn delete_objects(&self, release: Uuid, plan: &Plan) -> Result<u64, DestructionError> {
         let store = &self.inner.store;
         let prefix = release_prefix(release)?;
         let mut keys: BTreeSet<String> = plan.objects.iter().map(|o| o.key.clone()).collect();
-        let listed = store.list(&prefix).await?;
-        keys.extend(listed.iter().map(|m| m.key.as_str().to_owned()));
+        let found = store.stored_keys(&prefix).await?;
+        keys.extend(found.iter().map(|k| k.as_str().to_owned()));
         for key in &keys {
             let key = ObjectKey::parse(key).map_err(StoreError::from)?;
             match store.delete(&key).await {
@@ -745,24 +823,11 @@ impl DestructionService {
         for upload in store.pending_uploads(&prefix).await? {
             store.abort_upload(&upload).await?;
         }
-        let left = store.list(&prefix).await?;
+        let left = store.stored_keys(&prefix).await?;
         if !left.is_empty() {
             return Err(DestructionError::ObjectsRemain(left.len()));
         }
-        if !listed.is_empty() {
-            let event = AccessEvent::new(
-                crate::audit::Actor::System,
-                Logged::ReleaseObjectsDeleted,
-                Target::Release {
-                    id: release,
-                    entry: 0,
-                },
-                Outcome::Succeeded,
-            )
-            .with_count(listed.len() as u64);
-            self.inner.audit.append(&event).await?;
-        }
-        Ok(())
+        Ok(found.len() as u64)
     }
 
     /// The certificate, from recorded facts only.
@@ -960,36 +1025,42 @@ impl DestructionService {
         let mut report = TickReport::default();
         for expired in inner.releases.expire_due(now).await? {
             report.expired.push(expired.id);
-            if !inner.settings.destruction_demand_on_expiry {
-                continue;
-            }
-            let record = self.record(expired.id).await?;
-            let deadline = match record.dua_terms()? {
-                Some(dua) => dua.destruction_due(),
-                None => now.date(),
-            }
-            .max(now.date());
-            let request = DemandRequest {
-                reason: "the DUA's term ended".into(),
-                deadline: Some(deadline),
-            };
-            match self
-                .demand(
-                    Caller::System,
-                    expired.id,
-                    request,
-                    "scheduled expiry",
-                    &Client::default(),
-                )
-                .await
-            {
-                Ok(_) => report.demanded.push(expired.id),
-                Err(
-                    DestructionError::NeverAvailable(_)
-                    | DestructionError::AlreadyDemanded(_)
-                    | DestructionError::Release(ServiceError::Concurrent | ServiceError::Illegal(_)),
-                ) => {}
-                Err(e) => return Err(e),
+        }
+        // Every expired release once offered and not yet demanded, not only those expired in
+        // this round: a round that stopped between the two changes leaves it to the next.
+        if inner.settings.destruction_demand_on_expiry {
+            for release in rows::expired_without_demand(&inner.db).await? {
+                let id = ReleaseId(release);
+                let record = self.record(id).await?;
+                let deadline = match record.dua_terms()? {
+                    Some(dua) => dua.destruction_due(),
+                    None => now.date(),
+                }
+                .max(now.date());
+                let request = DemandRequest {
+                    reason: "the DUA's term ended".into(),
+                    deadline: Some(deadline),
+                };
+                match self
+                    .demand(
+                        Caller::System,
+                        id,
+                        request,
+                        "scheduled expiry",
+                        &Client::default(),
+                    )
+                    .await
+                {
+                    Ok(_) => report.demanded.push(id),
+                    Err(
+                        DestructionError::NeverAvailable(_)
+                        | DestructionError::AlreadyDemanded(_)
+                        | DestructionError::Release(
+                            ServiceError::Concurrent | ServiceError::Illegal(_),
+                        ),
+                    ) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         for release in rows::uncertified(&inner.db).await? {
@@ -1029,19 +1100,26 @@ impl DestructionService {
         if command.is_empty() {
             return;
         }
-        let status = tokio::process::Command::new(command)
+        // Only what the reminder needs: none of the server's environment (its secrets) and
+        // at most a minute, so a hung command cannot stall the scheduled round.
+        let child = tokio::process::Command::new(command)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("STEWARD_RELEASE", demand.release.to_string())
             .env("STEWARD_DEADLINE", &demand.deadline)
             .stdin(std::process::Stdio::null())
-            .status()
-            .await;
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => {
+            .kill_on_drop(true)
+            .status();
+        match tokio::time::timeout(REMINDER_TIMEOUT, child).await {
+            Ok(Ok(s)) if s.success() => {}
+            Ok(Ok(s)) => {
                 tracing::warn!(release = %demand.release, status = %s, "destruction reminder command failed")
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(release = %demand.release, %error, "destruction reminder command did not run")
+            }
+            Err(_) => {
+                tracing::warn!(release = %demand.release, "destruction reminder command timed out and was killed")
             }
         }
     }

@@ -144,7 +144,7 @@ fn destruction_status_and_code(error: &DestructionError) -> (StatusCode, &'stati
         DestructionError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
         DestructionError::NeverAvailable(_) => (StatusCode::CONFLICT, "never_available"),
         DestructionError::AlreadyDemanded(_) => (StatusCode::CONFLICT, "already_demanded"),
-        DestructionError::NoDemand(_) => (StatusCode::CONFLICT, "no_destruction_demand"),
+        DestructionError::NoDemand(_) => (StatusCode::NOT_FOUND, "no_destruction_demand"),
         DestructionError::AlreadyAttested(_) => (StatusCode::CONFLICT, "already_attested"),
         DestructionError::Attestation(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "attestation_refused")

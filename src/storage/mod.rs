@@ -265,6 +265,19 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Every complete object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectMeta>, StoreError>;
 
+    /// Every key under `prefix` that the store keeps anything of: a current object, an older
+    /// version, or a delete marker hiding older versions (what destruction must reach, which
+    /// `list` does not show on a versioned bucket). Sorted. A store without versions lists
+    /// its objects.
+    async fn stored_keys(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectKey>, StoreError> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect())
+    }
+
     /// Uploads under `prefix` that were started and never completed or aborted.
     async fn pending_uploads(&self, prefix: &KeyPrefix) -> Result<Vec<PendingUpload>, StoreError>;
 

@@ -433,6 +433,54 @@ impl ObjectStore for S3Store {
         Ok(found)
     }
 
+    async fn stored_keys(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectKey>, StoreError> {
+        let mut keys = std::collections::BTreeSet::new();
+        let mut key_marker = None;
+        let mut version_marker = None;
+        loop {
+            let page = match self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix.as_str())
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                // No versioning API: what `list` shows is all there is.
+                Err(e) if e.code() == Some("NotImplemented") => {
+                    return Ok(self
+                        .list(prefix)
+                        .await?
+                        .into_iter()
+                        .map(|m| m.key)
+                        .collect())
+                }
+                Err(e) => return Err(self.error("ListObjectVersions", prefix.as_str(), e)),
+            };
+            let listed = page
+                .versions()
+                .iter()
+                .filter_map(|v| v.key())
+                .chain(page.delete_markers().iter().filter_map(|m| m.key()));
+            for key in listed {
+                if let Ok(key) = ObjectKey::parse(key) {
+                    keys.insert(key);
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+        // A store that answers the versions call without listing plain objects still has them.
+        keys.extend(self.list(prefix).await?.into_iter().map(|m| m.key));
+        Ok(keys.into_iter().collect())
+    }
+
     async fn pending_uploads(&self, prefix: &KeyPrefix) -> Result<Vec<PendingUpload>, StoreError> {
         let mut found = Vec::new();
         let mut key_marker = None;

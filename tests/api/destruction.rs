@@ -64,6 +64,9 @@ on_both_databases!(
     the_dua_end_demands_destruction_and_overdue_demands_are_reminded,
 );
 
+/// An organization name in Vietnamese, Polish and Greek.
+const UNICODE_NAME: &str = "Đại học Y Hà Nội – Uniwersytet Łódzki – Πανεπιστήμιο Αθηνών";
+
 fn demand_body(deadline: &str) -> Value {
     json!({ "reason": "The study closed early", "deadline": deadline })
 }
@@ -258,6 +261,44 @@ async fn a_demand_erases_certifies_and_ends_with_the_attestation(db: Db, store: 
     );
     assert_eq!(status_of(&app, &id, &p.director.1).await, "available");
 
+    // A demand whose event cannot be written changes nothing: no status, revocation, job or
+    // demand.
+    fail_events(&app, db, "destruction_demanded").await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        &base,
+        &p.director.1,
+        Some(&demand_body("2026-04-30")),
+    )
+    .await;
+    assert_eq!(status, 503);
+    drop_injected_failure(&app, db).await;
+    assert_eq!(status_of(&app, &id, &p.director.1).await, "available");
+    assert!(steward::db::destruction::find(&app.state.db, release.0)
+        .await
+        .unwrap()
+        .is_none());
+    let revocations = expect(&app, "GET", "/api/v1/revocations", &p.director.1, None, 200).await;
+    assert!(revocations.as_array().unwrap().is_empty(), "{revocations}");
+    assert!(app
+        .state
+        .jobs
+        .list(Some(release.0))
+        .await
+        .unwrap()
+        .iter()
+        .all(|j| j.kind != steward::jobs::JobKind::Destroy));
+
+    // The names people have print as written on the certificate: the organization's, as the
+    // erase job records it.
+    sqlx::query("UPDATE organizations SET name = $1 WHERE name = $2")
+        .bind(UNICODE_NAME)
+        .bind(crate::release_support::UNIVERSITY)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+
     // Two demands at once: one wins, the other is told so.
     let body = demand_body("2026-04-30");
     let (first, second) = tokio::join!(
@@ -296,6 +337,21 @@ async fn a_demand_erases_certifies_and_ends_with_the_attestation(db: Db, store: 
         (status, body["code"].as_str()),
         (409, Some("not_certified_yet"))
     );
+    let (status, _) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/releases/{id}/files"),
+        &p.requester.1,
+        None,
+    )
+    .await;
+    assert_eq!(status, 410, "the file list too");
+    // A member of the organization sees the demand, not who holds data nor the reason.
+    let seen = expect(&app, "GET", &base, &p.colleague.1, None, 200).await;
+    assert_eq!(seen["holders"], json!([]));
+    assert_eq!(seen["reason"], "");
+    let (status, _) = call(&app, "GET", &base, &p.outsider.1, None).await;
+    assert_eq!(status, 403);
 
     // The erase job: not IT's to cancel or retry.
     let jobs = app.state.jobs.list(Some(release.0)).await.unwrap();
@@ -417,8 +473,9 @@ async fn a_demand_erases_certifies_and_ends_with_the_attestation(db: Db, store: 
     let pdf = response.bytes().await.unwrap();
     if let Some(text) = steward::pdf::tests_support::pdftotext(&pdf) {
         assert!(text.contains(&id), "{text}");
-        assert!(text.contains("State University"), "{text}");
+        assert!(text.contains(UNICODE_NAME), "{text}");
     }
+    assert_eq!(cert.organization, UNICODE_NAME);
 
     // Who must be attested: the two users the log shows downloading.
     let view = expect(&app, "GET", &base, &p.privacy.1, None, 200).await;
@@ -596,6 +653,43 @@ async fn an_erase_job_killed_at_any_step_finishes_with_the_same_certificate(db: 
         assert_eq!(again.certificate_signature, done.certificate_signature);
         certificate::verify(&certificate.to_file(), &app.state.signer.public_hex()).unwrap();
     }
+
+    // Two runners erasing the same release at once (a lease taken over from a runner that
+    // was only slow): both finish, with one certificate.
+    let (id, _) = downloaded(&app, &p, "DUA-2026-0819").await;
+    let release: ReleaseId = id.parse().unwrap();
+    expect(
+        &app,
+        "POST",
+        &format!("/api/v1/releases/{id}/destruction"),
+        &p.director.1,
+        Some(&demand_body("2026-04-30")),
+        201,
+    )
+    .await;
+    let (a, b) = tokio::join!(service.erase(release, None), service.erase(release, None));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.certificate_json.is_some());
+    assert_eq!(a.certificate_json, b.certificate_json);
+    assert!(object_keys(&app, &id).await.is_empty());
+    let issued = app
+        .events_after(0)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.action == "destruction_certificate_issued"
+                && r.release_id.as_deref() == Some(id.as_str())
+        })
+        .count();
+    assert_eq!(issued, 1);
+    // The queued job finds nothing left to do.
+    assert!(matches!(
+        run_next_job(&app).await,
+        RunOutcome::Ran {
+            state: JobState::Succeeded,
+            ..
+        }
+    ));
 
     // A crash inside the certificate's transaction: nothing of it is kept, and the next
     // attempt issues the certificate the first one would have.
@@ -831,7 +925,8 @@ async fn the_shell_demands_destruction_and_writes_the_certificate(db: Db) {
     assert!(!ok && err.contains("not issued yet"), "{err}");
 
     // The job the shell queued runs after the shell's (real) now.
-    app.clock.set(time::OffsetDateTime::now_utc() + time::Duration::seconds(1));
+    app.clock
+        .set(time::OffsetDateTime::now_utc() + time::Duration::seconds(1));
     assert!(matches!(
         run_next_job(&app).await,
         RunOutcome::Ran {

@@ -318,6 +318,19 @@ async fn delete_removes_every_version_and_delete_marker() {
         [rewritten.as_str(), neighbour.as_str()]
     );
 
+    // What destruction walks: every key the store keeps anything of, the hidden one included.
+    let kept: Vec<String> = store
+        .stored_keys(&prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        kept,
+        [rewritten.as_str(), neighbour.as_str(), hidden.as_str()]
+    );
+
     store.delete(&rewritten).await.expect("delete rewritten");
     store.delete(&hidden).await.expect("delete hidden");
 
@@ -343,6 +356,7 @@ async fn delete_removes_every_version_and_delete_marker() {
         "delete markers left: {last_markers:?}"
     );
     assert!(listed(&store, &prefix).await.is_empty());
+    assert!(store.stored_keys(&prefix).await.unwrap().is_empty());
     // Deleting a key that has nothing left is not an error.
     store.delete(&rewritten).await.expect("delete again");
     let (none, no_markers) = versions(&client, prefix_str).await;
