@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod destruction;
+pub mod disclosure;
 pub mod domain;
 pub mod extract;
 pub mod http;

@@ -464,20 +464,14 @@ impl Walk {
     }
 
     /// Checks one page of records against the chain, the stored tree and the checkpoints.
-    ///
-    /// Each record's own hashes depend only on the record and the previous hash it stores,
-    /// so they are computed on every core first (`row_hashes`); the walk then checks, in
-    /// order, positions, events, links (each stored previous hash equals the hash before it,
-    /// which makes the precomputed chain hash the one the walk would compute) and the tree.
     fn page(
         &mut self,
         page: &[LogRow],
         claims: &BTreeMap<u64, Vec<RootClaim>>,
     ) -> Result<(), Problem> {
-        let hashed = row_hashes(page);
-        for (row, hashes) in page.iter().zip(hashed) {
+        for row in page {
             let position = self.frontier.size() as i64 + 1;
-            let leaf = check_row(row, position, &self.prev, self.last_event, hashes)?;
+            let leaf = check_row(row, position, &self.prev, self.last_event)?;
             if encode_tree_hashes(&self.frontier.push(leaf)) != row.tree_hashes {
                 return Err(Problem::Tree { position });
             }
@@ -489,40 +483,12 @@ impl Walk {
     }
 }
 
-/// Each row's chain hash (after the previous hash the row stores) and leaf hash, computed on
-/// every available core; `None` for a row with no event or an unreadable previous hash (the
-/// walk reports those itself).
-fn row_hashes(page: &[LogRow]) -> Vec<Option<([u8; 32], Hash)>> {
-    let hash = |row: &LogRow| {
-        let record = row.record.as_ref()?;
-        let prev = decode_hash(&row.prev_hash)?;
-        Some(record.hashes(&prev))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || page.len() < 1024 {
-        return page.iter().map(hash).collect();
-    }
-    let chunk = page.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = page
-            .chunks(chunk)
-            .map(|rows| scope.spawn(move || rows.iter().map(hash).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().expect("a hashing thread panicked"))
-            .collect()
-    })
-}
-
-/// Checks one row against its position and the chain, given its hashes from [`row_hashes`];
-/// returns its leaf hash.
+/// Checks one row against its position and the chain; returns its leaf hash.
 fn check_row(
     row: &LogRow,
     position: i64,
     prev: &[u8; 32],
     last_event: i64,
-    hashes: Option<([u8; 32], Hash)>,
 ) -> Result<Hash, Problem> {
     if row.seq != position {
         return Err(Problem::Gap {
@@ -547,8 +513,7 @@ fn check_row(
         return Err(Problem::Link { position });
     }
     let stored = decode_hash(&row.hash).ok_or(Problem::Content { position })?;
-    // The link holds, so the hashes were computed after `prev`.
-    let (chain, leaf) = hashes.ok_or(Problem::Content { position })?;
+    let (chain, leaf) = record.hashes(prev);
     if chain != stored {
         return Err(Problem::Content { position });
     }

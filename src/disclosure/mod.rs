@@ -1,0 +1,15 @@
+//! Aggregate tables and their disclosure control (seed 003, the aggregate standard; seed 001
+//! section 4.3 J, publication review): count tables with margins (`table.rs`), small-cell
+//! suppression with complementary cells (`suppress.rs`), and the attacker's linear programs
+//! that prove no suppressed cell can be worked back out (`audit.rs`). Pure code over counts:
+//! no I/O and no personal data.
+
+pub mod audit;
+#[cfg(test)]
+mod props;
+pub mod suppress;
+pub mod table;
+
+pub use audit::{audit, Interval};
+pub use suppress::{suppress, CellStatus, SuppressError, Suppression};
+pub use table::{Table, TableError};

@@ -1,0 +1,264 @@
+//! Small-cell suppression with its proof (seed 003; CMS cell-size policy): every non-zero cell
+//! under the threshold is suppressed (primary), then further cells (complementary) until the
+//! attacker's problem, solved by `audit`, leaves every primary cell an interval at least the
+//! threshold wide that reaches the threshold, and no suppressed cell exactly known.
+//!
+//! The complementary cells are chosen by a heuristic that the audit then checks, never trusted
+//! on its own: first every line with a single suppressed cell gets a second one (a line with
+//! one unknown gives it away); then, while the audit finds a cell exposed, one more cell in one
+//! of its lines is suppressed, the smallest that is at least the threshold (it lets the exposed
+//! cell move by a threshold's worth), an interior cell before a margin. Suppression only grows,
+//! so the loop ends: at worst every cell in reach is suppressed and nothing is bounded.
+
+use serde::Serialize;
+
+use super::audit::{components, solve_component, AuditError, Interval};
+use super::table::{Equation, Table};
+
+/// Why a cell is not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    /// Shown.
+    Published,
+    /// Suppressed for its own small value.
+    Primary,
+    /// Suppressed so that a primary cell cannot be worked out.
+    Complementary,
+}
+
+/// A suppressed table and its proof.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppression {
+    /// The threshold applied.
+    pub threshold: u64,
+    /// Every cell's status, by index.
+    pub status: Vec<CellStatus>,
+    /// Every suppressed cell's interval as the attacker can bound it, by index.
+    pub intervals: Vec<Option<Interval>>,
+}
+
+impl Suppression {
+    /// How many cells are suppressed, primary and complementary.
+    pub fn counts(&self) -> (usize, usize) {
+        let count = |s| self.status.iter().filter(|&&x| x == s).count();
+        (count(CellStatus::Primary), count(CellStatus::Complementary))
+    }
+}
+
+/// Why suppression could not be completed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SuppressError {
+    /// A threshold below 1.
+    #[error("the threshold must be at least 1")]
+    Threshold,
+    /// The audit failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Whether a suppressed cell is safe: a primary cell protected at the threshold, any other
+/// not exactly known.
+fn safe(status: CellStatus, interval: &Interval, threshold: u64) -> bool {
+    match status {
+        CellStatus::Primary => interval.protects(threshold),
+        _ => !interval.is_exact(),
+    }
+}
+
+/// Suppresses `table` at `threshold` and proves it (see the module documentation).
+pub fn suppress(table: &Table, threshold: u64) -> Result<Suppression, SuppressError> {
+    if threshold < 1 {
+        return Err(SuppressError::Threshold);
+    }
+    let values = table.values();
+    let equations = table.equations();
+    let membership = table.membership(&equations);
+    let mut status: Vec<CellStatus> = values
+        .iter()
+        .map(|&v| {
+            if v > 0 && v < threshold {
+                CellStatus::Primary
+            } else {
+                CellStatus::Published
+            }
+        })
+        .collect();
+    let suppressed = |status: &[CellStatus]| -> Vec<bool> {
+        status.iter().map(|&s| s != CellStatus::Published).collect()
+    };
+    // Solved groups, reused while they are unchanged.
+    let mut solved: std::collections::HashMap<Vec<usize>, Vec<Interval>> =
+        std::collections::HashMap::new();
+    loop {
+        second_in_every_line(table, &equations, &mut status, threshold);
+        let hidden = suppressed(&status);
+        let mut intervals = vec![None; table.len()];
+        let mut exposed = Vec::new();
+        for group in components(table, &equations, &hidden) {
+            let found = match solved.get(&group) {
+                Some(found) => found.clone(),
+                None => {
+                    let found = solve_component(table, &equations, &membership, &group, &hidden)?;
+                    solved.insert(group.clone(), found.clone());
+                    found
+                }
+            };
+            for (&cell, interval) in group.iter().zip(found) {
+                if !safe(status[cell], &interval, threshold) {
+                    exposed.push(cell);
+                }
+                intervals[cell] = Some(interval);
+            }
+        }
+        if exposed.is_empty() {
+            return Ok(Suppression {
+                threshold,
+                status,
+                intervals,
+            });
+        }
+        let mut added = false;
+        for cell in exposed {
+            let candidates = membership[cell]
+                .iter()
+                .flat_map(|&e| equation_cells(&equations[e]))
+                .filter(|&c| status[c] == CellStatus::Published);
+            if let Some(pick) = best(table, candidates, threshold) {
+                status[pick] = CellStatus::Complementary;
+                added = true;
+            }
+        }
+        if !added {
+            // Every cell in reach is suppressed and still exposed: this cannot happen for a
+            // table whose cells are all suppressed (nothing is then bounded above), so some
+            // published cell remains in a line of the group; suppress the smallest anywhere.
+            let pick = best(
+                table,
+                (0..table.len()).filter(|&c| status[c] == CellStatus::Published),
+                threshold,
+            );
+            match pick {
+                Some(pick) => status[pick] = CellStatus::Complementary,
+                None => {
+                    return Ok(Suppression {
+                        threshold,
+                        status,
+                        intervals,
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn equation_cells(eq: &Equation) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(eq.total).chain(eq.parts.iter().copied())
+}
+
+/// Gives every line with exactly one suppressed cell a second, until none is left.
+fn second_in_every_line(
+    table: &Table,
+    equations: &[Equation],
+    status: &mut [CellStatus],
+    threshold: u64,
+) {
+    loop {
+        let mut changed = false;
+        for eq in equations {
+            let hidden = equation_cells(eq)
+                .filter(|&c| status[c] != CellStatus::Published)
+                .count();
+            if hidden != 1 {
+                continue;
+            }
+            let candidates = equation_cells(eq).filter(|&c| status[c] == CellStatus::Published);
+            if let Some(pick) = best(table, candidates, threshold) {
+                status[pick] = CellStatus::Complementary;
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+/// The cell to suppress among `candidates`: an interior cell before a margin, then the
+/// smallest value at least the threshold, then the smallest non-zero, then zeros; ties by
+/// index, so the result is deterministic.
+fn best(table: &Table, candidates: impl Iterator<Item = usize>, threshold: u64) -> Option<usize> {
+    candidates.min_by_key(|&c| {
+        let v = table.values()[c];
+        let class = if v >= threshold {
+            0
+        } else if v > 0 {
+            1
+        } else {
+            2
+        };
+        (table.is_margin(c), class, v, c)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(s: &Suppression, t: &Table) -> Vec<String> {
+        t.values()
+            .iter()
+            .zip(&s.status)
+            .map(|(v, st)| match st {
+                CellStatus::Published => v.to_string(),
+                _ => "#".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn golden_two_by_three() {
+        // Interior:      margins:
+        //  3  20  30  |  53
+        // 40  50  60  | 150
+        // 43  70  90  | 203
+        let t = Table::from_interior(&[2, 3], &[3, 20, 30, 40, 50, 60]).unwrap();
+        let s = suppress(&t, 11).unwrap();
+        // The 3 is primary; its row and column each need a second cell: the smallest at
+        // least 11 in each (20 in its row, 40 in its column), then 50 to close the rectangle.
+        assert_eq!(
+            shown(&s, &t),
+            vec!["#", "#", "30", "53", "#", "#", "60", "150", "43", "70", "90", "203"]
+        );
+        assert_eq!(s.counts(), (1, 3));
+        let iv = s.intervals[t.index(&[0, 0])].unwrap();
+        assert!(iv.protects(11), "{iv:?}");
+    }
+
+    #[test]
+    fn golden_nothing_small_nothing_suppressed() {
+        let t = Table::from_interior(&[2, 2], &[0, 20, 30, 40]).unwrap();
+        let s = suppress(&t, 11).unwrap();
+        assert_eq!(s.counts(), (0, 0));
+        assert!(s.status.iter().all(|&x| x == CellStatus::Published));
+    }
+
+    #[test]
+    fn golden_small_margin_is_primary_too() {
+        // Row 0 totals 5: the row is all small, and so is its margin.
+        let t = Table::from_interior(&[2, 2], &[2, 3, 30, 40]).unwrap();
+        let s = suppress(&t, 11).unwrap();
+        assert_eq!(s.status[t.index(&[0, 2])], CellStatus::Primary);
+        for cell in 0..t.len() {
+            if let Some(iv) = s.intervals[cell] {
+                assert!(safe(s.status[cell], &iv, 11), "cell {cell}: {iv:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_threshold_below_one_is_refused() {
+        let t = Table::from_interior(&[1], &[5]).unwrap();
+        assert_eq!(suppress(&t, 0), Err(SuppressError::Threshold));
+    }
+}
