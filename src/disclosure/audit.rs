@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::table::{Equation, Table};
 
 /// What an attacker can learn of a suppressed cell: its feasible values lie in
-/// `[low, high]`; `high` is infinite when nothing bounds it.
+/// `[low, high]` (exactly, or at least, see `exact`); `high` is infinite when nothing bounds
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Interval {
     /// The least feasible value.
@@ -19,6 +20,9 @@ pub struct Interval {
     /// The greatest feasible value (`f64::INFINITY`: unbounded).
     #[serde(serialize_with = "finite_or_null")]
     pub high: f64,
+    /// Whether these are the attacker's exact bounds (solved), or bounds proved to lie inside
+    /// them (a hypercube's).
+    pub exact: bool,
 }
 
 fn finite_or_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -139,7 +143,11 @@ pub fn solve_component(
     for (i, &cell) in group.iter().enumerate() {
         let low = optimize(&rows, group.len(), i, OptimizationDirection::Minimize, cell)?;
         let high = optimize(&rows, group.len(), i, OptimizationDirection::Maximize, cell)?;
-        intervals.push(Interval { low, high });
+        intervals.push(Interval {
+            low,
+            high,
+            exact: true,
+        });
     }
     Ok(intervals)
 }

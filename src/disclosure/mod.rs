@@ -5,6 +5,7 @@
 //! no I/O and no personal data.
 
 pub mod audit;
+pub mod cube;
 #[cfg(test)]
 mod props;
 pub mod suppress;

@@ -3,17 +3,29 @@
 //! attacker's problem, solved by `audit`, leaves every primary cell an interval at least the
 //! threshold wide that reaches the threshold, and no suppressed cell exactly known.
 //!
-//! The complementary cells are chosen by a heuristic that the audit then checks, never trusted
-//! on its own: first every line with a single suppressed cell gets a second one (a line with
-//! one unknown gives it away); then, while the audit finds a cell exposed, one more cell in one
-//! of its lines is suppressed, the smallest that is at least the threshold (it lets the exposed
-//! cell move by a threshold's worth), an interior cell before a margin. Suppression only grows,
-//! so the loop ends: at worst every cell in reach is suppressed and nothing is bounded.
+//! Complementary cells come first from hypercubes (`cube.rs`): each primary cell gets the
+//! cheapest cube of suppressed cells that lets it move by at least the threshold, and the cube
+//! is its proof. The proof is then checked: a group of suppressed cells small enough
+//! (`EXACT_GROUP`) is solved exactly by the attacker's linear programs (`audit.rs`), and every
+//! cell must come out safe; a larger group keeps the cubes' intervals, which lie inside the
+//! attacker's exact ones.
+//!
+//! When no cube protects a primary cell, or the exact check disagrees, the slower search
+//! takes over from what is suppressed: every line with a single suppressed cell gets a second
+//! (a line with one unknown gives it away); then, while the exact audit finds a cell exposed,
+//! one more cell in one of its lines is suppressed, the smallest at least the threshold, an
+//! interior cell before a margin. Suppression only grows, so it ends: at worst every cell in
+//! reach is suppressed and nothing is bounded.
 
 use serde::Serialize;
 
 use super::audit::{components, solve_component, AuditError, Interval};
+use super::cube;
 use super::table::{Equation, Table};
+
+/// Largest group of suppressed cells whose intervals are solved exactly as a check of the
+/// cubes (two linear programs per cell); larger groups keep the cubes' intervals.
+const EXACT_GROUP: usize = 100;
 
 /// Why a cell is not shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,10 +83,8 @@ pub fn suppress(table: &Table, threshold: u64) -> Result<Suppression, SuppressEr
     if threshold < 1 {
         return Err(SuppressError::Threshold);
     }
-    let values = table.values();
-    let equations = table.equations();
-    let membership = table.membership(&equations);
-    let mut status: Vec<CellStatus> = values
+    let mut status: Vec<CellStatus> = table
+        .values()
         .iter()
         .map(|&v| {
             if v > 0 && v < threshold {
@@ -84,6 +94,63 @@ pub fn suppress(table: &Table, threshold: u64) -> Result<Suppression, SuppressEr
             }
         })
         .collect();
+    let equations = table.equations();
+    let membership = table.membership(&equations);
+    let (proved, unprotected) = cube::protect(table, &mut status, threshold);
+    if unprotected.is_empty() {
+        if let Some(done) = prove(table, &equations, &membership, &status, &proved, threshold)? {
+            return Ok(done);
+        }
+    }
+    search(table, &equations, &membership, status, threshold)
+}
+
+/// The proof of a cube suppression: exact intervals for small groups, the cubes' for larger
+/// ones; `None` when some cell is not shown safe.
+fn prove(
+    table: &Table,
+    equations: &[Equation],
+    membership: &[Vec<usize>],
+    status: &[CellStatus],
+    proved: &[Option<Interval>],
+    threshold: u64,
+) -> Result<Option<Suppression>, AuditError> {
+    let hidden: Vec<bool> = status.iter().map(|&s| s != CellStatus::Published).collect();
+    let mut intervals = vec![None; table.len()];
+    for group in components(table, equations, &hidden) {
+        let found: Vec<Option<Interval>> = if group.len() <= EXACT_GROUP {
+            solve_component(table, equations, membership, &group, &hidden)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            group.iter().map(|&cell| proved[cell]).collect()
+        };
+        for (&cell, interval) in group.iter().zip(found) {
+            match interval {
+                Some(interval) if safe(status[cell], &interval, threshold) => {
+                    intervals[cell] = Some(interval)
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(Suppression {
+        threshold,
+        status: status.to_vec(),
+        intervals,
+    }))
+}
+
+/// The exact search: from `status`, suppress more until the attacker's linear programs find
+/// every suppressed cell safe.
+fn search(
+    table: &Table,
+    equations: &[Equation],
+    membership: &[Vec<usize>],
+    mut status: Vec<CellStatus>,
+    threshold: u64,
+) -> Result<Suppression, SuppressError> {
     let suppressed = |status: &[CellStatus]| -> Vec<bool> {
         status.iter().map(|&s| s != CellStatus::Published).collect()
     };
@@ -91,15 +158,15 @@ pub fn suppress(table: &Table, threshold: u64) -> Result<Suppression, SuppressEr
     let mut solved: std::collections::HashMap<Vec<usize>, Vec<Interval>> =
         std::collections::HashMap::new();
     loop {
-        second_in_every_line(table, &equations, &mut status, threshold);
+        second_in_every_line(table, equations, &mut status, threshold);
         let hidden = suppressed(&status);
         let mut intervals = vec![None; table.len()];
         let mut exposed = Vec::new();
-        for group in components(table, &equations, &hidden) {
+        for group in components(table, equations, &hidden) {
             let found = match solved.get(&group) {
                 Some(found) => found.clone(),
                 None => {
-                    let found = solve_component(table, &equations, &membership, &group, &hidden)?;
+                    let found = solve_component(table, equations, membership, &group, &hidden)?;
                     solved.insert(group.clone(), found.clone());
                     found
                 }
