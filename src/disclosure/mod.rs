@@ -1,13 +1,15 @@
 //! Aggregate tables and their disclosure control (seed 003, the aggregate standard; seed 001
 //! section 4.3 J, publication review): count tables with margins (`table.rs`), small-cell
-//! suppression with complementary cells (`suppress.rs`), and the attacker's linear programs
-//! that prove no suppressed cell can be worked back out (`audit.rs`). Pure code over counts:
+//! suppression with complementary cells (`suppress.rs`, with the hypercubes of `cube.rs`), the
+//! attacker's linear programs that prove no suppressed cell can be worked back out
+//! (`audit.rs`), and the review of a table a recipient means to publish (`review.rs`). Pure code over counts:
 //! no I/O and no personal data.
 
 pub mod audit;
 pub mod cube;
 #[cfg(test)]
 mod props;
+pub mod review;
 pub mod suppress;
 pub mod table;
 

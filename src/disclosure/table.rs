@@ -151,6 +151,19 @@ impl Table {
         Ok(table)
     }
 
+    /// A table of the shape `sizes` over `values` as given, additive or not: for a reader's
+    /// view, where unknown cells hold a placeholder that is never read. `values` must have the
+    /// shape's length (a defect otherwise).
+    pub(crate) fn with_values(sizes: &[usize], values: Vec<u64>) -> Self {
+        let (strides, len) = extended(sizes).expect("a shape checked by the caller");
+        assert_eq!(values.len(), len, "values of the table's shape");
+        Self {
+            sizes: sizes.to_vec(),
+            strides,
+            values,
+        }
+    }
+
     /// Categories per dimension.
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
