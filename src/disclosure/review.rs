@@ -130,6 +130,15 @@ struct Parsed {
     percent: Vec<Vec<usize>>,
 }
 
+/// One data line of the upload: its cell (`None`: a total), its count (`None`: suppressed)
+/// and whether it shows a percentage.
+struct Row {
+    line: u64,
+    coords: Vec<Option<usize>>,
+    count: Option<u64>,
+    percent: bool,
+}
+
 fn is_total(text: &str) -> bool {
     text.trim().eq_ignore_ascii_case("total")
 }
@@ -166,7 +175,7 @@ fn parse(csv_text: &[u8]) -> Result<Parsed, ReviewError> {
         return Err(ReviewError::Header);
     }
     let mut categories: Vec<Vec<String>> = vec![Vec::new(); dims];
-    let mut rows: Vec<(u64, Vec<Option<usize>>, Option<u64>, bool)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i as u64 + 2;
         if i >= MAX_ROWS {
@@ -202,7 +211,12 @@ fn parse(csv_text: &[u8]) -> Result<Parsed, ReviewError> {
             })?),
         };
         let percent = percent_at.is_some_and(|p| !record[p].trim().is_empty());
-        rows.push((line, coords, count, percent));
+        rows.push(Row {
+            line,
+            coords,
+            count,
+            percent,
+        });
     }
     let sizes: Vec<usize> = categories.iter().map(|c| c.len().max(1)).collect();
     sizes
@@ -213,7 +227,13 @@ fn parse(csv_text: &[u8]) -> Result<Parsed, ReviewError> {
     let mut counts = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     let mut percent = Vec::new();
-    for (line, coords, count, shows_percent) in rows {
+    for Row {
+        line,
+        coords,
+        count,
+        percent: shows_percent,
+    } in rows
+    {
         let full: Vec<usize> = coords
             .iter()
             .zip(&sizes)
@@ -283,9 +303,8 @@ pub fn review(csv_text: &[u8], threshold: u64) -> Result<Review, ReviewError> {
     }
     let name = |cell: usize| label(&parsed.categories, sizes, &table.coords(cell));
     let mut findings = Vec::new();
-    for cell in 0..table.len() {
-        let v = table.values()[cell];
-        if known[cell] && v > 0 && v < threshold {
+    for (cell, (&v, &shown)) in table.values().iter().zip(&known).enumerate() {
+        if shown && v > 0 && v < threshold {
             findings.push(Finding::SmallCellShown {
                 cell: name(cell),
                 count: v,
