@@ -320,9 +320,19 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         signals,
         settings: settings.releases.clone(),
     });
+    let master = Arc::new(master);
+    let publications = crate::disclosure::service::PublicationReviews::new(
+        db.clone(),
+        audit.clone(),
+        clock.clone(),
+        auth.clone(),
+        releases.clone(),
+        master.clone(),
+    );
     Ok(AppState {
         delivery,
         destruction,
+        publications,
         db,
         store,
         audit,
@@ -332,7 +342,7 @@ pub async fn build_state(settings: Settings, clock: SharedClock) -> Result<AppSt
         settings,
         signer,
         releases,
-        master: Arc::new(master),
+        master,
         jobs,
     })
 }

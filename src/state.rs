@@ -43,4 +43,6 @@ pub struct AppState {
     pub delivery: crate::delivery::DeliveryService,
     /// Destruction demands, the erase job, certificates and attestations.
     pub destruction: crate::destruction::DestructionService,
+    /// Reviews of tables recipients mean to publish.
+    pub publications: crate::disclosure::service::PublicationReviews,
 }

@@ -155,6 +155,10 @@ pub enum Action {
     DestructionAttestationRefused,
     /// A reminder: a destruction demand is past its deadline without an attestation.
     DestructionOverdue,
+    /// A table meant for publication was reviewed (count: the problems found).
+    PublicationReviewed,
+    /// The publication reviews were read.
+    PublicationReviewsRead,
 }
 
 impl Action {
@@ -212,6 +216,8 @@ impl Action {
         Action::DestructionAttested,
         Action::DestructionAttestationRefused,
         Action::DestructionOverdue,
+        Action::PublicationReviewed,
+        Action::PublicationReviewsRead,
     ];
 
     /// The action stored under `name`, or `None` for a name that is none of them.
@@ -274,6 +280,8 @@ impl Action {
             Action::DestructionAttested => "destruction_attested",
             Action::DestructionAttestationRefused => "destruction_attestation_refused",
             Action::DestructionOverdue => "destruction_overdue",
+            Action::PublicationReviewed => "publication_reviewed",
+            Action::PublicationReviewsRead => "publication_reviews_read",
         }
     }
 }

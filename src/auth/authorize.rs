@@ -90,6 +90,10 @@ pub enum Action {
     ReadDestructionDetail,
     /// Submit the recipient's attestation of destruction.
     AttestDestruction,
+    /// Submit a table meant for publication for review (seed 001 section 4.3 J).
+    SubmitPublicationReview,
+    /// Read every publication review.
+    ReadPublicationReviews,
 }
 
 /// What an action is applied to.
@@ -341,6 +345,18 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
         Role::Recipient,
         Action::AttestDestruction,
         Scope::ResponsiblePerson,
+    ),
+    // Recipients send what they mean to publish before publishing it (seed 001 section 4.3 J);
+    // the privacy officer sees every review.
+    (
+        Role::Recipient,
+        Action::SubmitPublicationReview,
+        Scope::NamedRecipient,
+    ),
+    (
+        Role::PrivacyOfficer,
+        Action::ReadPublicationReviews,
+        Scope::Any,
     ),
     (
         Role::ExecutiveDirector,

@@ -86,6 +86,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0012_destruction.sql"),
         postgres: include_str!("../../migrations/postgres/0012_destruction.sql"),
     },
+    Migration {
+        version: 13,
+        name: "publication_reviews",
+        sqlite: include_str!("../../migrations/sqlite/0013_publication_reviews.sql"),
+        postgres: include_str!("../../migrations/postgres/0013_publication_reviews.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

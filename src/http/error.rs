@@ -13,6 +13,7 @@ use crate::auth::AuthError;
 use crate::delivery::range::RangeError;
 use crate::delivery::DeliveryError;
 use crate::destruction::DestructionError;
+use crate::disclosure::service::PublicationError;
 use crate::jobs::{JobServiceError, QueueError};
 use crate::release::ServiceError;
 
@@ -40,6 +41,9 @@ pub enum ApiError {
     /// Destruction refused or failed the request.
     #[error(transparent)]
     Destruction(#[from] DestructionError),
+    /// A publication review refused or failed.
+    #[error(transparent)]
+    Publication(#[from] PublicationError),
     /// A dependency the request needs is down.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::Jobs(error) => job_status_and_code(error),
             ApiError::Delivery(error) => delivery_status_and_code(error),
             ApiError::Destruction(error) => destruction_status_and_code(error),
+            ApiError::Publication(error) => publication_status_and_code(error),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -137,6 +142,19 @@ fn release_status_and_code(error: &ServiceError) -> (StatusCode, &'static str) {
 
 /// Status and stable code for each delivery failure: the kind of a refusal is decided by the
 /// authorization function, not here.
+fn publication_status_and_code(error: &PublicationError) -> (StatusCode, &'static str) {
+    match error {
+        PublicationError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        PublicationError::Auth(error) => auth_status_and_code(error),
+        PublicationError::Upload(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_table"),
+        PublicationError::Release(error) => release_status_and_code(error),
+        PublicationError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+        PublicationError::Database(_) | PublicationError::Seal(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    }
+}
+
 fn destruction_status_and_code(error: &DestructionError) -> (StatusCode, &'static str) {
     match error {
         DestructionError::NotFound => (StatusCode::NOT_FOUND, "not_found"),

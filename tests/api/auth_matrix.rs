@@ -77,6 +77,13 @@ const MATRIX: &[(&str, &str, [bool; 5])] = &[
         "/api/v1/releases/{id}/destruction/attestation",
         [D, D, D, D, D],
     ),
+    // Publication review: recipients named by the DUA submit; the privacy officer reads all.
+    (
+        "POST",
+        "/api/v1/releases/{id}/publication-reviews",
+        [D, D, D, D, D],
+    ),
+    ("GET", "/api/v1/publication-reviews", [D, D, D, A, D]),
     ("PUT", "/api/v1/releases/{id}/elements", [D, D, A, A, D]),
     ("POST", "/api/v1/releases/{id}/committee", [D, D, A, D, D]),
     ("POST", "/api/v1/releases/{id}/dua", [D, D, A, A, D]),

@@ -38,6 +38,7 @@ mod policy_props;
 mod policy_support;
 mod policy_synth;
 mod policy_validation;
+mod publication_review;
 mod release_cli;
 mod release_duties;
 mod release_expiry;

@@ -1,6 +1,9 @@
-//! Destruction: `/api/v1/releases/{id}/destruction` (demand, progress), its certificate (JSON
-//! and PDF) and the recipient's attestation. Each handler hands the request to
-//! `destruction::DestructionService`, which authorizes (through `auth::authorize`) and logs.
+//! After delivery: destruction (`/api/v1/releases/{id}/destruction`: demand, progress, the
+//! certificate as JSON and PDF, the recipient's attestation) and publication reviews
+//! (`/api/v1/releases/{id}/publication-reviews`, `/api/v1/publication-reviews`). Each handler
+//! hands the request to its service (`destruction::DestructionService`,
+//! `disclosure::service::PublicationReviews`), which authorizes (through `auth::authorize`)
+//! and logs.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -159,4 +162,34 @@ pub(super) async fn attest(
         )
         .await?;
     Ok(Json(demand_dto(row)))
+}
+
+/// `POST /api/v1/releases/{id}/publication-reviews`: the body is the table (CSV); the answer
+/// is the review.
+pub(super) async fn submit_publication_review(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (review_id, review) = state
+        .publications
+        .submit(&a.principal, release_id(&id), &body, a.route, &a.client)
+        .await?;
+    let mut json = serde_json::to_value(&review).map_err(|e| ApiError::Unexpected(e.into()))?;
+    json["id"] = serde_json::Value::String(review_id.to_string());
+    Ok((StatusCode::CREATED, Json(json)))
+}
+
+/// `GET /api/v1/publication-reviews`: every review (the privacy officer's).
+pub(super) async fn publication_reviews(
+    State(state): State<AppState>,
+    a: Authed,
+) -> Result<Json<Vec<crate::disclosure::service::StoredReview>>, ApiError> {
+    Ok(Json(
+        state
+            .publications
+            .list(&a.principal, a.route, &a.client)
+            .await?,
+    ))
 }

@@ -117,6 +117,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/releases/{id}/destruction/attestation",
         Authn,
     ),
+    route("POST", "/api/v1/releases/{id}/publication-reviews", Authn),
+    route("GET", "/api/v1/publication-reviews", Authn),
     route("PUT", "/api/v1/releases/{id}/elements", Authn),
     route("POST", "/api/v1/releases/{id}/committee", Authn),
     route("POST", "/api/v1/releases/{id}/dua", Authn),
@@ -184,6 +186,10 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
             get(destruction::certificate_pdf)
         }
         ("POST", "/api/v1/releases/{id}/destruction/attestation") => post(destruction::attest),
+        ("POST", "/api/v1/releases/{id}/publication-reviews") => {
+            post(destruction::submit_publication_review)
+        }
+        ("GET", "/api/v1/publication-reviews") => get(destruction::publication_reviews),
         ("PUT", "/api/v1/releases/{id}/elements") => put(releases::narrow),
         ("POST", "/api/v1/releases/{id}/committee") => post(releases::record_committee),
         ("POST", "/api/v1/releases/{id}/dua") => post(releases::execute_dua),
