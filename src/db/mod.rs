@@ -246,15 +246,22 @@ impl Database {
     pub async fn scrub(&self) -> Result<(), DbError> {
         match self.backend {
             Backend::Sqlite => {
-                // (busy, log frames, checkpointed frames): busy means a reader kept the old
-                // pages, so the caller tries again later.
-                let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .fetch_one(&self.pool)
-                    .await?;
-                let busy: i64 = row.try_get(0)?;
-                if busy != 0 {
-                    return Err(DbError::Busy("the write-ahead log could not be truncated"));
+                // (busy, log frames, checkpointed frames): busy means a reader still holds the
+                // old pages; they are released within moments, so try for a few seconds, then
+                // leave it to the caller's retry.
+                for attempt in 0..50 {
+                    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let busy: i64 = row.try_get(0)?;
+                    if busy == 0 {
+                        return Ok(());
+                    }
+                    if attempt < 49 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
+                return Err(DbError::Busy("the write-ahead log could not be truncated"));
             }
             Backend::Postgres => {
                 sqlx::query("VACUUM release_keys")

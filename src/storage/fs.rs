@@ -304,20 +304,23 @@ impl ObjectStore for FsStore {
                 } else {
                     format!("{rel}/{name}")
                 };
-                let file_type = entry
-                    .file_type()
-                    .await
-                    .map_err(|source| io_err("stat", &entry.path(), source))?;
+                // An entry deleted between the directory read and its stat (another process
+                // deleting, say a second runner erasing the same release) is simply gone.
+                let file_type = match entry.file_type().await {
+                    Ok(file_type) => file_type,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(source) => return Err(io_err("stat", &entry.path(), source)),
+                };
                 if file_type.is_dir() {
                     pending.push((entry.path(), key));
                 } else if file_type.is_file() && key.starts_with(prefix.as_str()) {
                     // Files that are not valid keys were not written by this store; skip them.
                     if let Ok(key) = ObjectKey::parse(&key) {
-                        let size = entry
-                            .metadata()
-                            .await
-                            .map_err(|source| io_err("stat", &entry.path(), source))?
-                            .len();
+                        let size = match entry.metadata().await {
+                            Ok(meta) => meta.len(),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(source) => return Err(io_err("stat", &entry.path(), source)),
+                        };
                         found.push(ObjectMeta { key, size });
                     }
                 }
