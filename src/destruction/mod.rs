@@ -227,26 +227,10 @@ pub enum EraseStep {
     Certified,
 }
 
-/// What the service needs.
-#[derive(Debug)]
-struct Inner {
-    db: Database,
-    store: SharedStore,
-    audit: AuditLog,
-    sequencer: Sequencer,
-    clock: SharedClock,
-    auth: Authenticator,
-    signer: ServerSigner,
-    releases: ReleaseService,
-    jobs: JobQueue,
-    signals: AccessSignals,
-    settings: ReleaseSettings,
-}
-
 /// Demands, the erase job's steps, certificates and attestations.
 #[derive(Debug, Clone)]
 pub struct DestructionService {
-    inner: Arc<Inner>,
+    inner: Arc<DestructionDeps>,
 }
 
 /// The services destruction works through.
@@ -288,33 +272,8 @@ fn rfc3339(t: OffsetDateTime) -> String {
 impl DestructionService {
     /// The service over `deps`.
     pub fn new(deps: DestructionDeps) -> Self {
-        let DestructionDeps {
-            db,
-            store,
-            audit,
-            sequencer,
-            clock,
-            auth,
-            signer,
-            releases,
-            jobs,
-            signals,
-            settings,
-        } = deps;
         Self {
-            inner: Arc::new(Inner {
-                db,
-                store,
-                audit,
-                sequencer,
-                clock,
-                auth,
-                signer,
-                releases,
-                jobs,
-                signals,
-                settings,
-            }),
+            inner: Arc::new(deps),
         }
     }
 
@@ -630,16 +589,8 @@ impl DestructionService {
                 .map_err(|e| DestructionError::Corrupt(e.to_string()))?;
             let mut tx = inner.db.begin_write().await?;
             if rows::set_plan(&mut tx, release, &json).await? {
-                let event = AccessEvent::new(
-                    crate::audit::Actor::System,
-                    Logged::DestructionPlanned,
-                    Target::Release {
-                        id: release,
-                        entry: 0,
-                    },
-                    Outcome::Succeeded,
-                )
-                .with_count(plan.objects.len() as u64);
+                let event = system_event(Logged::DestructionPlanned, release)
+                    .with_count(plan.objects.len() as u64);
                 inner.audit.record(&mut tx, &event).await?;
             }
             commit(tx).await?;
@@ -655,15 +606,7 @@ impl DestructionService {
             let mut tx = inner.db.begin_write().await?;
             rows::delete_release_key(&mut tx, release).await?;
             if rows::set_erased(&mut tx, release, inner.clock.now(), &checkpoint).await? {
-                let event = AccessEvent::new(
-                    crate::audit::Actor::System,
-                    Logged::ReleaseKeyErased,
-                    Target::Release {
-                        id: release,
-                        entry: 0,
-                    },
-                    Outcome::Succeeded,
-                );
+                let event = system_event(Logged::ReleaseKeyErased, release);
                 inner.audit.record(&mut tx, &event).await?;
             }
             commit(tx).await?;
@@ -680,16 +623,8 @@ impl DestructionService {
             let deleted = self.delete_objects(release, &plan).await?;
             let mut tx = inner.db.begin_write().await?;
             if rows::set_deleted(&mut tx, release, inner.clock.now()).await? {
-                let event = AccessEvent::new(
-                    crate::audit::Actor::System,
-                    Logged::ReleaseObjectsDeleted,
-                    Target::Release {
-                        id: release,
-                        entry: 0,
-                    },
-                    Outcome::Succeeded,
-                )
-                .with_count(deleted);
+                let event =
+                    system_event(Logged::ReleaseObjectsDeleted, release).with_count(deleted);
                 inner.audit.record(&mut tx, &event).await?;
             }
             commit(tx).await?;
@@ -704,15 +639,7 @@ impl DestructionService {
         let confirm = self.prepare_confirm(id).await?;
         let mut tx = inner.db.begin_write().await?;
         if rows::set_certificate(&mut tx, release, &body, &signed.signature).await? {
-            let event = AccessEvent::new(
-                crate::audit::Actor::System,
-                Logged::DestructionCertificateIssued,
-                Target::Release {
-                    id: release,
-                    entry: 0,
-                },
-                Outcome::Succeeded,
-            );
+            let event = system_event(Logged::DestructionCertificateIssued, release);
             inner.audit.record(&mut tx, &event).await?;
             self.confirm_if_complete(&mut tx, id, confirm).await?;
         }
@@ -1074,16 +1001,8 @@ impl DestructionService {
         for demand in rows::overdue_unreminded(&inner.db, &today).await? {
             let mut tx = inner.db.begin_write().await?;
             if rows::set_reminded(&mut tx, demand.release, &today).await? {
-                let event = AccessEvent::new(
-                    crate::audit::Actor::System,
-                    Logged::DestructionOverdue,
-                    Target::Release {
-                        id: demand.release,
-                        entry: 0,
-                    },
-                    Outcome::Succeeded,
-                )
-                .with_reason(Reason::new("destruction attestation past its deadline"));
+                let event = system_event(Logged::DestructionOverdue, demand.release)
+                    .with_reason(Reason::new("destruction attestation past its deadline"));
                 inner.audit.record(&mut tx, &event).await?;
                 commit(tx).await?;
                 report.reminded.push(ReleaseId(demand.release));
@@ -1166,6 +1085,19 @@ impl TickReport {
             && self.resumed.is_empty()
             && self.reminded.is_empty()
     }
+}
+
+/// An event of the server's own about a release (the erase job's steps, reminders).
+fn system_event(action: Logged, release: Uuid) -> AccessEvent {
+    AccessEvent::new(
+        crate::audit::Actor::System,
+        action,
+        Target::Release {
+            id: release,
+            entry: 0,
+        },
+        Outcome::Succeeded,
+    )
 }
 
 fn plan_of(demand: &DemandRow) -> Result<Plan, DestructionError> {

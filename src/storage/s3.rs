@@ -222,8 +222,13 @@ impl S3Store {
         Ok(())
     }
 
-    /// Deletes every version and delete marker of `key`; false when the store has no versioning API.
-    async fn delete_versions(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+    /// Every version and delete marker under `prefix`, as (key, version id); `None` when the
+    /// store has no versioning API.
+    async fn versions_under(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, StoreError> {
+        let mut found = Vec::new();
         let mut key_marker = None;
         let mut version_marker = None;
         loop {
@@ -231,17 +236,17 @@ impl S3Store {
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
-                .prefix(key.as_str())
+                .prefix(prefix)
                 .set_key_marker(key_marker.take())
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
             {
                 Ok(page) => page,
-                Err(e) if e.code() == Some("NotImplemented") => return Ok(false),
-                Err(e) => return Err(self.error("ListObjectVersions", key.as_str(), e)),
+                Err(e) if e.code() == Some("NotImplemented") => return Ok(None),
+                Err(e) => return Err(self.error("ListObjectVersions", prefix, e)),
             };
-            let versions = page
+            let listed = page
                 .versions()
                 .iter()
                 .map(|v| (v.key(), v.version_id()))
@@ -250,26 +255,36 @@ impl S3Store {
                         .iter()
                         .map(|m| (m.key(), m.version_id())),
                 );
-            for (listed, version) in versions {
-                // The prefix also matches longer keys; only this exact key is ours to delete.
-                if listed != Some(key.as_str()) {
-                    continue;
+            for (key, version) in listed {
+                if let Some(key) = key {
+                    found.push((key.to_owned(), version.map(str::to_owned)));
                 }
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key.as_str())
-                    .set_version_id(version.map(str::to_owned))
-                    .send()
-                    .await
-                    .map_err(|e| self.error("DeleteObject", key.as_str(), e))?;
             }
             if page.is_truncated() != Some(true) {
-                return Ok(true);
+                return Ok(Some(found));
             }
             key_marker = page.next_key_marker().map(str::to_owned);
             version_marker = page.next_version_id_marker().map(str::to_owned);
         }
+    }
+
+    /// Deletes every version and delete marker of `key`; false when the store has no versioning API.
+    async fn delete_versions(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        let Some(versions) = self.versions_under(key.as_str()).await? else {
+            return Ok(false);
+        };
+        // The prefix also matches longer keys; only this exact key is ours to delete.
+        for (_, version) in versions.into_iter().filter(|(k, _)| k == key.as_str()) {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .set_version_id(version)
+                .send()
+                .await
+                .map_err(|e| self.error("DeleteObject", key.as_str(), e))?;
+        }
+        Ok(true)
     }
 }
 
@@ -434,49 +449,14 @@ impl ObjectStore for S3Store {
     }
 
     async fn stored_keys(&self, prefix: &KeyPrefix) -> Result<Vec<ObjectKey>, StoreError> {
-        let mut keys = std::collections::BTreeSet::new();
-        let mut key_marker = None;
-        let mut version_marker = None;
-        loop {
-            let page = match self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(prefix.as_str())
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-            {
-                Ok(page) => page,
-                // No versioning API: what `list` shows is all there is.
-                Err(e) if e.code() == Some("NotImplemented") => {
-                    return Ok(self
-                        .list(prefix)
-                        .await?
-                        .into_iter()
-                        .map(|m| m.key)
-                        .collect())
-                }
-                Err(e) => return Err(self.error("ListObjectVersions", prefix.as_str(), e)),
-            };
-            let listed = page
-                .versions()
-                .iter()
-                .filter_map(|v| v.key())
-                .chain(page.delete_markers().iter().filter_map(|m| m.key()));
-            for key in listed {
-                if let Ok(key) = ObjectKey::parse(key) {
-                    keys.insert(key);
-                }
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-        }
-        // A store that answers the versions call without listing plain objects still has them.
+        let mut keys: std::collections::BTreeSet<ObjectKey> = self
+            .versions_under(prefix.as_str())
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, _)| ObjectKey::parse(&key).ok())
+            .collect();
+        // Without a versioning API (or one that lists no plain objects), what `list` shows.
         keys.extend(self.list(prefix).await?.into_iter().map(|m| m.key));
         Ok(keys.into_iter().collect())
     }
