@@ -59,6 +59,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(a_demand_erases_certifies_and_ends_with_the_attestation);
 on_both_databases!(
+    releases_demanded_before_demands_were_recorded_get_one,
     an_erase_job_killed_at_any_step_finishes_with_the_same_certificate,
     the_shell_demands_destruction_and_writes_the_certificate,
     the_dua_end_demands_destruction_and_overdue_demands_are_reminded,
@@ -973,4 +974,69 @@ async fn the_shell_demands_destruction_and_writes_the_certificate(db: Db) {
         ],
     );
     assert!(!ok && err.contains("64 hex digits"), "{err}");
+}
+
+/// Migration 0012's backfill: a release that older code moved to `destruction_demanded` (no
+/// demand row, no revocation) gets both, so the erase job runs for it.
+async fn releases_demanded_before_demands_were_recorded_get_one(db: Db) {
+    let app = app_with_source(db, Store::Fs, &[]).await;
+    let p = people(&app).await;
+    let (id, _) = downloaded(&app, &p, "DUA-2026-0850").await;
+    let pool = app.state.db.pool();
+    // What the old `demand-destruction` left: the status and a history entry, nothing else.
+    sqlx::query("UPDATE releases SET status = 'destruction_demanded' WHERE id = $1")
+        .bind(&id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO release_history (release_id, entry, at, actor, kind, from_status, to_status) \
+         SELECT $1, MAX(entry) + 1, '2026-03-05T10:00:00.000000Z', 'system', 'demand_destruction', \
+         'available', 'destruction_demanded' FROM release_history WHERE release_id = $1",
+    )
+    .bind(&id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let backend = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+    let migration = std::fs::read_to_string(format!(
+        "{}/migrations/{backend}/0012_destruction.sql",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let backfill = &migration[migration.find("-- Releases moved to").unwrap()..];
+    sqlx::raw_sql(backfill).execute(pool).await.unwrap();
+
+    let release: ReleaseId = id.parse().unwrap();
+    let demand = steward::db::destruction::find(&app.state.db, release.0)
+        .await
+        .unwrap()
+        .expect("a demand was backfilled");
+    // The DUA gives 30 days for destruction.
+    assert_eq!(demand.deadline, "2026-04-04");
+    assert_eq!(demand.demanded_by, "system");
+    assert_eq!(demand.revocation, release.0);
+    let revocations = expect(&app, "GET", "/api/v1/revocations", &p.director.1, None, 200).await;
+    assert!(
+        revocations
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["scope"] == "release" && r["scope_id"] == id.as_str()),
+        "{revocations}"
+    );
+    // The scheduled round queues its erase job, which runs to the certificate.
+    let report = app.state.destruction.tick(app.clock.now()).await.unwrap();
+    assert!(report.resumed.contains(&release), "{report:?}");
+    assert!(matches!(
+        run_next_job(&app).await,
+        RunOutcome::Ran {
+            state: JobState::Succeeded,
+            ..
+        }
+    ));
+    assert!(object_keys(&app, &id).await.is_empty());
 }
