@@ -19,17 +19,9 @@ use steward::audit::{AccessEvent, Action, Actor, AuditLog, Client, Outcome, Reas
 use steward::clock::{SharedClock, SystemClock};
 use steward::db::{ConnectOptions, Database};
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
+#[path = "support/rss.rs"]
+mod rss;
+use rss::peak_rss_kib;
 
 /// A refusal, the event a flood of bad requests writes.
 fn event(i: u64) -> AccessEvent {

@@ -24,17 +24,9 @@ use steward::policy::{
 };
 use steward::storage::{FsStore, ObjectKey};
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
+#[path = "support/rss.rs"]
+mod rss;
+use rss::peak_rss_kib;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

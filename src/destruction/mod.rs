@@ -442,9 +442,7 @@ impl DestructionService {
         let record = self
             .load_checked(caller, id, Action::ReadDestruction, route, client)
             .await?;
-        let demand = rows::find(&self.inner.db, id.0)
-            .await?
-            .ok_or(DestructionError::NoDemand(id))?;
+        let demand = self.reload(id).await?;
         // Who holds data, from where, and the director's reason are for the agency and the
         // DUA's responsible person, not for every member of the recipient organization.
         let detail = match caller {
@@ -456,14 +454,7 @@ impl DestructionService {
             .is_ok(),
             Caller::System => true,
         };
-        let event = AccessEvent::new(
-            caller.actor(),
-            Logged::DestructionCertificateRead,
-            Target::Release { id: id.0, entry: 0 },
-            Outcome::Succeeded,
-        )
-        .with_client(client);
-        self.inner.audit.append(&event).await?;
+        self.log_read(caller, id, client).await?;
         let today = self.inner.clock.now().date().to_string();
         Ok(DemandView {
             release: id.0,
@@ -500,23 +491,14 @@ impl DestructionService {
     ) -> Result<SignedCertificate, DestructionError> {
         self.load_checked(caller, id, Action::ReadDestruction, route, client)
             .await?;
-        let demand = rows::find(&self.inner.db, id.0)
-            .await?
-            .ok_or(DestructionError::NoDemand(id))?;
+        let demand = self.reload(id).await?;
         let (Some(body), Some(signature)) = (demand.certificate_json, demand.certificate_signature)
         else {
             return Err(DestructionError::NotCertified(id));
         };
         let certificate: Certificate =
             serde_json::from_str(&body).map_err(|e| DestructionError::Corrupt(e.to_string()))?;
-        let event = AccessEvent::new(
-            caller.actor(),
-            Logged::DestructionCertificateRead,
-            Target::Release { id: id.0, entry: 0 },
-            Outcome::Succeeded,
-        )
-        .with_client(client);
-        self.inner.audit.append(&event).await?;
+        self.log_read(caller, id, client).await?;
         Ok(SignedCertificate {
             certificate,
             signature,
@@ -647,6 +629,25 @@ impl DestructionService {
         self.reload(id).await
     }
 
+    /// Logs that `caller` read the demand or its certificate.
+    async fn log_read(
+        &self,
+        caller: Caller<'_>,
+        id: ReleaseId,
+        client: &Client,
+    ) -> Result<(), DestructionError> {
+        let event = AccessEvent::new(
+            caller.actor(),
+            Logged::DestructionCertificateRead,
+            Target::Release { id: id.0, entry: 0 },
+            Outcome::Succeeded,
+        )
+        .with_client(client);
+        self.inner.audit.append(&event).await?;
+        Ok(())
+    }
+
+    /// The release's demand.
     async fn reload(&self, id: ReleaseId) -> Result<DemandRow, DestructionError> {
         rows::find(&self.inner.db, id.0)
             .await?
