@@ -269,6 +269,11 @@ pub struct PolicySettings {
     /// each defining that one category; it replaces the shipped one (or adds a new category).
     #[serde(default)]
     pub code_lists: std::collections::BTreeMap<String, PathBuf>,
+    /// The population of each 3-digit ZIP area (`[population]`, `"021" = 1406829`), replacing
+    /// the shipped table of seed 003; aggregate tables show a 3-digit ZIP only where more
+    /// than 20,000 people live.
+    #[serde(default)]
+    pub zip3_population: Option<PathBuf>,
     /// Agency linkage secret keying replacement ids, inline.
     #[serde(default, serialize_with = "serialize_redacted")]
     pub linkage_secret: Option<SecretString>,
@@ -677,6 +682,7 @@ impl Settings {
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
                 .collect(),
             code_lists: self.policy.code_lists.clone(),
+            zip3_population: self.policy.zip3_population.clone(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cube;
 #[cfg(test)]
 mod props;
+pub mod publish;
 pub mod review;
 pub mod service;
 pub mod suppress;

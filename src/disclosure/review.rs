@@ -210,7 +210,8 @@ fn parse(csv_text: &[u8]) -> Result<Parsed, ReviewError> {
                 text: t.chars().take(20).collect(),
             })?),
         };
-        let percent = percent_at.is_some_and(|p| !record[p].trim().is_empty());
+        // A blank or masked (`#`) percentage shows nothing.
+        let percent = percent_at.is_some_and(|p| !matches!(record[p].trim(), "" | "#"));
         rows.push(Row {
             line,
             coords,

@@ -51,6 +51,45 @@ pub struct Suppression {
 }
 
 impl Suppression {
+    /// Primary suppression alone, for a table published without margins: with no total
+    /// published, no equation ties a suppressed cell to anything shown, so the attacker's
+    /// exact interval of each is `[0, unbounded)`.
+    pub fn without_margins(table: &Table, threshold: u64) -> Result<Suppression, SuppressError> {
+        if threshold < 1 {
+            return Err(SuppressError::Threshold);
+        }
+        let mut status = vec![CellStatus::Published; table.len()];
+        let mut intervals = vec![None; table.len()];
+        for (cell, &value) in table.values().iter().enumerate() {
+            if !table.is_margin(cell) && value > 0 && value < threshold {
+                status[cell] = CellStatus::Primary;
+                intervals[cell] = Some(Interval {
+                    low: 0.0,
+                    high: f64::INFINITY,
+                    exact: true,
+                });
+            }
+        }
+        Ok(Suppression {
+            threshold,
+            status,
+            intervals,
+        })
+    }
+
+    /// Whether every suppressed cell has an interval that shows it safe: the check run on a
+    /// suppression before anything is published.
+    pub fn is_proved(&self) -> bool {
+        self.status
+            .iter()
+            .zip(&self.intervals)
+            .all(|(&s, i)| match (s, i) {
+                (CellStatus::Published, _) => true,
+                (s, Some(interval)) => safe(s, interval, self.threshold),
+                (_, None) => false,
+            })
+    }
+
     /// How many cells are suppressed, primary and complementary.
     pub fn counts(&self) -> (usize, usize) {
         let count = |s| self.status.iter().filter(|&&x| x == s).count();

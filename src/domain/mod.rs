@@ -1,5 +1,6 @@
 //! Pure domain types shared by every module: no I/O here.
 
+pub mod aggregate;
 pub mod committee;
 pub mod dua;
 pub mod ids;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::domain::aggregate::{AggregateError, AggregateRequest};
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::level::Level;
 use crate::policy::{Catalog, ElementId, FileType};
@@ -110,6 +111,13 @@ pub enum RequestError {
     /// At review, every element was removed: that is a denial, not an approval.
     #[error("the approved element list is empty; deny the request instead")]
     NothingApproved,
+    /// The aggregate part of the request is refused.
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+    /// At review, a dimension of an aggregate request was removed: the table would change
+    /// shape, so the request goes back for changes instead.
+    #[error("an aggregate request's dimensions cannot be narrowed; return it for changes instead")]
+    AggregateNarrowed,
 }
 
 /// Whether an institutional review board oversees the use (seed 001 section 3.2 E).
@@ -182,6 +190,9 @@ pub struct DataRequest {
     pub publication_plan: String,
     /// Which rows are wanted.
     pub filters: RowFilters,
+    /// For an aggregate release, the table asked for; `None` for row-level files. The
+    /// dimensions' elements are then the request's `elements`.
+    pub aggregate: Option<AggregateRequest>,
 }
 
 /// A request that passed [`DataRequest::validate`]; only that function makes one.
@@ -253,6 +264,9 @@ impl DataRequest {
             }
         }
 
+        if let Some(aggregate) = &self.aggregate {
+            return self.validate_aggregate(aggregate, catalog);
+        }
         if self.datasets.is_empty() {
             return Err(RequestError::NoDatasets);
         }
@@ -343,6 +357,31 @@ impl DataRequest {
     }
 }
 
+impl DataRequest {
+    /// The rest of [`DataRequest::validate`] for an aggregate request: the table's checks
+    /// stand for the element checks, and the elements must be the dimensions'.
+    fn validate_aggregate(
+        &self,
+        aggregate: &AggregateRequest,
+        catalog: &Catalog,
+    ) -> Result<ValidatedRequest, RequestError> {
+        let elements = aggregate.check(self.level, &self.datasets, catalog)?;
+        let listed: BTreeSet<ElementId> = self.elements.iter().map(|e| e.element.clone()).collect();
+        if listed != elements
+            || listed.len() != self.elements.len()
+            || !self.supplemental.is_empty()
+        {
+            return Err(AggregateError::ElementsListed.into());
+        }
+        Ok(ValidatedRequest {
+            request: self.clone(),
+            datasets: self.datasets.iter().copied().collect(),
+            elements,
+            supplemental: BTreeSet::new(),
+        })
+    }
+}
+
 impl ValidatedRequest {
     /// The request as filed.
     pub fn request(&self) -> &DataRequest {
@@ -392,6 +431,9 @@ pub fn narrow(
     requested: &ValidatedRequest,
     proposed: &BTreeSet<ElementId>,
 ) -> Result<ApprovedElements, RequestError> {
+    if requested.request.aggregate.is_some() && proposed != requested.elements() {
+        return Err(RequestError::AggregateNarrowed);
+    }
     requested.approve_all().narrow(proposed)
 }
 
@@ -540,6 +582,7 @@ transforms = { III = "keep" }
                 },
                 payers: vec!["P01".into(), "P02".into()],
             },
+            aggregate: None,
         }
     }
 

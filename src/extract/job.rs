@@ -22,19 +22,25 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use super::aggregate::{
+    aggregate_dictionary, build_aggregate, AggregateError as AggregateBuildError,
+};
 use super::manifest::{self, FileKind, Manifest, ManifestFile};
 use super::members::{close_links, first_pass, MemberPassReport, MemberSource};
 use super::seal::{self, SealDigests};
 use super::{
-    extract_dataset, DatasetRequest, ExtractError, JobControl, SealedFile, SourceLocation,
+    extract_dataset, DatasetRequest, ExtractError, JobControl, RowCounts, SealedFile,
+    SourceLocation,
 };
 use crate::audit::Client;
 use crate::config::PolicySecret;
 use crate::crypto::master::ReleaseIdentity;
 use crate::db::extracts::{self, ExtractFileRow, ExtractStoreError, WrappedKey};
 use crate::db::{optout, recipient_keys};
+use crate::domain::aggregate::AggregateRequest;
 use crate::domain::release::{ReleaseId, ReleaseStatus, Transition};
 use crate::jobs::{ExecutionError, Job, JobExecutor, Lease};
+use crate::policy::aggregate::plan_aggregate;
 use crate::policy::{
     plan, ElementId, ExtractPlan, FileType, LinkageKey, NamedIdentities, OptOutHasher, OptOutSet,
     ReleaseSpec, RowFilter, WithheldMembers,
@@ -347,6 +353,83 @@ impl ExtractExecutor {
         self.sweep_predecessors(job.release_id).await?;
         let identity = self.release_identity(job.release_id).await?;
         let recipients = self.recipients(record, &identity).await?;
+        let mut files = match &record.request.aggregate {
+            Some(aggregate) => {
+                self.aggregate_files(job, record, aggregate, &recipients, attempt_prefix, control)
+                    .await?
+            }
+            None => {
+                self.row_level_files(job, record, &recipients, attempt_prefix, control)
+                    .await?
+            }
+        };
+        files.push(
+            self.put_small(
+                attempt_prefix,
+                "approval_letter.pdf.age",
+                FileKind::ApprovalLetter,
+                &self.letter(record).await?,
+                &recipients,
+            )
+            .await?,
+        );
+
+        let manifest = Manifest {
+            format: manifest::FORMAT.into(),
+            release_id: record.row.id.to_string(),
+            level: record.row.level.to_string(),
+            dua_number: record
+                .dua
+                .as_ref()
+                .map(|d| d.number.clone())
+                .unwrap_or_default(),
+            created_at: crate::db::timestamp::encode(state.clock.now())
+                .map_err(|e| failed("time", e))?,
+            files: files.clone(),
+        };
+        let manifest_json = manifest
+            .sign(&state.signer)
+            .map_err(|e| failed("signing the manifest", e))?;
+        let manifest_key = object_key(attempt_prefix, "manifest.json")?;
+        state
+            .store
+            .put(&manifest_key, &mut manifest_json.as_slice())
+            .await
+            .map_err(|e| failed("storing the manifest", e))?;
+
+        let mut rows: Vec<ExtractFileRow> = files
+            .iter()
+            .map(|f| file_row(attempt_prefix, f))
+            .collect::<Result<_, _>>()?;
+        let manifest_digest = seal::SealDigests::of_plain(&manifest_json);
+        rows.push(ExtractFileRow {
+            id: uuid::Uuid::new_v4(),
+            name: "manifest.json".into(),
+            kind: "manifest".into(),
+            object_key: manifest_key.to_string(),
+            rows: None,
+            plaintext_bytes: manifest_digest.plaintext.bytes as i64,
+            plaintext_sha256: hex::encode(manifest_digest.plaintext.sha256),
+            ciphertext_bytes: manifest_digest.ciphertext.bytes as i64,
+            ciphertext_sha256: hex::encode(manifest_digest.ciphertext.sha256),
+        });
+        if control.is_cancelled() {
+            return Err(ExecutionError::Cancelled);
+        }
+        Ok(rows)
+    }
+
+    /// The files of a row-level release: a data file per dataset (after the protected-member
+    /// passes when direct identifiers are delivered) and the data dictionary.
+    async fn row_level_files(
+        &self,
+        job: &Job,
+        record: &ReleaseRecord,
+        recipients: &Recipients,
+        attempt_prefix: &str,
+        control: &Arc<JobControl>,
+    ) -> Result<Vec<ManifestFile>, ExecutionError> {
+        let state = &self.state;
         let optouts = self.optouts().await?;
         let linkage_secret = state
             .settings
@@ -400,7 +483,7 @@ impl ExtractExecutor {
                 job,
                 &planned,
                 &mut members,
-                &recipients,
+                recipients,
                 attempt_prefix,
                 control,
             )
@@ -422,7 +505,7 @@ impl ExtractExecutor {
                     job,
                     &planned,
                     &mut members,
-                    &recipients,
+                    recipients,
                     attempt_prefix,
                     control,
                 )
@@ -436,16 +519,6 @@ impl ExtractExecutor {
             }
         }
 
-        files.push(
-            self.put_small(
-                attempt_prefix,
-                "approval_letter.pdf.age",
-                FileKind::ApprovalLetter,
-                &self.letter(record).await?,
-                &recipients,
-            )
-            .await?,
-        );
         let dictionary = self.data_dictionary(record, &datasets)?;
         files.push(
             self.put_small(
@@ -453,54 +526,122 @@ impl ExtractExecutor {
                 "data_dictionary.csv.age",
                 FileKind::DataDictionary,
                 &dictionary,
-                &recipients,
+                recipients,
             )
             .await?,
         );
 
-        let manifest = Manifest {
-            format: manifest::FORMAT.into(),
-            release_id: record.row.id.to_string(),
-            level: record.row.level.to_string(),
-            dua_number: record
-                .dua
-                .as_ref()
-                .map(|d| d.number.clone())
-                .unwrap_or_default(),
-            created_at: crate::db::timestamp::encode(state.clock.now())
-                .map_err(|e| failed("time", e))?,
-            files: files.clone(),
-        };
-        let manifest_json = manifest
-            .sign(&state.signer)
-            .map_err(|e| failed("signing the manifest", e))?;
-        let manifest_key = object_key(attempt_prefix, "manifest.json")?;
-        state
-            .store
-            .put(&manifest_key, &mut manifest_json.as_slice())
-            .await
-            .map_err(|e| failed("storing the manifest", e))?;
+        Ok(files)
+    }
 
-        let mut rows: Vec<ExtractFileRow> = files
+    /// The files of an aggregate release: the suppressed table, its audit, the notice and the
+    /// data dictionary.
+    async fn aggregate_files(
+        &self,
+        job: &Job,
+        record: &ReleaseRecord,
+        aggregate: &AggregateRequest,
+        recipients: &Recipients,
+        attempt_prefix: &str,
+        control: &Arc<JobControl>,
+    ) -> Result<Vec<ManifestFile>, ExecutionError> {
+        let state = &self.state;
+        let policy = state.releases.policy();
+        let [file_type] = record.request.datasets[..] else {
+            return Err(permanent(
+                "planning",
+                "an aggregate release counts exactly one dataset",
+            ));
+        };
+        let schema = policy.schema(file_type).ok_or_else(|| {
+            ExecutionError::Permanent(format!("no dataset schema for {}", file_type.as_str()))
+        })?;
+        let plan = plan_aggregate(
+            aggregate,
+            record.row.level,
+            &record.approved,
+            row_filter(&record.request),
+            policy.catalog(),
+            schema,
+            policy.zip3_population().clone(),
+        )
+        .map_err(|e| permanent("planning the table", e))?;
+        let plan = Arc::new(plan);
+        let source = dataset_source(&state.settings, file_type)?;
+        let built = build_aggregate(plan.clone(), source, state.store.clone(), control.clone())
+            .await
+            .map_err(|e| match e {
+                AggregateBuildError::Extract(ExtractError::Cancelled) => ExecutionError::Cancelled,
+                e if e.is_permanent() => permanent("aggregate table", e),
+                e => failed("aggregate table", e),
+            })?;
+        let (cells, primary, complementary) = built.cells;
+        let _ = state
+            .jobs
+            .log(
+                job.id,
+                &format!(
+                    "aggregate {}: {} of {} source rows counted, {} outside the release's filters; \
+                     {cells} cells, {primary} suppressed under {}, {complementary} more so they cannot be worked out",
+                    file_type.as_str(),
+                    built.counts.counted,
+                    built.counts.source_rows,
+                    built.counts.outside_filters,
+                    plan.threshold(),
+                ),
+            )
+            .await;
+        let mut table = self
+            .put_small(
+                attempt_prefix,
+                "aggregate_table.csv.age",
+                FileKind::AggregateTable,
+                &built.table_csv,
+                recipients,
+            )
+            .await?;
+        table.rows = Some(cells as u64);
+        let mut columns: Vec<String> = plan
+            .dimensions()
             .iter()
-            .map(|f| file_row(attempt_prefix, f))
-            .collect::<Result<_, _>>()?;
-        let manifest_digest = seal::SealDigests::of_plain(&manifest_json);
-        rows.push(ExtractFileRow {
-            id: uuid::Uuid::new_v4(),
-            name: "manifest.json".into(),
-            kind: "manifest".into(),
-            object_key: manifest_key.to_string(),
-            rows: None,
-            plaintext_bytes: manifest_digest.plaintext.bytes as i64,
-            plaintext_sha256: hex::encode(manifest_digest.plaintext.sha256),
-            ciphertext_bytes: manifest_digest.ciphertext.bytes as i64,
-            ciphertext_sha256: hex::encode(manifest_digest.ciphertext.sha256),
-        });
-        if control.is_cancelled() {
-            return Err(ExecutionError::Cancelled);
+            .map(|d| d.dimension.header())
+            .collect();
+        columns.push("count".into());
+        if plan.margins() {
+            columns.push("percent".into());
         }
-        Ok(rows)
+        table.columns = Some(columns);
+        table.source = Some(manifest::SourceReport::new(
+            plan.rows(),
+            &RowCounts {
+                source_rows: built.counts.source_rows,
+                delivered: built.counts.counted,
+                outside_filters: built.counts.outside_filters,
+                ..RowCounts::default()
+            },
+        ));
+        let dictionary = aggregate_dictionary(&plan, file_type, self.state.releases.catalog())
+            .map_err(|e| failed("data dictionary", e))?;
+        let mut files = vec![table];
+        for (name, kind, bytes) in [
+            (
+                "suppression_audit.json.age",
+                FileKind::SuppressionAudit,
+                &built.audit_json,
+            ),
+            ("notice.txt.age", FileKind::Notice, &built.notice),
+            (
+                "data_dictionary.csv.age",
+                FileKind::DataDictionary,
+                &dictionary,
+            ),
+        ] {
+            files.push(
+                self.put_small(attempt_prefix, name, kind, bytes, recipients)
+                    .await?,
+            );
+        }
+        Ok(files)
     }
 
     /// Publishes the extract in one transaction, fenced on the lease: its files recorded, the
@@ -944,6 +1085,9 @@ fn file_row(prefix: &str, file: &ManifestFile) -> Result<ExtractFileRow, Executi
         FileKind::Data => "data",
         FileKind::ApprovalLetter => "approval_letter",
         FileKind::DataDictionary => "data_dictionary",
+        FileKind::AggregateTable => "aggregate_table",
+        FileKind::SuppressionAudit => "suppression_audit",
+        FileKind::Notice => "notice",
     };
     Ok(ExtractFileRow {
         id: uuid::Uuid::new_v4(),

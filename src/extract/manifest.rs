@@ -26,6 +26,13 @@ pub enum FileKind {
     ApprovalLetter,
     /// The data dictionary of the delivered columns (CSV, age-encrypted).
     DataDictionary,
+    /// An aggregate release's table, small cells suppressed (CSV, age-encrypted).
+    AggregateTable,
+    /// The proof of an aggregate table's suppression: every suppressed cell's interval
+    /// (JSON, age-encrypted).
+    SuppressionAudit,
+    /// The notice to print with an aggregate table (seed 003 section C; text, age-encrypted).
+    Notice,
 }
 
 /// Size and SHA-256 (hex) of a byte stream.

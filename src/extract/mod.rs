@@ -18,6 +18,7 @@
 //! Architecture invariant: plaintext exists only in memory, inside this module's threads; only
 //! [`seal`] produces bytes for the object store, and they are age ciphertext.
 
+pub mod aggregate;
 mod csv_out;
 pub mod job;
 pub mod manifest;

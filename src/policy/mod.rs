@@ -9,6 +9,7 @@
 //! Architecture invariant: nothing in this module does I/O other than reading its own
 //! configuration files, and nothing here logs values.
 
+pub mod aggregate;
 pub mod catalog;
 pub mod linkage;
 pub mod members;

@@ -958,7 +958,7 @@ impl BoundPlan {
 
     /// Whether the row is inside the release's filters. A row without a service year cannot be
     /// shown to be inside the years asked for, so it is not delivered (minimum necessary).
-    fn within_filters(&self, record: &csv::ByteRecord, line: u64) -> Result<bool, RowError> {
+    pub fn within_filters(&self, record: &csv::ByteRecord, line: u64) -> Result<bool, RowError> {
         if let Some((index, name, years)) = &self.years {
             let value = record[*index].trim_ascii();
             if value.is_empty() {

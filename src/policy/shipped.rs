@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::policy::aggregate::{PopulationError, Zip3Population};
 use crate::policy::catalog::{Catalog, CatalogError, FileType};
 use crate::policy::protected::{ProtectedCategories, ProtectedError};
 use crate::policy::schema::{DatasetSchema, SchemaError};
@@ -51,6 +52,12 @@ pub const PROTECTED: (&str, &str) = (
     include_str!("../../config/policy/protected.toml"),
 );
 
+/// The population of each 3-digit ZIP area, as `(label, TOML)`.
+pub const ZIP3_POPULATION: (&str, &str) = (
+    "config/policy/zip3_population.toml",
+    include_str!("../../config/policy/zip3_population.toml"),
+);
+
 /// Why the policy could not be loaded. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -71,6 +78,9 @@ pub enum PolicyError {
     /// A dataset schema is invalid.
     #[error("dataset schema: {0}")]
     Schema(Box<SchemaError>),
+    /// The 3-digit ZIP population table is invalid.
+    #[error("3-digit ZIP populations: {0}")]
+    Population(#[from] PopulationError),
     /// An override schema describes another file type than the key it is configured under.
     #[error("{file}: configured as the schema of `{expected}` but describes `{found}`")]
     SchemaFileType {
@@ -108,6 +118,8 @@ pub struct PolicyOverrides {
     pub dataset_schemas: BTreeMap<FileType, PathBuf>,
     /// Code-list files by category id, each holding that one category.
     pub code_lists: BTreeMap<String, PathBuf>,
+    /// The 3-digit ZIP population table, replacing the shipped one.
+    pub zip3_population: Option<PathBuf>,
 }
 
 /// The loaded policy: the catalog (with its code lists) and the schema of every file type.
@@ -115,6 +127,7 @@ pub struct PolicyOverrides {
 pub struct Policy {
     catalog: Arc<Catalog>,
     schemas: BTreeMap<FileType, DatasetSchema>,
+    zip3: Arc<Zip3Population>,
 }
 
 fn read(path: &PathBuf) -> Result<(String, String), PolicyError> {
@@ -162,9 +175,17 @@ impl Policy {
             }
             schemas.insert(*file_type, schema);
         }
+        let zip3 = match &overrides.zip3_population {
+            None => Zip3Population::parse(ZIP3_POPULATION.0, ZIP3_POPULATION.1)?,
+            Some(path) => {
+                let (label, text) = read(path)?;
+                Zip3Population::parse(&label, &text)?
+            }
+        };
         Ok(Policy {
             catalog: Arc::new(catalog),
             schemas,
+            zip3: Arc::new(zip3),
         })
     }
 
@@ -176,6 +197,11 @@ impl Policy {
     /// The schema of one file type (every file type has one).
     pub fn schema(&self, file_type: FileType) -> Option<&DatasetSchema> {
         self.schemas.get(&file_type)
+    }
+
+    /// The population of each 3-digit ZIP area, for aggregate tables.
+    pub fn zip3_population(&self) -> &Arc<Zip3Population> {
+        &self.zip3
     }
 
     /// Every schema, by file type.

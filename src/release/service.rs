@@ -767,6 +767,9 @@ impl ReleaseService {
         }
         let validated = record.request.validate(&self.catalog)?;
         let current = validated.approve_all().narrow(&record.approved)?;
+        if record.request.aggregate.is_some() && elements != validated.elements() {
+            return Err(RequestError::AggregateNarrowed.into());
+        }
         let narrowed = current.narrow(elements)?;
         let mut change = self.change(
             caller,

@@ -19,6 +19,9 @@ use uuid::Uuid;
 use super::{parse_json, rfc3339, Authed};
 use crate::audit::Reason;
 use crate::auth::{Action, Resource};
+use crate::domain::aggregate::{
+    AggregateError, AggregateRequest, Dimension, Grouping, Measure, DEFAULT_THRESHOLD,
+};
 use crate::domain::committee::{Decision, MemberName, MemberVote, Outcome, Vote};
 use crate::domain::dua::{Amendment, Cidr, DownloadLimit, DuaNumber, DuaTerms, Networks};
 use crate::domain::ids::{OrgId, UserId};
@@ -66,12 +69,47 @@ pub struct FiltersBody {
     payers: Vec<String>,
 }
 
-/// `POST /api/v1/requests` body (also the request as shown back).
+/// One dimension of an aggregate table.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionBody {
+    element: String,
+    #[serde(default = "value_grouping")]
+    grouping: Grouping,
+}
+
+fn value_grouping() -> Grouping {
+    Grouping::Value
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_threshold() -> u32 {
+    DEFAULT_THRESHOLD
+}
+
+/// The table of an aggregate request.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateBody {
+    dimensions: Vec<DimensionBody>,
+    measure: Measure,
+    #[serde(default = "default_true")]
+    margins: bool,
+    #[serde(default = "default_threshold")]
+    threshold: u32,
+}
+
+/// `POST /api/v1/requests` body (also the request as shown back). An aggregate request names
+/// `aggregate` and no `elements`: its dimensions' elements stand for them.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBody {
     level: Level,
     datasets: Vec<String>,
+    #[serde(default)]
     elements: Vec<ElementBody>,
     #[serde(default)]
     supplemental: Vec<String>,
@@ -82,6 +120,8 @@ pub struct RequestBody {
     security_measures: String,
     publication_plan: String,
     filters: FiltersBody,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aggregate: Option<AggregateBody>,
 }
 
 /// Body of the transition routes: an optional reason, kept in the release's history.
@@ -275,9 +315,11 @@ fn request_dto(request: &DataRequest) -> RequestBody {
             .iter()
             .map(|d| d.as_str().to_owned())
             .collect(),
+        // An aggregate request is shown as it is filed: its dimensions, no element list.
         elements: request
             .elements
             .iter()
+            .filter(|_| request.aggregate.is_none())
             .map(|e| ElementBody {
                 element: e.element.to_string(),
                 reason: e.reason.clone(),
@@ -306,6 +348,19 @@ fn request_dto(request: &DataRequest) -> RequestBody {
             },
             payers: request.filters.payers.clone(),
         },
+        aggregate: request.aggregate.as_ref().map(|a| AggregateBody {
+            dimensions: a
+                .dimensions
+                .iter()
+                .map(|d| DimensionBody {
+                    element: d.element.as_str().to_owned(),
+                    grouping: d.grouping,
+                })
+                .collect(),
+            measure: a.measure,
+            margins: a.margins,
+            threshold: a.threshold,
+        }),
     }
 }
 
@@ -393,6 +448,48 @@ fn to_request(
     body: RequestBody,
     principal: &crate::auth::Principal,
 ) -> Result<DataRequest, ApiError> {
+    let aggregate = match body.aggregate {
+        None => None,
+        Some(a) => Some(AggregateRequest {
+            dimensions: a
+                .dimensions
+                .iter()
+                .map(|d| {
+                    Ok(Dimension {
+                        element: parse_element(&d.element)?,
+                        grouping: d.grouping,
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?,
+            measure: a.measure,
+            margins: a.margins,
+            threshold: a.threshold,
+        }),
+    };
+    let mut elements = body
+        .elements
+        .iter()
+        .map(|e| {
+            Ok(RequestedElement {
+                element: parse_element(&e.element)?,
+                reason: e.reason.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    if let Some(aggregate) = &aggregate {
+        if !elements.is_empty() {
+            return Err(bad(AggregateError::ElementsListed.to_string()));
+        }
+        // The dimensions' elements stand for the element list in review and approval.
+        elements = aggregate
+            .dimensions
+            .iter()
+            .map(|d| RequestedElement {
+                element: d.element.clone(),
+                reason: None,
+            })
+            .collect();
+    }
     Ok(DataRequest {
         organization: principal.org_id,
         contact: principal.user_id,
@@ -402,16 +499,7 @@ fn to_request(
             .iter()
             .map(|d| d.parse::<FileType>().map_err(|e| bad(e.to_string())))
             .collect::<Result<_, _>>()?,
-        elements: body
-            .elements
-            .iter()
-            .map(|e| {
-                Ok(RequestedElement {
-                    element: parse_element(&e.element)?,
-                    reason: e.reason.clone(),
-                })
-            })
-            .collect::<Result<_, ApiError>>()?,
+        elements,
         supplemental: body
             .supplemental
             .iter()
@@ -435,6 +523,7 @@ fn to_request(
             },
             payers: body.filters.payers,
         },
+        aggregate,
     })
 }
 

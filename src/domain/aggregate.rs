@@ -1,0 +1,292 @@
+//! An aggregate request: a count table of one dataset, by one to four dimensions from the
+//! catalog, instead of row-level files (seed 003, the aggregate data release standards). The
+//! request names each dimension by the catalog element it is read from and how its values are
+//! grouped; [`AggregateRequest::check`] decides whether the release's level allows it.
+
+use std::collections::BTreeSet;
+
+use crate::domain::level::Level;
+use crate::policy::catalog::{Catalog, Element, ElementClass, ElementId, FileType, Transform};
+
+/// Most dimensions an aggregate table may have (the disclosure tables' limit).
+pub const MAX_DIMENSIONS: usize = crate::disclosure::table::MAX_DIMENSIONS;
+
+/// The threshold of seed 003: no non-zero cell under 11 may be shown.
+pub const DEFAULT_THRESHOLD: u32 = 11;
+
+/// The largest threshold a release may set: beyond it nearly every cell of a health table
+/// would be suppressed, which is a typo rather than a policy.
+pub const MAX_THRESHOLD: u32 = 1_000;
+
+/// How a dimension's source values are grouped into categories.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Grouping {
+    /// The value as the release's level delivers it at row level (a year, a quarter, a
+    /// gender, a county, an age top-coded at 90).
+    Value,
+    /// Five-year age bands, `00-04` to `85-89`, then `90 or over`.
+    AgeBand,
+    /// The 3-digit ZIP, merged into `000` where the population is 20,000 or less (seed 003).
+    Zip3,
+    /// A diagnosis or procedure code's first three characters (its category).
+    CodeGroup,
+}
+
+impl Grouping {
+    /// The stable name, as requests and the data dictionary write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grouping::Value => "value",
+            Grouping::AgeBand => "age_band",
+            Grouping::Zip3 => "zip3",
+            Grouping::CodeGroup => "code_group",
+        }
+    }
+}
+
+/// What a cell counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Source rows, whatever they are.
+    Records,
+    /// Claim lines of a claims dataset.
+    Claims,
+    /// Discharges of the inpatient dataset.
+    Discharges,
+    /// Distinct members (by the dataset's member id or SSN). Distinct counts do not add up
+    /// (one member can be in several cells), so such a table has no margins.
+    DistinctMembers,
+}
+
+impl Measure {
+    /// The stable name: the count column's header and the notice's wording.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Records => "records",
+            Measure::Claims => "claims",
+            Measure::Discharges => "discharges",
+            Measure::DistinctMembers => "distinct_members",
+        }
+    }
+
+    /// What the count is, in words, for the notice ("discharge counts").
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Measure::Records => "record counts",
+            Measure::Claims => "claim counts",
+            Measure::Discharges => "discharge counts",
+            Measure::DistinctMembers => "member counts",
+        }
+    }
+}
+
+/// One dimension of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dimension {
+    /// The catalog element its values are read from.
+    pub element: ElementId,
+    /// How the values are grouped.
+    pub grouping: Grouping,
+}
+
+impl Dimension {
+    /// The table's column header: the element without its dataset prefix, and the grouping
+    /// when it is not the plain value.
+    pub fn header(&self) -> String {
+        match self.grouping {
+            Grouping::Value => self.element.local().to_owned(),
+            g => format!("{}_{}", self.element.local(), g.as_str()),
+        }
+    }
+}
+
+/// The aggregate part of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateRequest {
+    /// One to four dimensions, in the table's order.
+    pub dimensions: Vec<Dimension>,
+    /// What a cell counts.
+    pub measure: Measure,
+    /// Whether totals per dimension and the grand total are published.
+    pub margins: bool,
+    /// Cells from 1 to `threshold - 1` are suppressed (default [`DEFAULT_THRESHOLD`]).
+    pub threshold: u32,
+}
+
+/// Why an aggregate request was refused; each names the offending item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    /// Not exactly one dataset.
+    #[error("an aggregate request counts exactly one dataset, not {0}")]
+    Datasets(usize),
+    /// No dimension, or more than four.
+    #[error("an aggregate table has 1 to {MAX_DIMENSIONS} dimensions, not {0}")]
+    DimensionCount(usize),
+    /// A dimension's element is not in the catalog.
+    #[error("dimension `{0}` is not an element of the catalog")]
+    UnknownDimension(ElementId),
+    /// The same element is used twice.
+    #[error("dimension `{0}` is listed more than once")]
+    DuplicateDimension(ElementId),
+    /// A dimension's element belongs to another dataset.
+    #[error("dimension `{element}` belongs to dataset `{dataset}`, not the one counted")]
+    OtherDataset {
+        /// The element.
+        element: ElementId,
+        /// Its dataset.
+        dataset: FileType,
+    },
+    /// The element cannot be a dimension at the release's level, or not with that grouping.
+    #[error("dimension `{element}` ({grouping}) is not allowed at Level {level}: {why}")]
+    NotAllowed {
+        /// The element.
+        element: ElementId,
+        /// The grouping asked for.
+        grouping: &'static str,
+        /// The release's level.
+        level: Level,
+        /// Why.
+        why: &'static str,
+    },
+    /// The measure does not fit the dataset.
+    #[error("measure `{measure}` does not fit dataset `{dataset}`: {why}")]
+    Measure {
+        /// The measure.
+        measure: &'static str,
+        /// The dataset.
+        dataset: FileType,
+        /// Why.
+        why: &'static str,
+    },
+    /// The threshold is out of range.
+    #[error("the suppression threshold must be from 1 to {MAX_THRESHOLD}, not {0}")]
+    Threshold(u32),
+    /// The request also lists row-level elements.
+    #[error("an aggregate request names dimensions, not elements")]
+    ElementsListed,
+}
+
+/// Whether `element`, grouped by `grouping`, may be a dimension of a table at `level`.
+fn allowed(element: &Element, grouping: Grouping, level: Level) -> Result<(), &'static str> {
+    let transform = element.transform_at(level);
+    match element.class {
+        ElementClass::DirectIdentifier | ElementClass::ReplacementId | ElementClass::Provider => {
+            return Err("it identifies a person or a practitioner")
+        }
+        ElementClass::Charge | ElementClass::Financial => {
+            return Err("amounts are measures, not categories")
+        }
+        _ => {}
+    }
+    match grouping {
+        // Seed 003 allows a 3-digit ZIP in de-identified tables where the population is over
+        // 20,000; smaller ones are merged into `000` by the extract.
+        Grouping::Zip3 => {
+            let is_zip = [Level::I, Level::II, Level::III]
+                .into_iter()
+                .any(|l| element.transform_at(l) == Some(Transform::Zip5));
+            is_zip.then_some(()).ok_or("it is not a ZIP code")
+        }
+        Grouping::AgeBand => match transform {
+            Some(Transform::TopCodeAge90) => Ok(()),
+            Some(_) => Err("it is not an age"),
+            None => Err("the element is above the release's level"),
+        },
+        Grouping::CodeGroup => match (element.code_kind, transform) {
+            (None, _) => Err("it is not a diagnosis or procedure code"),
+            (Some(_), Some(_)) => Ok(()),
+            (Some(_), None) => Err("the element is above the release's level"),
+        },
+        Grouping::Value => match transform {
+            None => Err("the element is above the release's level"),
+            Some(Transform::BirthDateUnless90 | Transform::ReplacementId) => {
+                Err("its values identify a person")
+            }
+            Some(_) => Ok(()),
+        },
+    }
+}
+
+impl AggregateRequest {
+    /// Checks the request for a table of `dataset` at `level` against the catalog. Returns the
+    /// dimensions' elements, which stand for the request's element list in review and
+    /// approval.
+    pub fn check(
+        &self,
+        level: Level,
+        datasets: &[FileType],
+        catalog: &Catalog,
+    ) -> Result<BTreeSet<ElementId>, AggregateError> {
+        let [dataset] = datasets else {
+            return Err(AggregateError::Datasets(datasets.len()));
+        };
+        if self.dimensions.is_empty() || self.dimensions.len() > MAX_DIMENSIONS {
+            return Err(AggregateError::DimensionCount(self.dimensions.len()));
+        }
+        if !(1..=MAX_THRESHOLD).contains(&self.threshold) {
+            return Err(AggregateError::Threshold(self.threshold));
+        }
+        let mut elements = BTreeSet::new();
+        for dimension in &self.dimensions {
+            let id = &dimension.element;
+            let element = catalog
+                .get(id)
+                .ok_or_else(|| AggregateError::UnknownDimension(id.clone()))?;
+            if !elements.insert(id.clone()) {
+                return Err(AggregateError::DuplicateDimension(id.clone()));
+            }
+            if element.file_type() != *dataset {
+                return Err(AggregateError::OtherDataset {
+                    element: id.clone(),
+                    dataset: element.file_type(),
+                });
+            }
+            allowed(element, dimension.grouping, level).map_err(|why| {
+                AggregateError::NotAllowed {
+                    element: id.clone(),
+                    grouping: dimension.grouping.as_str(),
+                    level,
+                    why,
+                }
+            })?;
+        }
+        self.check_measure(*dataset, catalog)?;
+        Ok(elements)
+    }
+
+    fn check_measure(&self, dataset: FileType, catalog: &Catalog) -> Result<(), AggregateError> {
+        let refuse = |why| {
+            Err(AggregateError::Measure {
+                measure: self.measure.as_str(),
+                dataset,
+                why,
+            })
+        };
+        match self.measure {
+            Measure::Records => Ok(()),
+            Measure::Claims if dataset.as_str().ends_with("_claim") => Ok(()),
+            Measure::Claims => refuse("it is not a claims dataset"),
+            Measure::Discharges if dataset == FileType::HospInpatient => Ok(()),
+            Measure::Discharges => refuse("only the inpatient dataset records discharges"),
+            Measure::DistinctMembers => {
+                if self.margins {
+                    return refuse(
+                        "distinct counts do not add up to totals, so the table must be asked for without margins",
+                    );
+                }
+                let identified = catalog
+                    .elements_of(dataset)
+                    .any(|e| e.subject_key.is_some());
+                if identified {
+                    Ok(())
+                } else {
+                    refuse("the dataset has no member id or SSN to count members by")
+                }
+            }
+        }
+    }
+}
