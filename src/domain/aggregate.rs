@@ -94,12 +94,16 @@ pub struct Dimension {
 }
 
 impl Dimension {
-    /// The table's column header: the element without its dataset prefix, and the grouping
-    /// when it is not the plain value.
+    /// The table's column header: the element without its dataset prefix, with a suffix
+    /// naming the grouping when it is not the plain value (`age_band`, `zip_code_3digit`,
+    /// `principal_diagnosis_group`).
     pub fn header(&self) -> String {
+        let local = self.element.local();
         match self.grouping {
-            Grouping::Value => self.element.local().to_owned(),
-            g => format!("{}_{}", self.element.local(), g.as_str()),
+            Grouping::Value => local.to_owned(),
+            Grouping::AgeBand => format!("{local}_band"),
+            Grouping::Zip3 => format!("{local}_3digit"),
+            Grouping::CodeGroup => format!("{local}_group"),
         }
     }
 }
@@ -288,5 +292,157 @@ impl AggregateRequest {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn dimension(element: &str, grouping: Grouping) -> Dimension {
+        Dimension {
+            element: ElementId::parse(element).expect("id"),
+            grouping,
+        }
+    }
+
+    fn request(dimensions: Vec<Dimension>) -> AggregateRequest {
+        AggregateRequest {
+            dimensions,
+            measure: Measure::Discharges,
+            margins: true,
+            threshold: DEFAULT_THRESHOLD,
+        }
+    }
+
+    fn check(
+        request: &AggregateRequest,
+        level: Level,
+    ) -> Result<BTreeSet<ElementId>, AggregateError> {
+        let policy = Policy::shipped().expect("policy");
+        request.check(level, &[FileType::HospInpatient], policy.catalog())
+    }
+
+    fn not_allowed(result: Result<BTreeSet<ElementId>, AggregateError>) -> &'static str {
+        match result {
+            Err(AggregateError::NotAllowed { why, .. }) => why,
+            other => panic!("expected NotAllowed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn level_i_dimensions_are_accepted_and_stand_for_the_elements() {
+        let r = request(vec![
+            dimension("hosp_inpatient.discharge_year", Grouping::Value),
+            dimension("hosp_inpatient.age", Grouping::AgeBand),
+            dimension("hosp_inpatient.zip_code", Grouping::Zip3),
+            dimension("hosp_inpatient.principal_diagnosis", Grouping::CodeGroup),
+        ]);
+        let elements = check(&r, Level::I).expect("accepted");
+        assert_eq!(elements.len(), 4);
+        assert!(elements.contains(&ElementId::parse("hosp_inpatient.zip_code").expect("id")));
+    }
+
+    #[test]
+    fn a_dimension_outside_the_catalog_or_the_level_is_refused_by_name() {
+        let unknown = request(vec![dimension("hosp_inpatient.shoe_size", Grouping::Value)]);
+        assert_eq!(
+            check(&unknown, Level::I),
+            Err(AggregateError::UnknownDimension(
+                ElementId::parse("hosp_inpatient.shoe_size").expect("id")
+            ))
+        );
+        // A 5-digit ZIP is Level II; at Level I only its 3-digit area may be a dimension.
+        let zip5 = request(vec![dimension("hosp_inpatient.zip_code", Grouping::Value)]);
+        assert_eq!(
+            not_allowed(check(&zip5, Level::I)),
+            "the element is above the release's level"
+        );
+        assert!(check(&zip5, Level::II).is_ok());
+        let name = request(vec![dimension(
+            "hosp_inpatient.patient_last_name",
+            Grouping::Value,
+        )]);
+        assert_eq!(
+            not_allowed(check(&name, Level::III)),
+            "it identifies a person or a practitioner"
+        );
+        let gender_band = request(vec![dimension("hosp_inpatient.gender", Grouping::AgeBand)]);
+        assert_eq!(
+            not_allowed(check(&gender_band, Level::I)),
+            "it is not an age"
+        );
+        let gender_zip = request(vec![dimension("hosp_inpatient.gender", Grouping::Zip3)]);
+        assert_eq!(
+            not_allowed(check(&gender_zip, Level::I)),
+            "it is not a ZIP code"
+        );
+        let other = request(vec![dimension("med_claim.member_gender", Grouping::Value)]);
+        assert!(matches!(
+            check(&other, Level::I),
+            Err(AggregateError::OtherDataset { .. })
+        ));
+    }
+
+    #[test]
+    fn shape_threshold_and_measure_are_checked() {
+        let five: Vec<Dimension> = [
+            "hosp_inpatient.gender",
+            "hosp_inpatient.county",
+            "hosp_inpatient.discharge_year",
+            "hosp_inpatient.discharge_quarter",
+            "hosp_inpatient.race",
+        ]
+        .iter()
+        .map(|e| dimension(e, Grouping::Value))
+        .collect();
+        assert_eq!(
+            check(&request(five), Level::I),
+            Err(AggregateError::DimensionCount(5))
+        );
+        assert_eq!(
+            check(&request(vec![]), Level::I),
+            Err(AggregateError::DimensionCount(0))
+        );
+        let twice = request(vec![
+            dimension("hosp_inpatient.gender", Grouping::Value),
+            dimension("hosp_inpatient.gender", Grouping::Value),
+        ]);
+        assert!(matches!(
+            check(&twice, Level::I),
+            Err(AggregateError::DuplicateDimension(_))
+        ));
+        let mut zero = request(vec![dimension("hosp_inpatient.gender", Grouping::Value)]);
+        zero.threshold = 0;
+        assert_eq!(check(&zero, Level::I), Err(AggregateError::Threshold(0)));
+
+        let policy = Policy::shipped().expect("policy");
+        let catalog = policy.catalog();
+        let claims = request(vec![dimension("med_claim.member_gender", Grouping::Value)]);
+        assert!(matches!(
+            claims.check(Level::I, &[FileType::MedClaim], catalog),
+            Err(AggregateError::Measure {
+                measure: "discharges",
+                ..
+            })
+        ));
+        let mut members = claims.clone();
+        members.measure = Measure::DistinctMembers;
+        assert!(matches!(
+            members.check(Level::I, &[FileType::MedClaim], catalog),
+            Err(AggregateError::Measure {
+                measure: "distinct_members",
+                ..
+            })
+        ));
+        members.margins = false;
+        assert!(members
+            .check(Level::I, &[FileType::MedClaim], catalog)
+            .is_ok());
+        assert_eq!(
+            members.check(Level::I, &[FileType::MedClaim, FileType::MedElig], catalog),
+            Err(AggregateError::Datasets(2))
+        );
     }
 }

@@ -121,6 +121,35 @@ pub fn plan_dataset(
     plan(&spec, schema, catalog).map_err(|e| permanent("planning", e))
 }
 
+/// The plan of an aggregate release's table (pure: the catalog, schema and approved
+/// elements), with the one dataset it counts.
+pub fn plan_release_aggregate(
+    policy: &crate::policy::Policy,
+    record: &ReleaseRecord,
+    aggregate: &AggregateRequest,
+) -> Result<(FileType, crate::policy::aggregate::AggregatePlan), ExecutionError> {
+    let [file_type] = record.request.datasets[..] else {
+        return Err(permanent(
+            "planning",
+            "an aggregate release counts exactly one dataset",
+        ));
+    };
+    let schema = policy.schema(file_type).ok_or_else(|| {
+        ExecutionError::Permanent(format!("no dataset schema for {}", file_type.as_str()))
+    })?;
+    let plan = plan_aggregate(
+        aggregate,
+        record.row.level,
+        &record.approved,
+        row_filter(&record.request),
+        policy.catalog(),
+        schema,
+        policy.zip3_population().clone(),
+    )
+    .map_err(|e| permanent("planning the table", e))?;
+    Ok((file_type, plan))
+}
+
 /// The configured source of one dataset.
 pub fn dataset_source(
     settings: &crate::config::Settings,
@@ -546,26 +575,7 @@ impl ExtractExecutor {
         control: &Arc<JobControl>,
     ) -> Result<Vec<ManifestFile>, ExecutionError> {
         let state = &self.state;
-        let policy = state.releases.policy();
-        let [file_type] = record.request.datasets[..] else {
-            return Err(permanent(
-                "planning",
-                "an aggregate release counts exactly one dataset",
-            ));
-        };
-        let schema = policy.schema(file_type).ok_or_else(|| {
-            ExecutionError::Permanent(format!("no dataset schema for {}", file_type.as_str()))
-        })?;
-        let plan = plan_aggregate(
-            aggregate,
-            record.row.level,
-            &record.approved,
-            row_filter(&record.request),
-            policy.catalog(),
-            schema,
-            policy.zip3_population().clone(),
-        )
-        .map_err(|e| permanent("planning the table", e))?;
+        let (file_type, plan) = plan_release_aggregate(state.releases.policy(), record, aggregate)?;
         let plan = Arc::new(plan);
         let source = dataset_source(&state.settings, file_type)?;
         let built = build_aggregate(plan.clone(), source, state.store.clone(), control.clone())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::job::{dataset_source, plan_dataset};
+use super::job::{dataset_source, plan_dataset, plan_release_aggregate};
 use super::pipeline::SourceRows;
 use super::{ExtractError, JobControl};
 use crate::config::Settings;
@@ -63,8 +63,13 @@ impl RowProbe for SourceRowProbe {
         let source = dataset_source(&self.settings, file_type).map_err(|e| e.to_string())?;
         // Replacement ids are computed and thrown away; any key does.
         let linkage = LinkageKey::derive(&[0u8; 32], "probe").map_err(|e| e.to_string())?;
-        let plan =
-            plan_dataset(&self.policy, record, file_type, &linkage).map_err(|e| e.to_string())?;
+        // An aggregate release reads rows through its table's filters (a plan of no column).
+        let plan = match &record.request.aggregate {
+            Some(aggregate) => plan_release_aggregate(&self.policy, record, aggregate)
+                .map(|(_, table)| table.rows().clone()),
+            None => plan_dataset(&self.policy, record, file_type, &linkage),
+        }
+        .map_err(|e| e.to_string())?;
         let members = WithheldMembers::from(crate::policy::OptOutSet::new(
             crate::policy::OptOutHasher::new(&[0u8; 32]).map_err(|e| e.to_string())?,
             [],

@@ -5,6 +5,7 @@ mod helpers;
 mod s3_server;
 mod slow_clients;
 
+mod aggregate_release;
 mod audit_atomic;
 mod audit_log;
 mod audit_review;
