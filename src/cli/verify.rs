@@ -2,6 +2,9 @@
 //! nothing but the file and the server's public signing key (hex, as
 //! `GET /api/v1/server/signing-key` gives it, or a file holding it). It reads none of the
 //! server's settings, so a recipient or an auditor runs it anywhere.
+//!
+//! `steward verify audit FILE`: checks an aggregate release's `suppression_audit.json` from
+//! its published counts alone, solving the attacker's linear programs again.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +12,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::destruction::certificate::{self, CertificateError};
+use crate::disclosure::publish::check_audit;
 
 /// `steward verify ...`
 #[derive(Debug, Subcommand)]
@@ -25,12 +29,23 @@ pub enum VerifyCommand {
         #[arg(long, value_name = "PUB")]
         key: String,
     },
+    /// Check an aggregate table's suppression from its audit file: no suppressed count can be
+    /// worked out, and none of 1 to threshold-1 pinned below the threshold.
+    #[command(after_help = concat!(
+        "Example:\n  steward verify audit extract/suppression_audit.json\n\n",
+        "Exit codes:\n  0  every suppressed cell is safe\n  1  a cell is not (each is named), or the file is not an audit file\n  2  the file cannot be read"
+    ))]
+    Audit {
+        /// The decrypted audit file (JSON).
+        file: PathBuf,
+    },
 }
 
 /// Runs a verify command; the exit code says the outcome.
 pub fn run(command: VerifyCommand) -> ExitCode {
     match command {
         VerifyCommand::Certificate { file, key } => verify_certificate(&file, &key),
+        VerifyCommand::Audit { file } => verify_audit(&file),
     }
 }
 
@@ -83,6 +98,44 @@ fn verify_certificate(file: &PathBuf, key: &str) -> ExitCode {
             | CertificateError::OtherSigner { .. }),
         ) => {
             eprintln!("certificate NOT verified: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn verify_audit(file: &PathBuf) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match check_audit(&bytes) {
+        Ok(check) if check.unsafe_cells.is_empty() => {
+            println!(
+                "suppression verified: {} cells, {} primary and {} complementary suppressions, none recoverable",
+                check.cells, check.primary, check.complementary
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(check) => {
+            for (cell, interval) in &check.unsafe_cells {
+                eprintln!(
+                    "cell {} is not safe: an attacker bounds it to [{}, {}]",
+                    cell.join(" / "),
+                    interval.low,
+                    interval.high
+                );
+            }
+            eprintln!(
+                "suppression NOT verified: {} unsafe cell(s)",
+                check.unsafe_cells.len()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("suppression NOT verified: {e}");
             ExitCode::from(1)
         }
     }

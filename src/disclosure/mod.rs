@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cube;
+pub mod exact;
 #[cfg(test)]
 mod props;
 pub mod publish;

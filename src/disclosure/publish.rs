@@ -3,7 +3,9 @@
 //! suppressed value as `#`), the audit file with every suppressed cell's interval so anyone can
 //! check the proof, and the notice of seed 003 section C.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use std::collections::HashMap;
 
 use super::audit::Interval;
 use super::suppress::{CellStatus, Suppression};
@@ -170,6 +172,185 @@ struct SuppressedCell<'a> {
     interval: Interval,
 }
 
+/// Why an audit file could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditFileError {
+    /// Not an audit file of this format.
+    #[error("not a suppression audit file: {0}")]
+    Malformed(String),
+    /// The attacker's programs failed.
+    #[error(transparent)]
+    Audit(#[from] super::audit::AuditError),
+}
+
+/// The outcome of checking an audit file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditCheck {
+    /// Cells published (margins included when published).
+    pub cells: usize,
+    /// Suppressed cells the file names as primary.
+    pub primary: usize,
+    /// Other suppressed cells.
+    pub complementary: usize,
+    /// Each cell found unsafe: its categories and the interval an attacker finds.
+    pub unsafe_cells: Vec<(Vec<String>, Interval)>,
+}
+
+#[derive(Deserialize)]
+struct ReadAudit {
+    format: String,
+    threshold: u64,
+    margins: bool,
+    dimensions: Vec<ReadDimension>,
+    published: Vec<ReadCell>,
+    suppressed: Vec<ReadSuppressed>,
+}
+
+#[derive(Deserialize)]
+struct ReadDimension {
+    categories: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ReadCell {
+    categories: Vec<String>,
+    count: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ReadSuppressed {
+    categories: Vec<String>,
+    status: String,
+}
+
+/// Checks an audit file as a reader can, from the published counts alone: the attacker's
+/// programs are solved again for every suppressed cell; a cell the file calls primary must be
+/// protected at the threshold, and no suppressed cell may be known exactly. The intervals the
+/// file states are not trusted.
+pub fn check_audit(json: &[u8]) -> Result<AuditCheck, AuditFileError> {
+    let malformed = |why: String| AuditFileError::Malformed(why);
+    let file: ReadAudit = serde_json::from_slice(json).map_err(|e| malformed(e.to_string()))?;
+    if file.format != AUDIT_FORMAT {
+        return Err(malformed(format!("format `{}`", file.format)));
+    }
+    let sizes: Vec<usize> = file.dimensions.iter().map(|d| d.categories.len()).collect();
+    // Every cell of the table with its totals, in order; without margins only the interior
+    // is listed, and nothing ties one cell to another.
+    let expected = sizes
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n + 1))
+        .filter(|&n| n <= super::table::MAX_CELLS && !sizes.is_empty())
+        .ok_or_else(|| {
+            malformed(format!(
+                "{} dimensions of {sizes:?} categories",
+                sizes.len()
+            ))
+        })?;
+    let interior: usize = sizes.iter().product();
+    let listed = if file.margins { expected } else { interior };
+    if file.published.len() != listed {
+        return Err(malformed(format!(
+            "{} cells listed, the dimensions make {listed}",
+            file.published.len()
+        )));
+    }
+    let mut cells = vec![Some(0); expected];
+    let mut hidden = vec![false; expected];
+    let mut at = HashMap::new();
+    let names = |d: usize, c: usize| -> &str {
+        file.dimensions[d]
+            .categories
+            .get(c)
+            .map_or(TOTAL, String::as_str)
+    };
+    for index in 0..expected {
+        let table_coords: Vec<usize> = {
+            let mut rest = index;
+            let mut coords = vec![0; sizes.len()];
+            for d in (0..sizes.len()).rev() {
+                coords[d] = rest % (sizes[d] + 1);
+                rest /= sizes[d] + 1;
+            }
+            coords
+        };
+        let is_margin = table_coords.iter().zip(&sizes).any(|(c, n)| c == n);
+        if is_margin && !file.margins {
+            continue;
+        }
+        let key: Vec<String> = table_coords
+            .iter()
+            .enumerate()
+            .map(|(d, &c)| names(d, c).to_owned())
+            .collect();
+        at.insert(key, index);
+    }
+    for cell in &file.published {
+        let index = *at
+            .get(&cell.categories)
+            .ok_or_else(|| malformed(format!("unknown cell {:?}", cell.categories)))?;
+        cells[index] = cell.count;
+        hidden[index] = cell.count.is_none();
+    }
+    let table = Table::from_published(&sizes, &cells).map_err(|e| malformed(e.to_string()))?;
+    let intervals = if file.margins {
+        super::audit::audit(&table, &hidden)?
+    } else {
+        hidden
+            .iter()
+            .enumerate()
+            .filter(|(_, &h)| h)
+            .map(|(c, _)| {
+                let open = Interval {
+                    low: 0.0,
+                    high: f64::INFINITY,
+                    exact: true,
+                };
+                (c, open)
+            })
+            .collect()
+    };
+    let mut primary_cells = std::collections::HashSet::new();
+    for s in &file.suppressed {
+        let index = *at
+            .get(&s.categories)
+            .ok_or_else(|| malformed(format!("unknown cell {:?}", s.categories)))?;
+        if !hidden[index] {
+            return Err(malformed(format!(
+                "cell {:?} is listed as suppressed but published",
+                s.categories
+            )));
+        }
+        if s.status == "primary" {
+            primary_cells.insert(index);
+        }
+    }
+    let mut unsafe_cells = Vec::new();
+    let mut sorted: Vec<_> = intervals.into_iter().collect();
+    sorted.sort_by_key(|(c, _)| *c);
+    for (cell, interval) in sorted {
+        let safe = if primary_cells.contains(&cell) {
+            interval.protects(file.threshold)
+        } else {
+            !interval.is_exact()
+        };
+        if !safe {
+            let key = at
+                .iter()
+                .find(|(_, &i)| i == cell)
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            unsafe_cells.push((key, interval));
+        }
+    }
+    let suppressed = hidden.iter().filter(|&&h| h).count();
+    Ok(AuditCheck {
+        cells: file.published.len(),
+        primary: primary_cells.len(),
+        complementary: suppressed - primary_cells.len(),
+        unsafe_cells,
+    })
+}
+
 /// A number as the notice writes it: "eleven (11)".
 fn in_words(n: u64) -> String {
     const WORDS: [&str; 21] = [
@@ -273,6 +454,54 @@ mod tests {
             text,
             "region,sex,count\nA,F,#\nA,M,30\nB,F,25\nB,M,40\nC,F,18\nC,M,22\n"
         );
+    }
+
+    #[test]
+    fn an_audit_file_is_checked_from_its_published_counts_alone() {
+        let table = Table::from_interior(&[3, 2], &[4, 30, 25, 40, 18, 22]).expect("table");
+        let suppression = suppress(&table, 11).expect("suppress");
+        let headers = ["region".to_owned(), "sex".to_owned()];
+        let categories = [
+            vec!["A".to_owned(), "B".to_owned(), "C".to_owned()],
+            vec!["F".to_owned(), "M".to_owned()],
+        ];
+        let published = Published {
+            table: &table,
+            suppression: &suppression,
+            headers: &headers,
+            categories: &categories,
+            measure: "discharges",
+            margins: true,
+        };
+        let json = published.audit_json().expect("json");
+        let check = check_audit(&json).expect("check");
+        assert!(check.unsafe_cells.is_empty(), "{:?}", check.unsafe_cells);
+        assert_eq!((check.cells, check.primary), (12, 1));
+        assert_eq!(check.complementary, suppression.counts().1);
+
+        // Primary suppression alone, as an altered file would claim: the margins give the 4
+        // away, and the check names the cell.
+        let mut alone = suppression.clone();
+        for (cell, status) in alone.status.iter_mut().enumerate() {
+            if *status == CellStatus::Complementary {
+                *status = CellStatus::Published;
+                alone.intervals[cell] = None;
+            }
+        }
+        let json = Published {
+            suppression: &alone,
+            ..published
+        }
+        .audit_json()
+        .expect("json");
+        let check = check_audit(&json).expect("check");
+        assert_eq!(check.unsafe_cells.len(), 1);
+        assert_eq!(check.unsafe_cells[0].0, ["A", "F"]);
+        assert!(check.unsafe_cells[0].1.is_exact());
+        assert!(matches!(
+            check_audit(b"{}"),
+            Err(AuditFileError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -123,6 +123,25 @@ impl Table {
         Ok(table)
     }
 
+    /// A table of published counts, as a reader holds it: every cell in the order of
+    /// [`Table::from_cells`], suppressed ones as `None`. The attacker's programs read only the
+    /// published cells, so suppressed cells are held as 0; the table is not checked for
+    /// additivity (the reader cannot check it).
+    pub fn from_published(sizes: &[usize], cells: &[Option<u64>]) -> Result<Self, TableError> {
+        let (strides, len) = extended(sizes)?;
+        if cells.len() != len {
+            return Err(TableError::Shape {
+                expected: len,
+                found: cells.len(),
+            });
+        }
+        Ok(Self {
+            sizes: sizes.to_vec(),
+            strides,
+            values: cells.iter().map(|c| c.unwrap_or(0)).collect(),
+        })
+    }
+
     /// A table from every cell (row-major over the extended shape, each dimension's total
     /// last), refused unless every line sums to its total.
     pub fn from_cells(sizes: &[usize], cells: &[u64]) -> Result<Self, TableError> {

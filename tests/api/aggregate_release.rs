@@ -275,6 +275,21 @@ async fn an_aggregate_release_runs_end_to_end(db: Db) {
         }
     }
 
+    // A reader re-checks the audit file from its published counts with the shipped command.
+    let audit_path = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(audit_path.path(), &plain["suppression_audit.json.age"]).unwrap();
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["verify", "audit"])
+        .arg(audit_path.path())
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("suppression verified:"));
+
     let notice = String::from_utf8(plain["notice.txt.age"].clone()).unwrap();
     assert!(notice.contains("non-zero discharge counts under eleven (11) were redacted"));
     let dictionary = String::from_utf8(plain["data_dictionary.csv.age"].clone()).unwrap();
