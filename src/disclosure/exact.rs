@@ -131,28 +131,6 @@ pub fn minimum(table: &Table, threshold: u64, max_rounds: usize) -> Result<Minim
     Err(ExactError::Rounds(max_rounds))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::disclosure::suppress::suppress;
-
-    #[test]
-    fn a_single_small_cell_in_a_two_by_two_table_needs_the_whole_rectangle() {
-        // One small cell: the cheapest protection is its rectangle with the other three.
-        let table = Table::from_interior(&[2, 2], &[3, 40, 50, 60]).expect("table");
-        let min = minimum(&table, 11, 50).expect("minimum");
-        assert_eq!(min.hidden.len(), 4);
-        let (p, c) = suppress(&table, 11).expect("suppress").counts();
-        assert_eq!(p + c, 4);
-    }
-
-    #[test]
-    fn nothing_small_hides_nothing() {
-        let table = Table::from_interior(&[2, 3], &[30, 40, 0, 60, 12, 11]).expect("table");
-        assert!(minimum(&table, 11, 5).expect("minimum").hidden.is_empty());
-    }
-}
-
 /// Small tables like those of small-area health data (most cells small or empty), for
 /// comparing `suppress` with the exact minimum: two and three dimensions of 2 to 5 categories,
 /// margins included, up to a few hundred cells. The same seed gives the same tables.
@@ -175,4 +153,26 @@ pub fn small_tables(count: usize, seed: u64) -> Vec<Table> {
             Table::from_interior(&sizes, &interior).expect("sizes within the limits")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disclosure::suppress::suppress;
+
+    #[test]
+    fn a_single_small_cell_in_a_two_by_two_table_needs_the_whole_rectangle() {
+        // One small cell: the cheapest protection is its rectangle with the other three.
+        let table = Table::from_interior(&[2, 2], &[3, 40, 50, 60]).expect("table");
+        let min = minimum(&table, 11, 50).expect("minimum");
+        assert_eq!(min.hidden.len(), 4);
+        let (p, c) = suppress(&table, 11).expect("suppress").counts();
+        assert_eq!(p + c, 4);
+    }
+
+    #[test]
+    fn nothing_small_hides_nothing() {
+        let table = Table::from_interior(&[2, 3], &[30, 40, 0, 60, 12, 11]).expect("table");
+        assert!(minimum(&table, 11, 5).expect("minimum").hidden.is_empty());
+    }
 }
