@@ -89,7 +89,8 @@ pub enum Command {
     /// receipts.
     #[command(subcommand)]
     Client(client::ClientCommand),
-    /// Offline checks that need no server: a destruction certificate.
+    /// Offline checks that need no server: a destruction certificate, an aggregate table's
+    /// suppression audit.
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
     /// Key material shared by replicas and workers.

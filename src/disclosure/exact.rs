@@ -7,15 +7,17 @@
 //! the chosen pattern: when it protects every cell it is a minimum; otherwise a cut removes
 //! it, and every pattern the failure shows to be unsafe too, and the program runs again:
 //!
-//! - a primary cell left unprotected stays unprotected under every subset of the pattern (the
-//!   attacker knows more), so some cell outside the pattern must be chosen;
-//! - a complementary cell known exactly stays known under every subset that still hides it, so
-//!   hiding it needs some cell outside the pattern.
+//! - a primary cell left unprotected stays unprotected under every pattern that hides none of
+//!   the shown cells on its group's lines (its group can then only shrink, and the attacker
+//!   knows the rest), so one of those must be chosen;
+//! - likewise a complementary cell known exactly stays known under such a pattern, so hiding
+//!   it needs one of them chosen.
 
 use microlp::{ComparisonOp, OptimizationDirection, Problem, SolveOutcome};
 
-use super::audit::{audit, AuditError};
-use super::suppress::CellStatus;
+use std::collections::HashMap;
+
+use super::audit::{audit, components, AuditError};
 use super::table::Table;
 
 /// Why the exact minimum was not found.
@@ -57,6 +59,7 @@ pub fn minimum(table: &Table, threshold: u64, max_rounds: usize) -> Result<Minim
         });
     }
     let equations = table.equations();
+    let membership = table.membership(&equations);
     // Each cut: the cells outside a failed pattern, at least one of which must be hidden
     // (when `when` is hidden, for a complementary cell's cut).
     let mut cuts: Vec<(Option<usize>, Vec<usize>)> = Vec::new();
@@ -102,23 +105,36 @@ pub fn minimum(table: &Table, threshold: u64, max_rounds: usize) -> Result<Minim
             Err(e) => return Err(ExactError::Solver(e.to_string())),
         };
         let hidden: Vec<bool> = x.iter().map(|&v| solution.var_value(v) > 0.5).collect();
-        let outside: Vec<usize> = (0..table.len()).filter(|&c| !hidden[c]).collect();
         let intervals = audit(table, &hidden)?;
+        // Each group's neighbours: the shown cells on its lines. A pattern that hides none of
+        // them leaves the group's cells at most as free as now (see the module's doc).
+        let mut neighbours_of = HashMap::new();
+        for group in components(table, &equations, &hidden) {
+            let mut around: Vec<usize> = group
+                .iter()
+                .flat_map(|&c| membership[c].iter())
+                .flat_map(|&e| {
+                    std::iter::once(equations[e].total).chain(equations[e].parts.iter().copied())
+                })
+                .filter(|&c| !hidden[c])
+                .collect();
+            around.sort_unstable();
+            around.dedup();
+            for &c in &group {
+                neighbours_of.insert(c, around.clone());
+            }
+        }
         let mut failed = false;
         for (&cell, interval) in &intervals {
-            let status = if primary[cell] {
-                CellStatus::Primary
+            let unsafe_cell = if primary[cell] {
+                !interval.protects(threshold)
             } else {
-                CellStatus::Complementary
-            };
-            let unsafe_cell = match status {
-                CellStatus::Primary => !interval.protects(threshold),
-                _ => interval.is_exact(),
+                interval.is_exact()
             };
             if unsafe_cell {
                 failed = true;
-                let when = (status == CellStatus::Complementary).then_some(cell);
-                cuts.push((when, outside.clone()));
+                let when = (!primary[cell]).then_some(cell);
+                cuts.push((when, neighbours_of[&cell].clone()));
             }
         }
         if !failed {

@@ -21,11 +21,15 @@ use serde::Serialize;
 
 use super::audit::{components, solve_component, AuditError, Interval};
 use super::cube;
+use super::exact;
 use super::table::{Equation, Table};
 
 /// Largest group of suppressed cells whose intervals are solved exactly as a check of the
 /// cubes (two linear programs per cell); larger groups keep the cubes' intervals.
 const EXACT_GROUP: usize = 100;
+
+/// Rounds the exact minimum of a small table may take before the heuristic's pattern is kept.
+const EXACT_ROUNDS: usize = 20;
 
 /// Why a cell is not shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,10 +123,20 @@ fn safe(status: CellStatus, interval: &Interval, threshold: u64) -> bool {
 
 /// Suppresses `table` at `threshold` and proves it (see the module documentation).
 pub fn suppress(table: &Table, threshold: u64) -> Result<Suppression, SuppressError> {
+    suppress_with(table, threshold, EXACT_ROUNDS)
+}
+
+/// [`suppress`] with the exact minimum of a small table given `exact_rounds` rounds (0: the
+/// heuristic alone, as the information-loss benchmark compares it).
+pub fn suppress_with(
+    table: &Table,
+    threshold: u64,
+    exact_rounds: usize,
+) -> Result<Suppression, SuppressError> {
     if threshold < 1 {
         return Err(SuppressError::Threshold);
     }
-    let mut status: Vec<CellStatus> = table
+    let status: Vec<CellStatus> = table
         .values()
         .iter()
         .map(|&v| {
@@ -135,13 +149,151 @@ pub fn suppress(table: &Table, threshold: u64) -> Result<Suppression, SuppressEr
         .collect();
     let equations = table.equations();
     let membership = table.membership(&equations);
-    let (proved, unprotected) = cube::protect(table, &mut status, threshold);
-    if unprotected.is_empty() {
-        if let Some(done) = prove(table, &equations, &membership, &status, &proved, threshold)? {
-            return Ok(done);
+    let primary = status.clone();
+    let mut found = from_cubes(table, &equations, &membership, status, threshold)?;
+    if table.len() <= EXACT_GROUP && exact_rounds > 0 {
+        // A small table may yield to the exact minimum (`exact.rs`) in a few rounds; when it
+        // does, and hides fewer cells, it is kept, proved like any other pattern.
+        if let Ok(minimum) = exact::minimum(table, threshold, exact_rounds) {
+            if minimum.hidden.len() < hidden_count(&found) {
+                let mut status = primary;
+                for cell in minimum.hidden {
+                    if status[cell] == CellStatus::Published {
+                        status[cell] = CellStatus::Complementary;
+                    }
+                }
+                let none = vec![None; table.len()];
+                if let Some(proved) =
+                    prove(table, &equations, &membership, &status, &none, threshold)?
+                {
+                    found = proved;
+                }
+            }
         }
     }
-    search(table, &equations, &membership, status, threshold)
+    Ok(found)
+}
+
+fn hidden_count(s: &Suppression) -> usize {
+    let (primary, complementary) = s.counts();
+    primary + complementary
+}
+
+/// Complementary cells from hypercubes, proved (or, failing that, the line search), pruned.
+fn from_cubes(
+    table: &Table,
+    equations: &[Equation],
+    membership: &[Vec<usize>],
+    mut status: Vec<CellStatus>,
+    threshold: u64,
+) -> Result<Suppression, SuppressError> {
+    let (proved, unprotected) = cube::protect(table, &mut status, threshold);
+    if unprotected.is_empty() {
+        if let Some(done) = prove(table, equations, membership, &status, &proved, threshold)? {
+            return Ok(prune(table, equations, membership, done)?);
+        }
+    }
+    let found = search(table, equations, membership, status, threshold)?;
+    Ok(prune(table, equations, membership, found)?)
+}
+
+/// The suppressed cells connected to `seeds` through lines, under `hidden`, sorted.
+fn group_of(
+    seeds: &[usize],
+    hidden: &[bool],
+    equations: &[Equation],
+    membership: &[Vec<usize>],
+) -> Vec<usize> {
+    let mut seen: std::collections::HashSet<usize> =
+        seeds.iter().copied().filter(|&c| hidden[c]).collect();
+    let mut queue: Vec<usize> = seen.iter().copied().collect();
+    while let Some(cell) = queue.pop() {
+        for &e in &membership[cell] {
+            for other in equation_cells(&equations[e]) {
+                if hidden[other] && seen.insert(other) {
+                    queue.push(other);
+                }
+            }
+        }
+    }
+    let mut group: Vec<usize> = seen.into_iter().collect();
+    group.sort_unstable();
+    group
+}
+
+/// Publishes again each complementary cell the proof can do without, largest first: the cell
+/// is shown on trial, the groups it belonged to are solved exactly again, and it stays shown
+/// only if every cell in them is still safe. Groups larger than [`EXACT_GROUP`] are kept as
+/// they are (their proof is the cubes').
+fn prune(
+    table: &Table,
+    equations: &[Equation],
+    membership: &[Vec<usize>],
+    mut found: Suppression,
+) -> Result<Suppression, AuditError> {
+    let mut order: Vec<usize> = (0..table.len())
+        .filter(|&c| found.status[c] == CellStatus::Complementary)
+        .collect();
+    order.sort_by_key(|&c| (std::cmp::Reverse(table.values()[c]), c));
+    let mut hidden: Vec<bool> = found
+        .status
+        .iter()
+        .map(|&s| s != CellStatus::Published)
+        .collect();
+    for cell in order {
+        if group_of(&[cell], &hidden, equations, membership).len() > EXACT_GROUP {
+            continue;
+        }
+        hidden[cell] = false;
+        // The cells left of its group, regrouped without it.
+        let neighbours: Vec<usize> = membership[cell]
+            .iter()
+            .flat_map(|&e| equation_cells(&equations[e]))
+            .filter(|&c| hidden[c])
+            .collect();
+        let remaining = group_of(&neighbours, &hidden, equations, membership);
+        let mut trial = Vec::new();
+        let mut safe_all = true;
+        for group in components_within(&remaining, &hidden, equations, membership) {
+            let intervals = solve_component(table, equations, membership, &group, &hidden)?;
+            for (&c, interval) in group.iter().zip(intervals) {
+                safe_all &= safe(found.status[c], &interval, found.threshold);
+                trial.push((c, interval));
+            }
+            if !safe_all {
+                break;
+            }
+        }
+        if safe_all {
+            found.status[cell] = CellStatus::Published;
+            found.intervals[cell] = None;
+            for (c, interval) in trial {
+                found.intervals[c] = Some(interval);
+            }
+        } else {
+            hidden[cell] = true;
+        }
+    }
+    Ok(found)
+}
+
+/// `cells` split into the groups they form under `hidden`.
+fn components_within(
+    cells: &[usize],
+    hidden: &[bool],
+    equations: &[Equation],
+    membership: &[Vec<usize>],
+) -> Vec<Vec<usize>> {
+    let mut left: std::collections::BTreeSet<usize> = cells.iter().copied().collect();
+    let mut groups = Vec::new();
+    while let Some(&first) = left.iter().next() {
+        let group = group_of(&[first], hidden, equations, membership);
+        for c in &group {
+            left.remove(c);
+        }
+        groups.push(group);
+    }
+    groups
 }
 
 /// The proof of a cube suppression: exact intervals for small groups, the cubes' for larger
