@@ -110,6 +110,25 @@ pub fn base32(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes RFC 4648 base32 (no padding, upper case), as [`base32`] writes it; `None` for any
+/// other character.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c)? as u32;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| {
@@ -160,5 +179,19 @@ mod tests {
         assert_eq!(matching_step(&secret, &code, now), Some(step_at(now) - 1));
         let old = code_at(&raw, step_at(now) - 3);
         assert_eq!(matching_step(&secret, &old, now), None);
+    }
+}
+
+#[cfg(test)]
+mod base32_tests {
+    #[test]
+    fn base32_round_trips() {
+        for bytes in [&b""[..], b"f", b"fo", b"foobar", &[0xff; 20]] {
+            assert_eq!(
+                super::base32_decode(&super::base32(bytes)).as_deref(),
+                Some(bytes)
+            );
+        }
+        assert_eq!(super::base32_decode("ab1"), None);
     }
 }

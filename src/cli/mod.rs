@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod client;
+pub mod demo;
 pub mod jobs;
 mod policy;
 pub mod release;
@@ -37,6 +38,16 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set up a demo (users for every role, synthetic data, a Level I and a Level III release
+    /// extracted) in a data directory of its own, print how to use it, and serve it.
+    #[command(
+        after_help = "Examples:\n  steward demo\n  steward demo --dir /tmp/steward-demo\n\nIt prints, for each role, a user name, password, TOTP secret and API token, the CA file,\nand the `steward client fetch` command that downloads, verifies and decrypts the Level I\nextract; DIR/demo.json holds the same facts. Run again with the same --dir, it serves what\nit made.\n\nExit codes:\n  0  stopped by Ctrl-C or SIGTERM\n  1  setup or start-up failed"
+    )]
+    Demo {
+        /// The demo's data directory (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "steward-demo")]
+        dir: PathBuf,
+    },
     /// Serve HTTPS (and, in embedded mode, run jobs) until Ctrl-C or SIGTERM.
     #[command(
         after_help = "Examples:\n  steward serve\n  steward --config /etc/steward/steward.toml serve"
@@ -148,6 +159,13 @@ pub fn run(cli: Cli) -> ExitCode {
         command => Cli { command, ..cli },
     };
     let settings = match Settings::load(cli.config.as_deref()) {
+        // The demo's terminal is for its instructions: only warnings, unless asked otherwise.
+        Ok(mut settings) if matches!(cli.command, Command::Demo { .. }) => {
+            if std::env::var_os("STEWARD_LOG__FILTER").is_none() {
+                settings.log.filter = "warn".into();
+            }
+            settings
+        }
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");
@@ -186,6 +204,7 @@ pub fn run(cli: Cli) -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Serve => report(serve(settings).await),
+            Command::Demo { dir } => report(run_demo(cli.config.as_deref(), &dir).await),
             Command::Migrate { grant_to } => report(migrate(settings, grant_to).await),
             Command::Optout(OptoutCommand::Import { file }) => {
                 report(policy::optout_import(&settings, Arc::new(SystemClock), &file).await)
@@ -243,6 +262,14 @@ fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run_demo(
+    config: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> Result<(), demo::DemoError> {
+    let shutdown = shutdown_signal().map_err(StartupError::Signal)?;
+    demo::run(config, dir, shutdown).await
 }
 
 async fn serve(settings: Settings) -> Result<(), StartupError> {

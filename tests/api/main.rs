@@ -19,6 +19,7 @@ mod cli;
 mod client_fetch;
 mod config;
 mod database;
+mod demo;
 mod destruction;
 mod download_support;
 mod downloads;

@@ -1,0 +1,147 @@
+//! `steward demo` as a newcomer runs it: in a fresh directory, in the background; the test
+//! reads `demo.json`, runs the printed `steward client fetch` command, and checks the
+//! decrypted Level I extract against the policy (exactly the approved, de-identified columns).
+//! A second run with the same directory serves what the first made.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The demo running in the background, and what it printed so far.
+struct Demo {
+    child: Child,
+    printed: Receiver<String>,
+    lines: Vec<String>,
+}
+
+fn start(dir: &Path) -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["demo", "--dir"])
+        .arg(dir)
+        // Any free port: tests run side by side.
+        .env("STEWARD_SERVER__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (send, printed) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Demo {
+        child,
+        printed,
+        lines: Vec::new(),
+    }
+}
+
+impl Demo {
+    /// Waits until the demo prints its closing line (setup done, serving); returns all it
+    /// printed.
+    fn ready(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.printed.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.starts_with("Ctrl-C stops the server");
+                    self.lines.push(line);
+                    if done {
+                        return self.lines.join("\n");
+                    }
+                }
+                Err(e) => panic!(
+                    "the demo did not finish setting up ({e}): {:?}; exited: {:?}",
+                    self.lines,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, as Ctrl-C would stop it; it must exit cleanly.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[test]
+fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extract() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let mut demo = start(&demo_dir);
+    let printed = demo.ready();
+    let facts: Value =
+        serde_json::from_slice(&std::fs::read(demo_dir.join("demo.json")).unwrap()).unwrap();
+    let roles: Vec<&str> = facts["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["role"].as_str().unwrap())
+        .collect();
+    for role in [
+        "recipient",
+        "privacy_officer",
+        "executive_director",
+        "it_staff",
+        "admin",
+    ] {
+        assert!(roles.contains(&role), "{role} in {roles:?}");
+    }
+    for user in facts["users"].as_array().unwrap() {
+        assert!(user["api_token"].as_str().unwrap().starts_with("stw_"));
+        assert_eq!(user["totp_secret"].as_str().unwrap().len(), 32);
+    }
+
+    // The printed command, as a shell would run it (the binary in place of `steward`).
+    let command = facts["fetch_command"].as_str().unwrap();
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("steward"));
+    let fetched = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(words)
+        .output()
+        .unwrap();
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let extract = Path::new(facts["extract_dir"].as_str().unwrap());
+    let mut reader = csv::Reader::from_path(extract.join("med_elig.csv")).unwrap();
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["year", "member_gender", "member_state"],
+        "exactly the approved Level I elements"
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let year: i32 = row[0].parse().unwrap();
+        assert!((2020..=2023).contains(&year), "inside the request's years");
+    }
+    assert!(extract.join("approval_letter.pdf").exists());
+    assert!(extract.join("data_dictionary.csv").exists());
+    assert!(printed.contains(command), "the fetch command is printed");
+    assert!(printed.contains("TOTP secret"));
+    demo.stop();
+
+    // Run again: it serves what it made, without setting anything up again.
+    let mut again = start(&demo_dir);
+    let printed = again.ready();
+    assert!(printed.contains(command), "{printed}");
+    assert!(!printed.contains("Writing synthetic sources"));
+    again.stop();
+}
