@@ -63,6 +63,8 @@ pub enum Action {
     AmendDua,
     /// Read the server's public signing key.
     ReadSigningKey,
+    /// Read the element catalog (datasets, elements, levels), to write a request.
+    ReadCatalog,
     /// Start the extract job of a release in `dua_executed`.
     StartExtract,
     /// List jobs and see one job's state, progress and log.
@@ -109,6 +111,8 @@ pub enum Resource<'a> {
     Releases,
     /// The server's public keys.
     ServerKeys,
+    /// The element catalog (public policy, no personal data).
+    Catalog,
     /// The job queue as a whole (jobs carry no personal data and belong to no organization).
     Jobs,
     /// A file of a release, with the facts a download is decided on.
@@ -294,6 +298,11 @@ pub const GRANTS: &[(Role, Action, Scope)] = &[
     (Role::PrivacyOfficer, Action::NarrowRelease, Scope::Any),
     (Role::PrivacyOfficer, Action::AmendDua, Scope::Any),
     (Role::Recipient, Action::ReadSigningKey, Scope::Any),
+    (Role::Recipient, Action::ReadCatalog, Scope::Any),
+    (Role::ItStaff, Action::ReadCatalog, Scope::Any),
+    (Role::ExecutiveDirector, Action::ReadCatalog, Scope::Any),
+    (Role::PrivacyOfficer, Action::ReadCatalog, Scope::Any),
+    (Role::Admin, Action::ReadCatalog, Scope::Any),
     // Data leaves only to the people a DUA names, and only on its terms (`download_terms`).
     (Role::Recipient, Action::DownloadFile, Scope::NamedRecipient),
     (Role::ItStaff, Action::ReadSigningKey, Scope::Any),

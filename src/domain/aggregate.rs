@@ -215,6 +215,19 @@ fn allowed(element: &Element, grouping: Grouping, level: Level) -> Result<(), &'
     }
 }
 
+/// The groupings `element` may be a dimension by at `level`, for the catalog.
+pub fn allowed_groupings(element: &Element, level: Level) -> Vec<Grouping> {
+    [
+        Grouping::Value,
+        Grouping::AgeBand,
+        Grouping::Zip3,
+        Grouping::CodeGroup,
+    ]
+    .into_iter()
+    .filter(|&g| allowed(element, g, level).is_ok())
+    .collect()
+}
+
 impl AggregateRequest {
     /// Checks the request for a table of `dataset` at `level` against the catalog. Returns the
     /// dimensions' elements, which stand for the request's element list in review and

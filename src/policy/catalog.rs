@@ -255,7 +255,9 @@ impl Origin {
 }
 
 /// What kind of information an element carries; row rules key off the class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ElementClass {
     /// Identifies a person directly (name, SSN): Level III only, blanked on protected rows and
@@ -282,7 +284,9 @@ pub enum ElementClass {
 }
 
 /// How a source value is rendered at a given level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
     /// The value as it is in the source.

@@ -15,6 +15,7 @@ mod auth_findings;
 mod auth_login;
 mod auth_matrix;
 mod auth_tokens;
+mod catalog;
 mod cli;
 mod client_fetch;
 mod config;

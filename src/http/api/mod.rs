@@ -8,6 +8,7 @@
 mod access_log;
 mod admin;
 mod auth;
+mod catalog;
 mod destruction;
 mod downloads;
 mod jobs;
@@ -126,6 +127,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/releases/{id}/letter", Authn),
     route("GET", "/api/v1/releases/{id}/letter/signature", Authn),
     route("GET", "/api/v1/server/signing-key", Authn),
+    route("GET", "/api/v1/catalog", Authn),
     route("POST", "/api/v1/releases/{id}/extract", Authn),
     route("GET", "/api/v1/jobs", Authn),
     route("GET", "/api/v1/jobs/{id}", Authn),
@@ -197,6 +199,7 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/releases/{id}/letter") => get(releases::letter),
         ("GET", "/api/v1/releases/{id}/letter/signature") => get(releases::letter_signature),
         ("GET", "/api/v1/server/signing-key") => get(releases::signing_key),
+        ("GET", "/api/v1/catalog") => get(catalog::show),
         ("POST", "/api/v1/releases/{id}/extract") => post(jobs::start),
         ("GET", "/api/v1/jobs") => get(jobs::list),
         ("GET", "/api/v1/jobs/{id}") => get(jobs::show),
