@@ -191,4 +191,27 @@ mod tests {
         let table = Table::from_interior(&[2, 3], &[30, 40, 0, 60, 12, 11]).expect("table");
         assert!(minimum(&table, 11, 5).expect("minimum").hidden.is_empty());
     }
+
+    #[test]
+    fn suppression_hides_at_most_a_fifth_more_than_the_minimum_on_small_two_way_tables() {
+        let mut compared = 0;
+        for table in small_tables(24, 11)
+            .into_iter()
+            .filter(|t| t.sizes().len() == 2)
+        {
+            let Ok(exact) = minimum(&table, 11, 100) else {
+                continue;
+            };
+            let (p, c) = suppress(&table, 11).expect("suppress").counts();
+            assert!(
+                (p + c) as f64 <= 1.2 * exact.hidden.len() as f64,
+                "{:?}: {} hidden, minimum {}",
+                table.sizes(),
+                p + c,
+                exact.hidden.len()
+            );
+            compared += 1;
+        }
+        assert!(compared >= 8, "only {compared} tables compared");
+    }
 }
