@@ -268,8 +268,12 @@ async fn make(state: &AppState, url: &str, ca: &Path, dir: &Path) -> Result<Demo
     private_file::create_if_missing(&client_dir.join("client.json"), || stored.to_string())
         .map_err(|e| setup("client settings", e))?;
     let extract_dir = dir.join("extract");
+    // The running binary by its path, so the command works as printed from any directory.
+    let steward = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "steward".to_owned());
     let fetch_command = format!(
-        "steward client fetch {level_one} --out {} --identity {} --config-dir {}",
+        "{steward} client fetch {level_one} --out {} --identity {} --config-dir {}",
         extract_dir.display(),
         identity_path.display(),
         client_dir.display()
