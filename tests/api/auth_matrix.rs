@@ -96,6 +96,7 @@ const MATRIX: &[(&str, &str, [bool; 5])] = &[
     ),
     ("GET", "/api/v1/server/signing-key", [A, A, A, A, A]),
     ("GET", "/api/v1/catalog", [A, A, A, A, A]),
+    ("GET", "/api/v1/openapi.json", [A, A, A, A, A]),
     // Extract jobs: IT staff run them; the privacy officer and administrators watch them;
     // recipients never see them. Unknown ids answer 404 to those allowed.
     ("POST", "/api/v1/releases/{id}/extract", [D, A, D, D, D]),

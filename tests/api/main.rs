@@ -32,6 +32,7 @@ mod health;
 mod jobs_api;
 mod jobs_cli;
 mod jobs_queue;
+mod openapi;
 mod policy_catalog;
 mod policy_cli;
 mod policy_golden;

@@ -13,6 +13,7 @@ mod destruction;
 mod downloads;
 mod jobs;
 mod me;
+pub mod openapi;
 mod releases;
 
 use std::net::SocketAddr;
@@ -128,6 +129,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/releases/{id}/letter/signature", Authn),
     route("GET", "/api/v1/server/signing-key", Authn),
     route("GET", "/api/v1/catalog", Authn),
+    route("GET", "/api/v1/openapi.json", Public),
     route("POST", "/api/v1/releases/{id}/extract", Authn),
     route("GET", "/api/v1/jobs", Authn),
     route("GET", "/api/v1/jobs/{id}", Authn),
@@ -200,6 +202,7 @@ fn handler(spec: &RouteSpec) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/v1/releases/{id}/letter/signature") => get(releases::letter_signature),
         ("GET", "/api/v1/server/signing-key") => get(releases::signing_key),
         ("GET", "/api/v1/catalog") => get(catalog::show),
+        ("GET", "/api/v1/openapi.json") => get(openapi::show),
         ("POST", "/api/v1/releases/{id}/extract") => post(jobs::start),
         ("GET", "/api/v1/jobs") => get(jobs::list),
         ("GET", "/api/v1/jobs/{id}") => get(jobs::show),
