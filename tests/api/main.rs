@@ -53,4 +53,5 @@ mod release_support;
 mod replicas;
 mod s3_versions;
 mod storage;
+mod systemd_units;
 mod tls;
