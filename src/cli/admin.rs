@@ -59,8 +59,10 @@ pub enum UserCommand {
         roles: Vec<Role>,
     },
     /// List users.
+    #[command(after_help = "Example:\n  steward admin user list")]
     List,
     /// Disable a user (accounts are never deleted: the access log refers to them).
+    #[command(after_help = "Example:\n  steward admin user disable jdoe")]
     Disable {
         /// User id or login name.
         user: String,
@@ -77,6 +79,7 @@ pub enum UserCommand {
         roles: Vec<Role>,
     },
     /// Lift a user's login lockout.
+    #[command(after_help = "Example:\n  steward admin user unlock jdoe")]
     Unlock {
         /// User id or login name.
         user: String,
@@ -87,6 +90,9 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {
     /// Create an organization.
+    #[command(
+        after_help = "Examples:\n  steward admin org add \"State University\"\n  steward admin org add Agency --agency"
+    )]
     Add {
         /// Its unique name.
         name: String,
@@ -96,6 +102,7 @@ pub enum OrgCommand {
         agency: bool,
     },
     /// List organizations.
+    #[command(after_help = "Example:\n  steward admin org list")]
     List,
 }
 

@@ -113,6 +113,17 @@ pub enum Command {
         after_help = "Example:\n  STEWARD_DATABASE__URL=postgres://steward@db/steward steward worker"
     )]
     Worker,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  steward completions bash > /etc/bash_completion.d/steward\n  steward completions zsh > \"${fpath[1]}/_steward\""
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these same definitions.
+    #[command(after_help = "Example:\n  steward man | man -l -")]
+    Man,
 }
 
 /// `steward optout ...`
@@ -154,6 +165,12 @@ pub enum ConfigCommand {
 pub fn run(cli: Cli) -> ExitCode {
     // The client runs on a recipient's machine: it needs none of the server's settings.
     let cli = match cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "steward", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => return man_page(),
         Command::Client(command) => return client::run(command),
         Command::Verify(command) => return verify::run(command),
         command => Cli { command, ..cli },
@@ -220,7 +237,9 @@ pub fn run(cli: Cli) -> ExitCode {
             | Command::Synth { .. }
             | Command::Keys(_)
             | Command::Client(_)
-            | Command::Verify(_) => ExitCode::SUCCESS,
+            | Command::Verify(_)
+            | Command::Completions { .. }
+            | Command::Man => ExitCode::SUCCESS,
         }
     })
 }
@@ -254,6 +273,30 @@ fn config_check(settings: &Settings) -> ExitCode {
 }
 
 /// Prints an error the way every command does and turns it into the exit code.
+/// `steward man`: the manual page of every command, from the clap definitions.
+fn man_page() -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    let rendered = clap_mangen::Man::new(command.clone())
+        .render(&mut out)
+        .and_then(|()| {
+            // Each subcommand's own page follows, so the one page documents everything.
+            for sub in command.get_subcommands() {
+                clap_mangen::Man::new(sub.clone())
+                    .title(format!("steward-{}", sub.get_name()))
+                    .render(&mut out)?;
+            }
+            Ok(())
+        });
+    match rendered.and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -305,4 +348,36 @@ async fn migrate(settings: Settings, grant_to: Option<String>) -> Result<(), Sta
     }
     db.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    fn leaves(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        let subs: Vec<_> = command.get_subcommands().collect();
+        if subs.is_empty() {
+            out.push((path.clone(), command.clone()));
+        }
+        for sub in subs {
+            leaves(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_leaf_command_shows_an_example() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "steward".into(), &mut all);
+        let missing: Vec<&str> = all
+            .iter()
+            .filter(|(_, c)| {
+                !c.get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Example"))
+            })
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
 }

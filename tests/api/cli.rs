@@ -349,3 +349,31 @@ async fn served_fingerprint(port: u16) -> String {
     let certs = stream.get_ref().1.peer_certificates().unwrap();
     steward::http::tls::fingerprint(&certs[0])
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_definitions() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("_steward()") && bash.contains("demo"),
+        "{bash}"
+    );
+    let man = run(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH steward"),
+        "{}",
+        &man[..200]
+    );
+    assert!(
+        man.contains(".TH steward-demo"),
+        "every command has its page"
+    );
+    assert!(man.contains("Exit codes"));
+}
