@@ -204,10 +204,96 @@ pub enum Scope {
     Any,
 }
 
-/// An access decision refused, with the reason for the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .0.as_str())]
-pub struct Denied(pub Reason);
+/// An access decision refused: the reason for the access log, and, when no role of the
+/// principal grants the action, what would have (a role, or the condition on the release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied(pub Reason, pub Option<Needed>);
+
+impl Denied {
+    /// A refusal for `reason` alone.
+    pub const fn because(reason: Reason) -> Self {
+        Denied(reason, None)
+    }
+}
+
+/// What would have granted a refused action: the action and the roles the principal holds
+/// (by position in [`Role::ALL`]), so that the answer names the role or the condition needed,
+/// never what exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needed {
+    action: Action,
+    held: [bool; 5],
+}
+
+impl Needed {
+    fn new(principal: &Principal, action: Action) -> Self {
+        let mut held = [false; 5];
+        for (i, role) in Role::ALL.iter().enumerate() {
+            held[i] = principal.roles.contains(role);
+        }
+        Needed { action, held }
+    }
+}
+
+fn scope_phrase(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Own => "for the user's own account",
+        Scope::NamedRecipient => "for releases whose DUA names the user",
+        Scope::OwnOrganization | Scope::RequestingOrganization => {
+            "for releases of the user's own organization"
+        }
+        Scope::ResponsiblePerson => "for releases whose DUA makes the user the responsible person",
+        Scope::Any => "always",
+    }
+}
+
+impl std::fmt::Display for Needed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let grants: Vec<(Role, Scope)> = GRANTS
+            .iter()
+            .filter(|(_, a, _)| *a == self.action)
+            .map(|&(r, _, s)| (r, s))
+            .collect();
+        let holds = |role: &Role| {
+            Role::ALL
+                .iter()
+                .position(|r| r == role)
+                .is_some_and(|i| self.held[i])
+        };
+        let mut scopes: Vec<&str> = grants
+            .iter()
+            .filter(|(r, _)| holds(r))
+            .map(|&(_, s)| scope_phrase(s))
+            .collect();
+        scopes.dedup();
+        if !scopes.is_empty() {
+            return write!(
+                f,
+                "the user's role allows this only {}",
+                scopes.join(" or ")
+            );
+        }
+        let mut roles: Vec<&str> = grants.iter().map(|(r, _)| r.as_str()).collect();
+        roles.sort_unstable();
+        roles.dedup();
+        if roles.is_empty() {
+            write!(f, "no role may do this")
+        } else {
+            write!(f, "it needs the role {}", roles.join(" or "))
+        }
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.1 {
+            Some(needed) => write!(f, "{}; {needed}", self.0.as_str()),
+            None => write!(f, "{}", self.0.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for Denied {}
 
 const EVERY_ROLE: [Role; 5] = Role::ALL;
 
@@ -410,14 +496,14 @@ pub fn authorize(
             Action::ViewOwnAccount | Action::ChangeOwnPassword | Action::EndOwnSession
         )
     {
-        return Err(Denied(Reason::new(
+        return Err(Denied::because(Reason::new(
             "change the one-time password before anything else",
         )));
     }
     // A token minted by a token could outlive it (and any limit on it): only a person signed
     // in with a password and a second factor makes tokens.
     if action == Action::CreateApiToken && matches!(principal.credential, Credential::ApiToken(_)) {
-        return Err(Denied(Reason::new(
+        return Err(Denied::because(Reason::new(
             "API tokens cannot create API tokens; sign in to make one",
         )));
     }
@@ -430,15 +516,18 @@ pub fn authorize(
                 .any(|(_, _, scope)| in_scope(principal, *scope, resource))
     });
     if !granted {
-        return Err(Denied(Reason::new(
-            "no role of the user grants this action",
-        )));
+        return Err(Denied(
+            Reason::new("no role of the user grants this action"),
+            Some(Needed::new(principal, action)),
+        ));
     }
     if conflicts_with_own_request(action) {
         separation_of_duties(principal, action, resource)?;
     }
     if action == Action::SetRoles && *resource == Resource::OwnedBy(principal.user_id) {
-        return Err(Denied(Reason::new("nobody changes their own roles")));
+        return Err(Denied::because(Reason::new(
+            "nobody changes their own roles",
+        )));
     }
     if let (Action::DownloadFile, Resource::Download(facts)) = (action, resource) {
         download_terms(principal, facts)?;
@@ -483,8 +572,8 @@ impl Denied {
 pub fn data_exists(status: crate::domain::release::ReleaseStatus) -> Result<(), Denied> {
     use crate::domain::release::ReleaseStatus;
     match status {
-        ReleaseStatus::Destroyed => Err(Denied(RELEASE_DESTROYED)),
-        ReleaseStatus::DestructionDemanded => Err(Denied(RELEASE_DESTRUCTION_DEMANDED)),
+        ReleaseStatus::Destroyed => Err(Denied::because(RELEASE_DESTROYED)),
+        ReleaseStatus::DestructionDemanded => Err(Denied::because(RELEASE_DESTRUCTION_DEMANDED)),
         _ => Ok(()),
     }
 }
@@ -495,7 +584,7 @@ pub fn data_exists(status: crate::domain::release::ReleaseStatus) -> Result<(), 
 /// networks; and the bytes asked for fit in what the limit leaves.
 fn download_terms(principal: &Principal, facts: &DownloadFacts) -> Result<(), Denied> {
     use crate::domain::release::ReleaseStatus;
-    let deny = |text| Err(Denied(Reason::new(text)));
+    let deny = |text| Err(Denied::because(Reason::new(text)));
     if facts
         .link_user
         .is_some_and(|user| user != principal.user_id)
@@ -533,7 +622,7 @@ fn download_terms(principal: &Principal, facts: &DownloadFacts) -> Result<(), De
         .used_bytes
         .saturating_add(facts.requested_bytes.max(1));
     if wanted > budget {
-        return Err(Denied(DOWNLOAD_LIMIT_REACHED));
+        return Err(Denied::because(DOWNLOAD_LIMIT_REACHED));
     }
     Ok(())
 }
@@ -598,20 +687,24 @@ fn separation_of_duties(
 ) -> Result<(), Denied> {
     let approving = action == Action::ApproveRelease;
     if approving && principal.held_roles.contains(&Role::ItStaff) {
-        return Err(Denied(Reason::new("IT staff cannot approve releases")));
+        return Err(Denied::because(Reason::new(
+            "IT staff cannot approve releases",
+        )));
     }
     let Resource::Release(facts) = resource else {
-        return Err(Denied(Reason::new("only releases can be decided on")));
+        return Err(Denied::because(Reason::new(
+            "only releases can be decided on",
+        )));
     };
     if facts.requested_by == principal.user_id {
-        return Err(Denied(Reason::new(if approving {
+        return Err(Denied::because(Reason::new(if approving {
             "nobody approves a release they requested"
         } else {
             "nobody decides on a release they requested"
         })));
     }
     if facts.requesting_org == principal.org_id {
-        return Err(Denied(Reason::new(if approving {
+        return Err(Denied::because(Reason::new(if approving {
             "nobody approves a release their own organization requested"
         } else {
             "nobody decides on a release their own organization requested"

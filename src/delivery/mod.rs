@@ -608,7 +608,9 @@ impl DeliveryService {
         transfer: &TransferContext,
     ) -> Result<Result<(), Denied>, DeliveryError> {
         let Some(subject) = self.subject(transfer.subject.file.id).await? else {
-            return Ok(Err(Denied(Reason::new("the file no longer exists"))));
+            return Ok(Err(Denied::because(Reason::new(
+                "the file no longer exists",
+            ))));
         };
         let used = self
             .used_bytes(

@@ -653,7 +653,7 @@ impl ReleaseService {
         match caller {
             Caller::Person(_) => self.authorize(caller, action_for(transition), &record.facts()),
             Caller::System if transition.system_performs() => Ok(()),
-            Caller::System => Err(ServiceError::Forbidden(Denied(Reason::new(
+            Caller::System => Err(ServiceError::Forbidden(Denied::because(Reason::new(
                 "only a person may perform this transition",
             )))),
         }

@@ -28,6 +28,7 @@ mod extract_crash;
 mod extract_job;
 mod extract_pipeline;
 mod extract_rows;
+mod forbidden;
 mod health;
 mod jobs_api;
 mod jobs_cli;
