@@ -11,7 +11,7 @@ use crate::audit::{AuditLog, Client};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::domain::release::ReleaseId;
-use crate::jobs::{Cancelled, Job, JobId, JobQueue, JobService, JobServiceError};
+use crate::jobs::{Cancelled, Job, JobId, JobQueue, JobService, JobServiceError, JobState};
 use crate::release::Caller;
 
 /// `steward jobs ...`
@@ -41,6 +41,15 @@ pub enum JobsCommand {
         /// The job id.
         id: JobId,
     },
+    /// Follow a job with a progress bar (bytes of the source being read against its size) until
+    /// it ends.
+    #[command(
+        after_help = "Example:\n  steward jobs watch 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50\n\nExit codes:\n  0  the job succeeded\n  1  it failed or was cancelled, or it could not be read"
+    )]
+    Watch {
+        /// The job id.
+        id: JobId,
+    },
     /// Cancel a queued job now, or ask a running job to stop at its next heartbeat.
     #[command(after_help = "Example:\n  steward jobs cancel 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50")]
     Cancel {
@@ -64,6 +73,9 @@ pub enum JobsCommandError {
     /// The job service refused or failed.
     #[error(transparent)]
     Jobs(#[from] JobServiceError),
+    /// The watched job did not succeed.
+    #[error("job {0} ended {1}")]
+    Ended(JobId, &'static str),
 }
 
 /// Runs a jobs command against the configured (already migrated) database.
@@ -143,6 +155,7 @@ async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsC
                 println!("  {line}");
             }
         }
+        JobsCommand::Watch { id } => watch(&service, id).await?,
         JobsCommand::Cancel { id } => {
             let (_, outcome) = service.cancel(Caller::System, id, &client).await?;
             match outcome {
@@ -158,4 +171,40 @@ async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsC
         }
     }
     Ok(())
+}
+
+/// Polls the job and draws its progress until it reaches a final state.
+async fn watch(service: &JobService, id: JobId) -> Result<(), JobsCommandError> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {percent:>3}% {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    loop {
+        let job = service.show(Caller::System, id).await?.job;
+        let progress: serde_json::Value =
+            serde_json::from_str(&job.progress).unwrap_or(serde_json::Value::Null);
+        let number = |key: &str| progress[key].as_u64().unwrap_or(0);
+        bar.set_length(number("source_size"));
+        bar.set_position(number("source_read").min(number("source_size")));
+        bar.set_message(format!("{}, {} rows", job.state.as_str(), number("rows")));
+        match job.state {
+            JobState::Succeeded => {
+                bar.finish_with_message(format!("succeeded, {} rows", number("rows")));
+                return Ok(());
+            }
+            JobState::Failed | JobState::Cancelled => {
+                bar.abandon_with_message(format!(
+                    "{}: {}",
+                    job.state.as_str(),
+                    job.error.as_deref().unwrap_or("-")
+                ));
+                return Err(JobsCommandError::Ended(id, job.state.as_str()));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
 }

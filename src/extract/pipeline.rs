@@ -34,6 +34,8 @@ pub struct JobControl {
     cancelled: AtomicBool,
     rows: AtomicU64,
     source_bytes: AtomicU64,
+    current_read: AtomicU64,
+    current_size: AtomicU64,
 }
 
 impl JobControl {
@@ -55,6 +57,20 @@ impl JobControl {
     /// Source bytes read so far (compressed size when the source is compressed).
     pub fn source_bytes(&self) -> u64 {
         self.source_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The source being read: bytes read of it, and its size (0 when unknown).
+    pub fn current_source(&self) -> (u64, u64) {
+        (
+            self.current_read.load(Ordering::Relaxed),
+            self.current_size.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A new source is being read, of `size` bytes as stored.
+    fn start_source(&self, size: u64) {
+        self.current_read.store(0, Ordering::Relaxed);
+        self.current_size.store(size, Ordering::Relaxed);
     }
 }
 
@@ -277,6 +293,9 @@ impl<R: Read> Read for CountingReader<'_, R> {
         self.control
             .source_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
+        self.control
+            .current_read
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -288,7 +307,7 @@ pub(crate) struct SourceRows<'a> {
     pub name: String,
     /// The header.
     pub header: csv::StringRecord,
-    reader: csv::Reader<CountingReader<'a, Box<dyn Read + Send>>>,
+    reader: csv::Reader<Box<dyn Read + Send + 'a>>,
 }
 
 impl<'a> SourceRows<'a> {
@@ -300,11 +319,13 @@ impl<'a> SourceRows<'a> {
         control: &'a JobControl,
     ) -> Result<SourceRows<'a>, ExtractError> {
         let name = source.name();
-        let raw = source.open_blocking(store, runtime)?;
-        let counted = CountingReader {
+        // Bytes are counted as stored (before decompression), against the stored size.
+        let (raw, size) = source.open_raw_blocking(store, runtime)?;
+        control.start_source(size);
+        let counted = source.decompress(Box::new(CountingReader {
             inner: raw,
             control,
-        };
+        }))?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .buffer_capacity(256 * 1024)

@@ -56,29 +56,43 @@ impl SourceLocation {
         store: &SharedStore,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Box<dyn Read + Send>, ExtractError> {
+        let (raw, _) = self.open_raw_blocking(store, runtime)?;
+        self.decompress(raw)
+    }
+
+    /// Opens the source's bytes as stored (compressed or not), with their size.
+    pub(super) fn open_raw_blocking(
+        &self,
+        store: &SharedStore,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(Box<dyn Read + Send>, u64), ExtractError> {
         let source_error = |error| ExtractError::Source {
             source_name: self.name(),
             error,
         };
-        let raw: Box<dyn Read + Send> = match self {
+        Ok(match self {
             SourceLocation::Path(path) => {
-                Box::new(std::fs::File::open(path).map_err(source_error)?)
+                let file = std::fs::File::open(path).map_err(source_error)?;
+                let size = file.metadata().map_or(0, |m| m.len());
+                (Box::new(file), size)
             }
             SourceLocation::Object(key) => {
                 let object = runtime
                     .block_on(store.get(key, None))
                     .map_err(|e| source_error(std::io::Error::other(e.to_string())))?;
-                Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
-                    object.body,
-                    runtime.clone(),
-                ))
+                let size = object.size;
+                let body =
+                    tokio_util::io::SyncIoBridge::new_with_handle(object.body, runtime.clone());
+                (Box::new(body), size)
             }
-        };
-        self.decompress(raw)
+        })
     }
 
     /// Wraps `raw` in the decompressor the source's name calls for.
-    fn decompress(&self, raw: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>, ExtractError> {
+    pub(super) fn decompress<'r>(
+        &self,
+        raw: Box<dyn Read + Send + 'r>,
+    ) -> Result<Box<dyn Read + Send + 'r>, ExtractError> {
         let source_error = |error| ExtractError::Source {
             source_name: self.name(),
             error,

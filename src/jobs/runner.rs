@@ -266,8 +266,9 @@ async fn keep_alive(
 ) {
     loop {
         tokio::time::sleep(every).await;
+        let (read, size) = control.current_source();
         let progress = format!(
-            "{{\"rows\":{},\"source_bytes\":{}}}",
+            "{{\"rows\":{},\"source_bytes\":{},\"source_read\":{read},\"source_size\":{size}}}",
             control.rows(),
             control.source_bytes()
         );

@@ -154,3 +154,52 @@ async fn worker_prints_its_owner_and_stops_on_sigterm(db: Db) {
     let last = lines.next().and_then(Result::ok).unwrap_or_default();
     assert!(last.contains("stopped"), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_watch_follows_a_job_to_its_end_and_says_how_it_ended() {
+    let source_dir = tempfile::tempdir().unwrap();
+    steward::synth::generate(source_dir.path(), 1500, 5).unwrap();
+    let source = source_dir.path().join("med_elig.csv").display().to_string();
+    let app = crate::helpers::spawn_app_configured(
+        Db::Sqlite,
+        crate::helpers::Store::Fs,
+        &[
+            ("STEWARD_JOBS__RUN_IN_SERVE", "false"),
+            ("STEWARD_EXTRACT__SOURCES__MED_ELIG", &source),
+        ],
+    )
+    .await;
+    let p = people(&app).await;
+    let release = executed_level_one(&app, &p, "DUA-2026-0411").await;
+    crate::extract_job::run_extract(&app, &p, &release).await;
+    let jobs = expect(&app, "GET", "/api/v1/jobs", &p.it.1, None, 200).await;
+    let job = jobs[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(jobs[0]["state"], "succeeded");
+    let (ok, _, err) = run(&app, &["jobs", "watch", &job]);
+    assert!(ok, "{err}");
+
+    // A job that fails (its release names a dataset with no source) ends the watch with 1.
+    let other = spawn_without_runner(Db::Sqlite).await;
+    let q = people(&other).await;
+    let release = executed_level_one(&other, &q, "DUA-2026-0412").await;
+    let started = expect(
+        &other,
+        "POST",
+        &format!("/api/v1/releases/{release}/extract"),
+        &q.it.1,
+        None,
+        202,
+    )
+    .await;
+    let job = started["id"].as_str().unwrap().to_owned();
+    let runner = steward::jobs::Runner::new(
+        other.state.jobs.clone(),
+        std::sync::Arc::new(steward::extract::job::ExtractExecutor::new(&other.state)),
+        "test-runner".into(),
+        steward::jobs::RunnerConfig::default(),
+    );
+    runner.run_once().await.unwrap();
+    let (ok, _, err) = run(&other, &["jobs", "watch", &job]);
+    assert!(!ok);
+    assert!(err.contains(&format!("job {job} ended failed")), "{err}");
+}
