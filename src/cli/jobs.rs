@@ -155,7 +155,7 @@ async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsC
                 println!("  {line}");
             }
         }
-        JobsCommand::Watch { id } => watch(&service, id).await?,
+        JobsCommand::Watch { id } => watch(service, id).await?,
         JobsCommand::Cancel { id } => {
             let (_, outcome) = service.cancel(Caller::System, id, &client).await?;
             match outcome {
