@@ -28,18 +28,26 @@ pub enum JobsCommand {
     },
     /// List jobs, newest first, optionally of one release.
     #[command(
-        after_help = "Examples:\n  steward jobs list\n  steward jobs list --release 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10"
+        after_help = "Examples:\n  steward jobs list\n  steward jobs list --release 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --json"
     )]
     List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         /// Only jobs of this release.
         #[arg(long)]
         release: Option<ReleaseId>,
     },
     /// Show one job: state, attempts, progress, error, times and its log.
-    #[command(after_help = "Example:\n  steward jobs show 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50")]
+    #[command(
+        after_help = "Examples:\n  steward jobs show 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50\n  steward jobs show 0b8d7c4e-5f0a-4e0e-9f7e-8a1d2c3b4a50 --json | jq .state"
+    )]
     Show {
         /// The job id.
         id: JobId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Follow a job with a progress bar (bytes of the source being read against its size) until
     /// it ends.
@@ -103,6 +111,39 @@ fn time_text(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// A job as `--json` prints it: names and RFC 3339 times.
+fn job_json(job: &Job, log: Option<&[String]>) -> serde_json::Value {
+    let progress: serde_json::Value =
+        serde_json::from_str(&job.progress).unwrap_or(serde_json::Value::Null);
+    let mut value = serde_json::json!({
+        "id": job.id,
+        "kind": job.kind.as_str(),
+        "release_id": job.release_id,
+        "state": job.state.as_str(),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_after": time_text(job.run_after),
+        "lease_owner": job.lease_owner,
+        "heartbeat_at": job.heartbeat_at.map(time_text),
+        "cancel_requested": job.cancel_requested,
+        "progress": progress,
+        "error": job.error,
+        "created_at": time_text(job.created_at),
+        "finished_at": job.finished_at.map(time_text),
+    });
+    if let Some(log) = log {
+        value["log"] = serde_json::json!(log);
+    }
+    value
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
 fn summary(job: &Job) -> String {
     format!(
         "{}  {:<8} {:<10} {}/{}  {}  {}",
@@ -124,7 +165,19 @@ async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsC
             let job = service.start(Caller::System, release, &client).await?;
             println!("queued extract job {} for release {release}", job.id);
         }
-        JobsCommand::List { release } => {
+        JobsCommand::List {
+            release,
+            json: true,
+        } => {
+            let jobs: Vec<serde_json::Value> = service
+                .list(Caller::System, release)
+                .await?
+                .iter()
+                .map(|job| job_json(job, None))
+                .collect();
+            print_json(&serde_json::Value::Array(jobs));
+        }
+        JobsCommand::List { release, .. } => {
             println!(
                 "{:<36}  {:<8} {:<10} {:<4}  {:<36}  created",
                 "id", "kind", "state", "try", "release"
@@ -133,7 +186,11 @@ async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsC
                 println!("{}", summary(&job));
             }
         }
-        JobsCommand::Show { id } => {
+        JobsCommand::Show { id, json: true } => {
+            let detail = service.show(Caller::System, id).await?;
+            print_json(&job_json(&detail.job, Some(&detail.log)));
+        }
+        JobsCommand::Show { id, .. } => {
             let detail = service.show(Caller::System, id).await?;
             let job = &detail.job;
             println!("{}", summary(job));

@@ -39,7 +39,7 @@ fn yes(done: bool) -> &'static str {
 pub enum ReleaseCommand {
     /// List releases, newest first, optionally filtered.
     #[command(
-        after_help = "Examples:\n  steward release list\n  steward release list --state in_review --level III"
+        after_help = "Examples:\n  steward release list\n  steward release list --state in_review --level III\n  steward release list --json | jq -r '.[].id'"
     )]
     List {
         /// Only releases in this state (repeat for several), e.g. in_review, dua_executed.
@@ -51,14 +51,20 @@ pub enum ReleaseCommand {
         /// Only releases of this level: I, II or III.
         #[arg(long)]
         level: Option<Level>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Show one release: request, approved elements, subcommittee decision, DUA and history.
     #[command(
-        after_help = "Example:\n  steward release show 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10"
+        after_help = "Examples:\n  steward release show 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10\n  steward release show 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --json"
     )]
     Show {
         /// The release id.
         id: ReleaseId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the release's signed approval letter (PDF) to a file and print its signature.
     #[command(
@@ -164,6 +170,60 @@ fn summary(record: &ReleaseRecord) -> String {
     )
 }
 
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A release as `--json` prints it: names, ids and RFC 3339 times.
+fn release_json(
+    record: &ReleaseRecord,
+    history: Option<&[crate::db::releases::HistoryRow]>,
+) -> serde_json::Value {
+    let row = &record.row;
+    let mut value = serde_json::json!({
+        "id": row.id.to_string(),
+        "status": row.status.as_str(),
+        "level": row.level.as_str(),
+        "organization_id": row.org_id.to_string(),
+        "requested_by": row.requested_by.to_string(),
+        "datasets": record.request.datasets.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "aggregate": record.request.aggregate.is_some(),
+        "approved_elements": record.approved.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "approved_at": row.approved_at.map(rfc3339),
+        "dua": record.dua.as_ref().map(|d| serde_json::json!({
+            "number": d.number,
+            "version": d.version,
+            "effective": d.effective,
+            "expiry": d.expiry,
+            "users": d.users.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+            "responsible": d.responsible.to_string(),
+            "download_limit": d.download_limit,
+            "destruction_days": d.destruction_days,
+        })),
+        "allowed_next": row.status.allowed_transitions().iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    });
+    if let Some(history) = history {
+        value["history"] = history
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "entry": h.entry,
+                    "at": rfc3339(h.at),
+                    "kind": h.kind,
+                    "from": h.from_status.as_str(),
+                    "to": h.to_status.as_str(),
+                    "actor": h.actor,
+                    "reason": h.reason,
+                })
+            })
+            .collect();
+    }
+    value
+}
+
 async fn execute(
     state: &AppState,
     clock: &SharedClock,
@@ -172,12 +232,27 @@ async fn execute(
     let service = &state.releases;
     let client = Client::default();
     match command {
-        ReleaseCommand::List { states, org, level } => {
+        ReleaseCommand::List {
+            states,
+            org,
+            level,
+            json,
+        } => {
             let filter = ListFilter {
                 statuses: states,
                 org: org.map(OrgId),
                 level,
             };
+            if json {
+                let records = service.list(Caller::System, &filter).await?;
+                let list: Vec<serde_json::Value> =
+                    records.iter().map(|r| release_json(r, None)).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+                return Ok(());
+            }
             println!(
                 "{:<36}  {:<20} {:<3} {:<36}  dua",
                 "id", "status", "lvl", "organization"
@@ -186,11 +261,21 @@ async fn execute(
                 println!("{}", summary(&record));
             }
         }
-        ReleaseCommand::Show { id } => {
+        ReleaseCommand::Show { id, json } => {
             let record = service.record(id).await?.ok_or(ServiceError::NotFound)?;
+            if json {
+                let history = service.history(id).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&release_json(&record, Some(&history)))
+                        .unwrap_or_default()
+                );
+                return Ok(());
+            }
             println!("{}", summary(&record));
             println!("requested by:  {}", record.row.requested_by);
-            println!("datasets:      {:?}", record.request.datasets);
+            let datasets: Vec<&str> = record.request.datasets.iter().map(|d| d.as_str()).collect();
+            println!("datasets:      {}", datasets.join(", "));
             println!("approved:      {}", record.approved.len());
             for element in &record.approved {
                 println!("  {element}");
@@ -218,7 +303,7 @@ async fn execute(
                 println!(
                     "  #{} {} {} {} -> {} by {}{}",
                     h.entry,
-                    h.at,
+                    rfc3339(h.at),
                     h.kind,
                     h.from_status,
                     h.to_status,

@@ -177,6 +177,27 @@ async fn jobs_watch_follows_a_job_to_its_end_and_says_how_it_ended() {
     assert_eq!(jobs[0]["state"], "succeeded");
     let (ok, _, err) = run(&app, &["jobs", "watch", &job]);
     assert!(ok, "{err}");
+    // --json prints names and RFC 3339 times.
+    let (ok, out, err) = run(&app, &["jobs", "show", &job, "--json"]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["state"], "succeeded");
+    assert_eq!(shown["kind"], "extract");
+    assert!(time::OffsetDateTime::parse(
+        shown["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339
+    )
+    .is_ok());
+    let (ok, out, err) = run(&app, &["release", "show", &release, "--json"]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["status"], "available");
+    assert_eq!(shown["datasets"], serde_json::json!(["med_elig"]));
+    assert!(shown["history"].as_array().unwrap().len() >= 5);
+    let (ok, out, err) = run(&app, &["release", "list", "--json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["id"], release.as_str());
 
     // A job that fails (its release names a dataset with no source) ends the watch with 1.
     let other = spawn_without_runner(Db::Sqlite).await;
