@@ -59,8 +59,14 @@ pub enum UserCommand {
         roles: Vec<Role>,
     },
     /// List users.
-    #[command(after_help = "Example:\n  steward admin user list")]
-    List,
+    #[command(
+        after_help = "Examples:\n  steward admin user list\n  steward admin user list --json"
+    )]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Disable a user (accounts are never deleted: the access log refers to them).
     #[command(after_help = "Example:\n  steward admin user disable jdoe")]
     Disable {
@@ -102,8 +108,12 @@ pub enum OrgCommand {
         agency: bool,
     },
     /// List organizations.
-    #[command(after_help = "Example:\n  steward admin org list")]
-    List,
+    #[command(after_help = "Examples:\n  steward admin org list\n  steward admin org list --json")]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Why an admin command failed.
@@ -150,7 +160,28 @@ async fn execute(auth: &Authenticator, command: AdminCommand) -> Result<(), Admi
                 .await?;
             print_account(&account);
         }
-        AdminCommand::User(UserCommand::List) => {
+        AdminCommand::User(UserCommand::List { json: true }) => {
+            // Names, roles and status only: never the password hash or TOTP secret.
+            let list: Vec<serde_json::Value> = auth
+                .list_users()
+                .await?
+                .iter()
+                .map(|user| {
+                    serde_json::json!({
+                        "id": user.id.to_string(),
+                        "username": user.username,
+                        "organization_id": user.org_id.to_string(),
+                        "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                        "disabled": user.disabled,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        }
+        AdminCommand::User(UserCommand::List { .. }) => {
             println!("{:<36}  {:<20} {:<8} roles", "id", "username", "status");
             for user in auth.list_users().await? {
                 let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
@@ -184,7 +215,25 @@ async fn execute(auth: &Authenticator, command: AdminCommand) -> Result<(), Admi
             let org = auth.create_org(&By::system(), &name, agency).await?;
             println!("{}  {}{}", org.id, org.name, agency_mark(&org));
         }
-        AdminCommand::Org(OrgCommand::List) => {
+        AdminCommand::Org(OrgCommand::List { json: true }) => {
+            let list: Vec<serde_json::Value> = auth
+                .list_orgs()
+                .await?
+                .iter()
+                .map(|org| {
+                    serde_json::json!({
+                        "id": org.id.to_string(),
+                        "name": org.name,
+                        "agency": org.agency,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        }
+        AdminCommand::Org(OrgCommand::List { .. }) => {
             for org in auth.list_orgs().await? {
                 println!("{}  {}{}", org.id, org.name, agency_mark(&org));
             }

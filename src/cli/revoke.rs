@@ -67,8 +67,12 @@ pub enum RevokeCommand {
         reason: String,
     },
     /// List revocations, newest first.
-    #[command(after_help = "Example:\n  steward revoke list")]
-    List,
+    #[command(after_help = "Examples:\n  steward revoke list\n  steward revoke list --json")]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift a revocation: access is allowed again from the commit on.
     #[command(after_help = "Example:\n  steward revoke lift 5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c")]
     Lift {
@@ -101,7 +105,30 @@ pub async fn run(settings: &Settings, command: RevokeCommand) -> Result<(), Revo
         }
         RevokeCommand::Release { id, reason } => revoke(RevocationScope::Release(id), reason),
         RevokeCommand::File { id, reason } => revoke(RevocationScope::File(id), reason),
-        RevokeCommand::List => {
+        RevokeCommand::List { json: true } => {
+            let rows = delivery.revocations(Caller::System, ROUTE, &client).await?;
+            let list: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "id": row.id,
+                        "scope": row.scope.kind(),
+                        "of": row.scope.id().to_string(),
+                        "reason": row.reason,
+                        "created_by": row.created_by,
+                        "created_at": time_text(row.created_at),
+                        "lifted_by": row.lifted_by,
+                        "lifted_at": row.lifted_at.map(time_text),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+            return Ok(());
+        }
+        RevokeCommand::List { .. } => {
             println!(
                 "{:<36}  {:<12}  {:<36}  {:<20}  lifted",
                 "id", "scope", "of", "created"

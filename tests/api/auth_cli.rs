@@ -107,6 +107,18 @@ fn bootstrap_once_then_manage_users() {
         line.contains("disabled") && line.contains("recipient,it_staff"),
         "{line}"
     );
+    let (ok, out, _) = run(dir.path(), &["admin", "user", "list", "--json"]);
+    assert!(ok);
+    let users: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let jdoe = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "jdoe")
+        .unwrap();
+    assert_eq!(jdoe["disabled"], true);
+    assert_eq!(jdoe["roles"], serde_json::json!(["recipient", "it_staff"]));
+    assert!(!out.contains("argon2"), "no password hash in the list");
     // Bad input names the problem.
     let (ok, _, err) = run(
         dir.path(),
