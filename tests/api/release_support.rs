@@ -56,22 +56,9 @@ pub async fn people(app: &TestApp) -> People {
     p
 }
 
-/// A Level I request for de-identified eligibility data.
+/// A Level I request for de-identified eligibility data: the demo's own.
 pub fn level_one_request() -> Value {
-    json!({
-        "level": "I",
-        "datasets": ["med_elig"],
-        "elements": [
-            { "element": "med_elig.member_gender" },
-            { "element": "med_elig.member_state" },
-            { "element": "med_elig.year" }
-        ],
-        "purpose": "Coverage trends by state",
-        "ultimate_recipient": "State University health policy group",
-        "security_measures": "Encrypted laptops, access limited to the named analysts",
-        "publication_plan": "Aggregate tables only, no cell under 11",
-        "filters": { "years": { "first": 2020, "last": 2023 } }
-    })
+    steward::cli::demo::level_one_request()
 }
 
 /// A Level III request: a Level II and a Level III element, each with its reason.
