@@ -41,6 +41,9 @@ pub enum StartupError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The metrics listener could not start.
+    #[error("{0}")]
+    Metrics(String),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {

@@ -101,6 +101,19 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Download links, streams and revocation.
     pub downloads: DownloadSettings,
+    /// Prometheus metrics on a separate listener (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address of the `/metrics` listener (plain HTTP: keep it on a private interface);
+    /// unset, no metrics are served.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Download links, streams and revocation.

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod extract;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod pdf;
 pub mod policy;
 pub mod release;

@@ -238,6 +238,16 @@ impl Sequencer {
         };
         before_commit(events.len() as u64)?;
         tx.commit().await?;
+        let now = self.clock.now();
+        for event in &events {
+            let at = time::OffsetDateTime::parse(
+                &event.at,
+                &time::format_description::well_known::Rfc3339,
+            );
+            if let Ok(at) = at {
+                crate::metrics::access_log_lag((now - at).as_seconds_f64());
+            }
+        }
         if checkpoint.is_some() {
             self.export_pending().await;
         }

@@ -315,7 +315,20 @@ async fn run_demo(
     demo::run(config, dir, shutdown).await
 }
 
+/// Starts the metrics listener when `[metrics] listen` is set.
+pub(crate) fn start_metrics(settings: &Settings) -> Result<(), String> {
+    match settings.metrics.listen {
+        Some(addr) => {
+            crate::metrics::install(addr).map_err(|e| e.to_string())?;
+            println!("Metrics on http://{addr}/metrics");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 async fn serve(settings: Settings) -> Result<(), StartupError> {
+    start_metrics(&settings).map_err(StartupError::Metrics)?;
     let app = Application::build(settings, Arc::new(SystemClock)).await?;
     let shutdown = shutdown_signal().map_err(StartupError::Signal)?;
     println!("Steward is listening on {}", app.url());

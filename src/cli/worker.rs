@@ -29,6 +29,7 @@ pub enum WorkerError {
 /// Ctrl-C or SIGTERM. A job in progress at shutdown is left to its lease: another runner takes
 /// it over once the lease expires.
 pub async fn run(settings: Settings) -> Result<(), WorkerError> {
+    super::start_metrics(&settings).map_err(StartupError::Metrics)?;
     let state = build_state(settings, Arc::new(SystemClock)).await?;
     // Installed before the owner id is printed: whoever reads that line may signal at once.
     let shutdown = shutdown_signal().map_err(|source| WorkerError::Signal {

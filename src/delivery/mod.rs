@@ -812,6 +812,8 @@ impl Transfer {
     }
 
     async fn run(self, sender: mpsc::Sender<BodyChunk>) {
+        crate::metrics::download_stream(1.0);
+        let _active = ActiveStream;
         let service = self.service.clone();
         let ctx = self.context;
         let mut body = self.body;
@@ -891,6 +893,7 @@ impl Transfer {
                             };
                             permit.send(Ok(chunk));
                             sent += n as u64;
+                            crate::metrics::download_bytes(n as u64);
                         }
                         Err(error) => {
                             tracing::error!(%error, "reading a stored object failed mid-download");
@@ -936,5 +939,14 @@ impl Transfer {
         service
             .finish(&ctx.record, &ctx.principal, &ctx.subject, &ctx.client, end)
             .await;
+    }
+}
+
+/// Counts a download stream as active until dropped, however its task ends.
+struct ActiveStream;
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        crate::metrics::download_stream(-1.0);
     }
 }

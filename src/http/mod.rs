@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; frame-ancestors 'none'",
         ))
+        .layer(axum::middleware::from_fn(count_request))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -71,6 +72,18 @@ pub fn router(state: AppState) -> Router {
 
 fn set_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+}
+
+/// Counts each answered request by route template and status (metrics, when enabled).
+async fn count_request(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    crate::metrics::request(&route, response.status().as_u16());
+    response
 }
 
 /// One span per request: method, route template (never the concrete path, which may hold a

@@ -141,6 +141,7 @@ impl Runner {
             lost.clone(),
             self.config.heartbeat_interval,
         ));
+        let started = std::time::Instant::now();
         let result = self.executor.execute(&job, &lease, control.clone()).await;
         heartbeat.abort();
         if lost.load(std::sync::atomic::Ordering::SeqCst) {
@@ -190,6 +191,11 @@ impl Runner {
             }
         };
         tracing::info!(job_id = %job.id, state = state.as_str(), "job ended");
+        crate::metrics::job_finished(
+            job.kind.as_str(),
+            state.as_str(),
+            started.elapsed().as_secs_f64(),
+        );
         Ok(RunOutcome::Ran {
             job_id: job.id,
             state,

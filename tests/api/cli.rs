@@ -377,3 +377,47 @@ fn completions_and_the_manual_page_come_from_the_command_definitions() {
     );
     assert!(man.contains("Exit codes"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_their_own_listener_only_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, lines) = start_serve(dir.path(), &[("STEWARD_METRICS__LISTEN", &listen)]);
+    let url = banner_value(&lines, "Steward is listening on ").to_owned();
+    let ca = banner_value(&lines, "CA certificate: ").to_owned();
+    let client = crate::helpers::client_trusting(Path::new(&ca));
+    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let missing = client
+        .get(format!("{url}/api/v1/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let text = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("steward_http_requests_total{route=\"/readyz\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("status=\"404\""), "{text}");
+    // The API's own listener does not serve them.
+    let api = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(api.status(), 404);
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_with_timeout(&mut child.0, Duration::from_secs(30)).success());
+}
