@@ -100,11 +100,14 @@ pub enum ReleaseCommand {
     /// Show a destruction demand: the erase job's progress, the attestation, and the users the
     /// access log shows holding data.
     #[command(
-        after_help = "Example:\n  steward release destruction 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10"
+        after_help = "Examples:\n  steward release destruction 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10\n  steward release destruction 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --json"
     )]
     Destruction {
         /// The release id.
         id: ReleaseId,
+        /// Print JSON (as the API shows it) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the signed destruction certificate (JSON, and the PDF beside it with `.pdf`).
     #[command(
@@ -357,11 +360,18 @@ async fn execute(
             println!("all access revoked (revocation {})", demand.revocation);
             println!("the erase job is queued; follow it with `steward release destruction {id}`");
         }
-        ReleaseCommand::Destruction { id } => {
+        ReleaseCommand::Destruction { id, json } => {
             let view = state
                 .destruction
                 .view(Caller::System, id, ROUTE, &client)
                 .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&view).unwrap_or_default()
+                );
+                return Ok(());
+            }
             println!("release:        {} ({})", view.release, view.status);
             println!(
                 "demanded:       {} by {}",

@@ -911,6 +911,10 @@ async fn the_shell_demands_destruction_and_writes_the_certificate(db: Db) {
         out.contains("key erased:     no") && out.contains(&p.colleague.0.id.to_string()),
         "{out}"
     );
+    let (ok, out, err) = run(&app, &["release", "destruction", &id, "--json"]);
+    assert!(ok, "{err}");
+    let view: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["release"], id.as_str());
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("destruction.json");
     let (ok, _, err) = run(
