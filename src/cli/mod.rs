@@ -320,7 +320,8 @@ pub(crate) fn start_metrics(settings: &Settings) -> Result<(), String> {
     match settings.metrics.listen {
         Some(addr) => {
             crate::metrics::install(addr).map_err(|e| e.to_string())?;
-            println!("Metrics on http://{addr}/metrics");
+            // Logged, not printed: the banner on standard output is what scripts read.
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
             Ok(())
         }
         None => Ok(()),
