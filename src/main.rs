@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    steward::cli::run(steward::cli::Cli::parse())
+    steward::cli::run(steward::cli::parse())
 }

@@ -5,7 +5,11 @@
 //! - `steward_http_requests_total{route, status}`
 //! - `steward_download_bytes_total`, `steward_download_streams_active`
 //! - `steward_jobs_finished_total{kind, state}`, `steward_job_duration_seconds{kind}`
-//! - `steward_access_log_append_lag_seconds`: from an event's commit to its place in the log
+//! - `steward_access_log_append_lag_seconds`: from an event handed to the log on its own (a
+//!   read, a download, a refusal) to its durable commit; an event that accompanies a change
+//!   commits with that change's transaction instead
+//! - `steward_access_log_integration_lag_seconds`: from an event's time to its position in the
+//!   hash chain and the Merkle tree
 
 use std::net::SocketAddr;
 
@@ -56,7 +60,12 @@ pub fn job_finished(kind: &'static str, state: &'static str, seconds: f64) {
     metrics::histogram!("steward_job_duration_seconds", "kind" => kind).record(seconds);
 }
 
-/// An access event took `seconds` from its commit to its position in the log.
-pub fn access_log_lag(seconds: f64) {
-    metrics::histogram!("steward_access_log_append_lag_seconds").record(seconds.max(0.0));
+/// An access event appended on its own took `seconds` to commit.
+pub fn access_log_append_lag(seconds: f64) {
+    metrics::histogram!("steward_access_log_append_lag_seconds").record(seconds);
+}
+
+/// An access event took `seconds` from its time to its position in the log.
+pub fn access_log_integration_lag(seconds: f64) {
+    metrics::histogram!("steward_access_log_integration_lag_seconds").record(seconds.max(0.0));
 }

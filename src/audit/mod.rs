@@ -78,6 +78,8 @@ struct Stamped<'a> {
 /// One queued standalone event and where to say it is durable.
 struct Queued {
     at: String,
+    /// When the caller handed it over, for the append-lag metric.
+    queued: std::time::Instant,
     event: AccessEvent,
     done: oneshot::Sender<Result<i64, String>>,
 }
@@ -134,6 +136,7 @@ impl AuditLog {
         let (done, result) = oneshot::channel();
         let queued = Queued {
             at: format_time(self.clock.now())?,
+            queued: std::time::Instant::now(),
             event: event.clone(),
             done,
         };
@@ -210,6 +213,7 @@ async fn write_batches(db: Database, mut receiver: mpsc::Receiver<Queued>) {
         match result {
             Ok(ids) => {
                 for (queued, id) in batch.into_iter().zip(ids) {
+                    crate::metrics::access_log_append_lag(queued.queued.elapsed().as_secs_f64());
                     let _ = queued.done.send(Ok(id));
                 }
             }

@@ -245,7 +245,7 @@ impl Sequencer {
                 &time::format_description::well_known::Rfc3339,
             );
             if let Ok(at) = at {
-                crate::metrics::access_log_lag((now - at).as_seconds_f64());
+                crate::metrics::access_log_integration_lag((now - at).as_seconds_f64());
             }
         }
         if checkpoint.is_some() {

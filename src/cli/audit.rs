@@ -30,7 +30,7 @@ pub enum AuditCommand {
     #[command(
         after_help = "Exit codes: 0 the log verifies; 1 a problem was found (printed with \
 its position); 2 the check could not run.\n\nExamples:\n  steward audit verify\n  steward audit \
-verify --checkpoints /mnt/witness/steward --from-checkpoint trusted.checkpoint"
+verify --json\n  steward audit verify --checkpoints /mnt/witness/steward --from-checkpoint trusted.checkpoint"
     )]
     Verify {
         /// A checkpoint kept outside the database (a copy from the export directory, a
@@ -45,6 +45,9 @@ verify --checkpoints /mnt/witness/steward --from-checkpoint trusted.checkpoint"
         /// signing key).
         #[arg(long, value_name = "KEY")]
         key: Option<String>,
+        /// Print the outcome as JSON (`verified`, the counts and root, or the `problem`).
+        #[arg(long)]
+        json: bool,
     },
     /// Check a receipt (an inclusion proof from `GET /api/v1/access-log/{seq}/proof`) offline:
     /// no database, no server, only the log's public key.
@@ -65,12 +68,19 @@ receipt.json --checkpoint checkpoint.txt"
         checkpoint: Option<PathBuf>,
     },
     /// Print the log's note verifier key, to give recipients and auditors.
-    #[command(after_help = "Example:\n  steward audit key > steward-access-log.key")]
-    Key,
+    #[command(
+        after_help = "Examples:\n  steward audit key > steward-access-log.key\n  steward audit key --json\n\nExit codes:\n  0  printed\n  2  the signing key cannot be read"
+    )]
+    Key {
+        /// Print `{"verifier_key": ...}` instead of the bare key.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the records the filters select, as CSV or JSON lines, to standard output; the
     /// export is itself logged.
     #[command(after_help = "Example:\n  steward audit export --format csv --action \
-login_failed --from 2026-01-01T00:00:00Z")]
+login_failed --from 2026-01-01T00:00:00Z\n\nExit codes:\n  0  exported\n  2  a filter is \
+malformed, or the log cannot be read")]
     Export {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
@@ -213,14 +223,22 @@ pub async fn run(settings: &Settings, command: AuditCommand) -> ExitCode {
             from_checkpoint,
             checkpoints,
             key,
-        } => match verify_command(settings, from_checkpoint, checkpoints, key).await {
+            json,
+        } => match verify_command(settings, from_checkpoint, checkpoints, key, json).await {
             Ok(code) => code,
             Err(error) => {
                 eprintln!("error: {error}");
                 ExitCode::from(2)
             }
         },
-        AuditCommand::Key => match server_signer(settings) {
+        AuditCommand::Key { json } => match server_signer(settings) {
+            Ok(signer) if json => {
+                println!(
+                    "{}",
+                    serde_json::json!({ "verifier_key": signer.verifier_key() })
+                );
+                ExitCode::SUCCESS
+            }
             Ok(signer) => {
                 println!("{}", signer.verifier_key());
                 ExitCode::SUCCESS
@@ -270,6 +288,7 @@ async fn verify_command(
     from_checkpoint: Option<PathBuf>,
     checkpoints: Option<PathBuf>,
     key: Option<String>,
+    json: bool,
 ) -> Result<ExitCode, AuditCommandError> {
     let verifier_key = match key {
         Some(key) => key_text(&key)?,
@@ -311,6 +330,24 @@ async fn verify_command(
     db.check_schema().await.map_err(StartupError::from)?;
     let outcome = verify::verify_log(&mut DatabaseLog::open(&db).await?, &expect).await?;
     db.close().await;
+    if json {
+        let shown = match &outcome {
+            Ok(verified) => serde_json::json!({
+                "verified": true,
+                "records": verified.records,
+                "legacy_records": verified.legacy_records,
+                "root": hex::encode(verified.root.0),
+                "checkpoints": verified.checkpoints,
+                "export_dir": export_dir,
+                "pending": verified.pending,
+            }),
+            Err(problem) => {
+                serde_json::json!({ "verified": false, "problem": problem.to_string() })
+            }
+        };
+        println!("{shown}");
+        return Ok(ExitCode::from(u8::from(outcome.is_err())));
+    }
     Ok(match outcome {
         Ok(verified) => {
             println!(

@@ -75,7 +75,7 @@ pub enum ClientCommand {
         config_dir: Option<PathBuf>,
     },
     /// Download every file of a release, resuming, verifying and (with --identity) decrypting.
-    #[command(after_help = concat!("Examples:\n  steward client fetch 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --out extract/\n  steward client fetch 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --out extract/ --identity ~/.age/steward.txt\n\nRun the same command again after an interruption: finished files are checked and kept,\na partial file (NAME.part) resumes where it stopped, and only missing bytes count against\nthe DUA's download limit. Beside each file: NAME.receipt.json, the access log's receipt\nof its download (check it with `steward client verify-receipt`), and access-log.key.\n\n", "Exit codes:\n  0  done\n  1  the transfer or the server failed; run the same command again to resume\n  2  bad arguments or local files (identity, output directory, not signed in)\n  3  a signature, checksum or receipt did not verify: do not use the files\n  4  the server refused (signed out, not named by the DUA, revoked, limit reached, destroyed)"))]
+    #[command(after_help = concat!("Examples:\n  steward client fetch 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --out extract/\n  steward client fetch 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --out extract/ --identity ~/.age/steward.txt\n  steward client fetch 6f1c2a9e-0b7d-4a55-9d43-2f4e1f0c9a10 --out extract/ --json | jq -r '.files[].path'\n\nRun the same command again after an interruption: finished files are checked and kept,\na partial file (NAME.part) resumes where it stopped, and only missing bytes count against\nthe DUA's download limit. Beside each file: NAME.receipt.json, the access log's receipt\nof its download (check it with `steward client verify-receipt`), and access-log.key.\n\n", "Exit codes:\n  0  done\n  1  the transfer or the server failed; run the same command again to resume\n  2  bad arguments or local files (identity, output directory, not signed in)\n  3  a signature, checksum or receipt did not verify: do not use the files\n  4  the server refused (signed out, not named by the DUA, revoked, limit reached, destroyed)"))]
     Fetch {
         /// The release id.
         release: String,
@@ -88,6 +88,10 @@ pub enum ClientCommand {
         /// Directory for the client's settings.
         #[arg(long, value_name = "DIR")]
         config_dir: Option<PathBuf>,
+        /// At the end, print what was fetched as JSON (each file's name, kind, size, SHA-256,
+        /// path and plaintext path) instead of a sentence; progress stays on standard error.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a download receipt offline against the access log's key.
     #[command(
@@ -171,7 +175,8 @@ async fn run_async(command: ClientCommand) -> Outcome<()> {
             out,
             identity,
             config_dir,
-        } => fetch(&release, &out, identity.as_deref(), config_dir).await,
+            json,
+        } => fetch(&release, &out, identity.as_deref(), config_dir, json).await,
         ClientCommand::VerifyReceipt { .. } => unreachable!("handled without a runtime"),
     }
 }
@@ -210,26 +215,16 @@ fn load(dir: Option<PathBuf>) -> Outcome<Stored> {
 
 /// Writes the settings readable by the owner alone, replacing them whole.
 fn save(dir: &Path, stored: &Stored) -> Outcome<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let local = |e: std::io::Error| fail(exit::USAGE, format!("{}: {e}", dir.display()));
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(local)?;
+        .map_err(|e| fail(exit::USAGE, format!("{}: {e}", dir.display())))?;
     let path = stored_path(dir);
-    let temporary = dir.join("client.json.new");
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(local)?;
     let bytes = serde_json::to_vec_pretty(stored).expect("settings serialize");
-    file.write_all(&bytes).map_err(local)?;
-    file.sync_all().map_err(local)?;
-    std::fs::rename(&temporary, &path).map_err(local)?;
+    crate::crypto::private_file::replace(&path, &bytes)
+        .map_err(|e| fail(exit::USAGE, e.to_string()))?;
     Ok(path)
 }
 
@@ -475,6 +470,7 @@ async fn fetch(
     out: &Path,
     identity: Option<&Path>,
     dir: Option<PathBuf>,
+    as_json: bool,
 ) -> Outcome<()> {
     let server = connect(&load(dir)?)?;
     if uuid::Uuid::parse_str(release).is_err() {
@@ -514,8 +510,10 @@ async fn fetch(
     let mut order: Vec<&Listed> = vec![manifest_file];
     order.extend(listed.iter().filter(|f| f.kind != "manifest"));
     let mut manifest: Option<manifest::Manifest> = None;
+    let mut fetched = Vec::new();
     for file in order {
         let path = download(&server, release, file, out, &progress, &overall).await?;
+        let mut plaintext = None;
         if file.kind == "manifest" {
             let bytes = std::fs::read(&path)
                 .map_err(|e| fail(exit::USAGE, format!("{}: {e}", path.display())))?;
@@ -545,11 +543,24 @@ async fn fetch(
                 ));
             }
             if let Some(identities) = &identities {
-                decrypt(&path, identities)?;
+                plaintext = decrypt(&path, identities)?;
             }
         }
+        fetched.push(json!({
+            "name": file.name,
+            "kind": file.kind,
+            "ciphertext_bytes": file.ciphertext_bytes,
+            "ciphertext_sha256": file.ciphertext_sha256,
+            "path": path,
+            "plaintext": plaintext,
+        }));
     }
     overall.finish();
+    if as_json {
+        let summary = json!({ "release": release, "out": out, "verified": true, "files": fetched });
+        println!("{summary:#}");
+        return Ok(());
+    }
     println!(
         "fetched {} files of release {release} into {} (verified against the signed manifest)",
         listed.len(),
@@ -794,13 +805,18 @@ fn read_identities(path: &Path) -> Outcome<Vec<Box<dyn age::Identity + Send + Sy
 
 /// Decrypts `NAME.age` to `NAME` (and `NAME.zst.age` to `NAME`, decompressed), streaming,
 /// through a `.part` file renamed only when complete.
-fn decrypt(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync>]) -> Outcome<()> {
+/// Decrypts an age file beside itself; returns the plaintext's path (`None` for a file that is
+/// not encrypted, such as the approval letter).
+fn decrypt(
+    path: &Path,
+    identities: &[Box<dyn age::Identity + Send + Sync>],
+) -> Outcome<Option<PathBuf>> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     let Some(plain) = name.strip_suffix(".age") else {
-        return Ok(());
+        return Ok(None);
     };
     let (plain, compressed) = match plain.strip_suffix(".zst") {
         Some(stripped) => (stripped, true),
@@ -837,7 +853,7 @@ fn decrypt(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync>]) -> 
     })?;
     output.flush().map_err(|e| local(&e))?;
     std::fs::rename(&partial, &target).map_err(|e| local(&e))?;
-    Ok(())
+    Ok(Some(target))
 }
 
 fn verify_receipt(file: &Path, key: &str) -> Outcome<()> {

@@ -152,7 +152,17 @@ pub async fn run(
     let state = app.state().clone();
     let server = tokio::spawn(app.run_until_stopped(shutdown));
     let facts = match existing {
-        Some(facts) => facts,
+        Some(facts) if facts.url == url && facts.ca == ca => facts,
+        // Served again at another address (the port was taken, or the settings changed): the
+        // facts and the recipient's client follow, so the printed command still works.
+        Some(mut facts) => {
+            facts.url = url.clone();
+            facts.ca = ca.clone();
+            point_client_at(&facts)?;
+            let json = serde_json::to_vec_pretty(&facts).map_err(|e| setup("demo.json", e))?;
+            private_file::replace(&facts_path, &json).map_err(|e| setup("demo.json", e))?;
+            facts
+        }
         None => {
             let facts = make(&state, &url, &ca, &dir).await?;
             let json = serde_json::to_string_pretty(&facts).map_err(|e| setup("demo.json", e))?;
@@ -166,6 +176,18 @@ pub async fn run(
         Ok(result) => Ok(result?),
         Err(e) => Err(setup("server", e)),
     }
+}
+
+/// Rewrites the recipient's `client.json` with the demo's current address and CA file.
+fn point_client_at(facts: &DemoFacts) -> Result<(), DemoError> {
+    let path = facts.client_config_dir.join("client.json");
+    let text = private_file::read(&path).map_err(|e| setup("client settings", e))?;
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| setup("client settings", e))?;
+    stored["server"] = json!(facts.url);
+    stored["ca"] = json!(facts.ca);
+    private_file::replace(&path, stored.to_string().as_bytes())
+        .map_err(|e| setup("client settings", e))
 }
 
 /// Prints, for each role, how to act as that user, then the fetch commands.

@@ -161,12 +161,37 @@ pub enum ConfigCommand {
     Check,
 }
 
+/// The exit codes of every command whose help names none of its own.
+const COMMON_EXIT_CODES: &str = "Exit codes:\n  0  done\n  1  the command failed (standard error says why)\n  2  bad arguments or an invalid configuration";
+
+/// The command line: the definitions above, each leaf command's help ending with its exit
+/// codes (its own, or the common ones). `main`, the man page and the completions all use it.
+pub fn command() -> clap::Command {
+    fn document_exit_codes(command: clap::Command) -> clap::Command {
+        if command.get_subcommands().next().is_some() {
+            return command.mut_subcommands(document_exit_codes);
+        }
+        match command.get_after_help().map(ToString::to_string) {
+            Some(help) if help.contains("Exit codes") => command,
+            Some(help) => command.after_help(format!("{help}\n\n{COMMON_EXIT_CODES}")),
+            None => command.after_help(COMMON_EXIT_CODES),
+        }
+    }
+    document_exit_codes(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses the process's arguments with [`command`]; a usage error exits with 2.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // The client runs on a recipient's machine: it needs none of the server's settings.
     let cli = match cli.command {
         Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut command = command();
             clap_complete::generate(shell, &mut command, "steward", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
@@ -272,10 +297,9 @@ fn config_check(settings: &Settings) -> ExitCode {
     }
 }
 
-/// Prints an error the way every command does and turns it into the exit code.
 /// `steward man`: the manual page of every command, from the clap definitions.
 fn man_page() -> ExitCode {
-    let command = <Cli as clap::CommandFactory>::command();
+    let command = command();
     let mut out = Vec::new();
     let rendered = clap_mangen::Man::new(command.clone())
         .render(&mut out)
@@ -297,6 +321,7 @@ fn man_page() -> ExitCode {
     }
 }
 
+/// Prints an error the way every command does and turns it into the exit code.
 fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -378,6 +403,26 @@ mod help_tests {
         for sub in subs {
             leaves(sub, format!("{path} {}", sub.get_name()), out);
         }
+    }
+
+    #[test]
+    fn every_leaf_command_shows_its_exit_codes() {
+        let mut all = Vec::new();
+        leaves(&super::command(), "steward".into(), &mut all);
+        let missing: Vec<&str> = all
+            .iter()
+            .filter(|(_, c)| {
+                !c.get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Exit codes:"))
+            })
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert!(missing.is_empty(), "no exit codes in --help: {missing:?}");
+        // A command with its own codes keeps them, and only them.
+        let demo = all.iter().find(|(p, _)| p == "steward demo").unwrap();
+        let help = demo.1.get_after_help().unwrap().to_string();
+        assert_eq!(help.matches("Exit codes").count(), 1, "{help}");
+        super::command().debug_assert();
     }
 
     #[test]

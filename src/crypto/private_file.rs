@@ -67,6 +67,25 @@ pub fn create_if_missing(
     }
 }
 
+/// Replaces `path` whole with `contents` (0600): written beside it, synced, then renamed over
+/// it, so a reader sees the old file or the new one, never a torn one. The directory must exist.
+pub fn replace(path: &Path, contents: &[u8]) -> Result<(), PrivateFileError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    // A leftover from a write that was killed is ours to discard.
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io(&temporary))?;
+    file.write_all(contents).map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io(path))
+}
+
 /// Reads a private file, refusing one that group or others may read.
 pub fn read(path: &Path) -> Result<String, PrivateFileError> {
     let mode = std::fs::metadata(path)

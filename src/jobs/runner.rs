@@ -144,6 +144,13 @@ impl Runner {
         let started = std::time::Instant::now();
         let result = self.executor.execute(&job, &lease, control.clone()).await;
         heartbeat.abort();
+        // The last progress is written too: a job shorter than one heartbeat would otherwise
+        // end with none on record. Fenced like a heartbeat, so it also finds a lost lease.
+        if let Err(QueueError::LeaseLost(_)) =
+            self.queue.heartbeat(&lease, &progress_json(&control)).await
+        {
+            lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         if lost.load(std::sync::atomic::Ordering::SeqCst) {
             tracing::warn!(job_id = %job.id, "lease lost; another runner owns the job");
             return Ok(RunOutcome::LeaseLost { job_id: job.id });
@@ -261,6 +268,19 @@ impl Runner {
     }
 }
 
+/// What a heartbeat records: rows and source bytes done, and the current source's bytes read
+/// against its size (for `jobs watch`'s percentage).
+fn progress_json(control: &JobControl) -> String {
+    let (read, size) = control.current_source();
+    serde_json::json!({
+        "rows": control.rows(),
+        "source_bytes": control.source_bytes(),
+        "source_read": read,
+        "source_size": size,
+    })
+    .to_string()
+}
+
 /// Renews the lease on a timer; relays a cancel request to the work; flags a lost lease and
 /// stops the work, so a runner that stalled never publishes after another took over.
 async fn keep_alive(
@@ -272,13 +292,7 @@ async fn keep_alive(
 ) {
     loop {
         tokio::time::sleep(every).await;
-        let (read, size) = control.current_source();
-        let progress = format!(
-            "{{\"rows\":{},\"source_bytes\":{},\"source_read\":{read},\"source_size\":{size}}}",
-            control.rows(),
-            control.source_bytes()
-        );
-        match queue.heartbeat(&lease, &progress).await {
+        match queue.heartbeat(&lease, &progress_json(&control)).await {
             Ok(ack) if ack.cancel_requested => control.cancel(),
             Ok(_) => {}
             Err(QueueError::LeaseLost(_)) => {

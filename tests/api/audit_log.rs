@@ -342,6 +342,15 @@ async fn the_verify_command_reports_by_exit_code(db: Db) {
     assert!(stdout.contains("access log verified"), "{stdout}");
     let key = String::from_utf8(steward_audit(&app, &["key"]).stdout).unwrap();
     assert!(key.starts_with("steward.local/access-log+"), "{key}");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&steward_audit(&app, &["key", "--json"]).stdout).unwrap();
+    assert_eq!(shown["verifier_key"], key.trim());
+    let verified = steward_audit(&app, &["verify", "--json"]);
+    assert_eq!(verified.status.code(), Some(0));
+    let verified: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verified["verified"], true);
+    assert!(verified["records"].as_u64().unwrap() >= 40, "{verified}");
+    assert_eq!(verified["root"].as_str().unwrap().len(), 64);
 
     let dir = tempfile::tempdir().unwrap();
     let trusted = dir.path().join("trusted.checkpoint");
@@ -389,4 +398,12 @@ async fn the_verify_command_reports_by_exit_code(db: Db) {
     let stdout = String::from_utf8_lossy(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("position 7"), "{stdout}");
+    let failed = steward_audit(&app, &["verify", "--json"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(failed["verified"], false);
+    assert!(
+        failed["problem"].as_str().unwrap().contains("position 7"),
+        "{failed}"
+    );
 }

@@ -421,6 +421,29 @@ async fn metrics_are_served_on_their_own_listener_only_when_configured() {
         "{text}"
     );
     assert!(text.contains("status=\"404\""), "{text}");
+    // The server's start is an access event of its own: appended, then integrated by the
+    // sequencer within its round (polled: the round runs on its own timer).
+    let mut text = text;
+    for _ in 0..50 {
+        if text.contains("steward_access_log_integration_lag_seconds_count") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        text = reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert!(
+        text.contains("steward_access_log_append_lag_seconds_count"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_access_log_integration_lag_seconds_count"),
+        "{text}"
+    );
     // The API's own listener does not serve them.
     let api = client.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(api.status(), 404);

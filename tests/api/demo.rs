@@ -164,11 +164,46 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
     }
     demo.stop();
 
-    // Run again: it serves what it made, without setting anything up again.
+    // Run again: it serves what it made, without setting anything up again. It listens on
+    // another port now, and the facts and the recipient's client follow it: the same printed
+    // command fetches again (the files already there are checked against the server's list).
     let mut again = start(&demo_dir);
     let printed = again.ready();
     assert!(printed.contains(command), "{printed}");
     assert!(!printed.contains("Writing synthetic sources"));
+    let refreshed: Value =
+        serde_json::from_slice(&std::fs::read(demo_dir.join("demo.json")).unwrap()).unwrap();
+    assert!(
+        printed.contains(refreshed["url"].as_str().unwrap()),
+        "demo.json names the address served now: {printed}"
+    );
+    let client: Value = serde_json::from_slice(
+        &std::fs::read(demo_dir.join("client").join("client.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(client["server"], refreshed["url"]);
+    let fetched = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(command.split_whitespace().skip(1))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&fetched.stdout).unwrap();
+    assert_eq!(summary["verified"], true);
+    let data = summary["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "med_elig.csv.zst.age")
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(
+        data["plaintext"].as_str().map(Path::new),
+        Some(extract.join("med_elig.csv").as_path())
+    );
     again.stop();
 }
 

@@ -183,6 +183,12 @@ async fn jobs_watch_follows_a_job_to_its_end_and_says_how_it_ended() {
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["state"], "succeeded");
     assert_eq!(shown["kind"], "extract");
+    // Shorter than one heartbeat, the job still ends with its progress on record: every
+    // row, and the last source read to its end.
+    let progress = &shown["progress"];
+    assert!(progress["rows"].as_u64().unwrap() > 0, "{shown}");
+    assert!(progress["source_size"].as_u64().unwrap() > 0, "{shown}");
+    assert_eq!(progress["source_read"], progress["source_size"], "{shown}");
     assert!(time::OffsetDateTime::parse(
         shown["created_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339
