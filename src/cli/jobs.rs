@@ -144,6 +144,20 @@ fn print_json(value: &serde_json::Value) {
     );
 }
 
+/// A job's progress in words: rows written, and the current source read against its size.
+fn progress_text(progress: &str) -> String {
+    let progress: serde_json::Value = serde_json::from_str(progress).unwrap_or_default();
+    let number = |key: &str| progress[key].as_u64();
+    match (number("rows"), number("source_read"), number("source_size")) {
+        (Some(rows), Some(read), Some(size)) if size > 0 => format!(
+            "{rows} rows; source {read} of {size} bytes ({}%)",
+            read.min(size) * 100 / size
+        ),
+        (Some(rows), _, _) => format!("{rows} rows"),
+        _ => "-".to_owned(),
+    }
+}
+
 fn summary(job: &Job) -> String {
     format!(
         "{}  {:<8} {:<10} {}/{}  {}  {}",
@@ -196,7 +210,7 @@ async fn execute(service: &JobService, command: JobsCommand) -> Result<(), JobsC
             println!("{}", summary(job));
             println!("state:       {}", job.state.as_str());
             println!("attempts:    {} of {}", job.attempts, job.max_attempts);
-            println!("progress:    {}", job.progress);
+            println!("progress:    {}", progress_text(&job.progress));
             println!("error:       {}", job.error.as_deref().unwrap_or("-"));
             println!("lease owner: {}", job.lease_owner.as_deref().unwrap_or("-"));
             println!(

@@ -426,6 +426,20 @@ mod help_tests {
     }
 
     #[test]
+    fn every_list_and_show_command_prints_json_when_asked() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "steward".into(), &mut all);
+        let lists_or_shows = ["list", "show", "releases", "destruction", "key"];
+        let without: Vec<&str> = all
+            .iter()
+            .filter(|(_, c)| lists_or_shows.contains(&c.get_name()))
+            .filter(|(_, c)| !c.get_arguments().any(|a| a.get_id() == "json"))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert!(without.is_empty(), "no --json: {without:?}");
+    }
+
+    #[test]
     fn every_leaf_command_shows_an_example() {
         let mut all = Vec::new();
         leaves(&Cli::command(), "steward".into(), &mut all);

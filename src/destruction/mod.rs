@@ -116,7 +116,7 @@ impl From<sqlx::Error> for DestructionError {
 }
 
 /// A demand as the director makes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemandRequest {
     /// Why, in the director's words (kept with the demand, never in the access log).
@@ -125,11 +125,12 @@ pub struct DemandRequest {
     /// The last day for the recipient's attestation (required; checked after the caller is
     /// authorized, so a refusal does not depend on the body).
     #[serde(default, with = "iso_date::option")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub deadline: Option<Date>,
 }
 
 /// How a recipient destroyed their copies (NIST SP 800-88 Rev. 1 categories).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DisposalMethod {
     /// Overwritten by standard read/write commands.
@@ -143,20 +144,21 @@ pub enum DisposalMethod {
 }
 
 /// One user's copies, as the responsible person attests them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserDisposal {
     /// The user who downloaded.
     pub user: Uuid,
     /// The day their copies were destroyed.
     #[serde(with = "iso_date")]
+    #[schema(value_type = String, format = Date)]
     pub destroyed_on: Date,
     /// How.
     pub method: DisposalMethod,
 }
 
 /// The recipient's certificate of destruction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attestation {
     /// One entry per user who downloaded any file of the release.

@@ -20,12 +20,23 @@ pub const MAX_THRESHOLD: u32 = 1_000;
 
 /// How a dimension's source values are grouped into categories.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    Default,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Grouping {
     /// The value as the release's level delivers it at row level (a year, a quarter, a
     /// gender, a county, an age top-coded at 90).
+    #[default]
     Value,
     /// Five-year age bands, `00-04` to `85-89`, then `90 or over`.
     AgeBand,
@@ -48,7 +59,9 @@ impl Grouping {
 }
 
 /// What a cell counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// Source rows, whatever they are.
@@ -84,12 +97,16 @@ impl Measure {
     }
 }
 
-/// One dimension of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One dimension of the table. Its serde form is both the request's (`POST /api/v1/requests`)
+/// and the stored request's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Dimension {
     /// The catalog element its values are read from.
+    #[schema(value_type = String, example = "med_elig.member_age")]
     pub element: ElementId,
-    /// How the values are grouped.
+    /// How the values are grouped (the catalog lists each element's groupings).
+    #[serde(default)]
     pub grouping: Grouping,
 }
 
@@ -108,17 +125,30 @@ impl Dimension {
     }
 }
 
-/// The aggregate part of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The aggregate part of a request (in its serde form, as requested and as stored).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AggregateRequest {
     /// One to four dimensions, in the table's order.
     pub dimensions: Vec<Dimension>,
     /// What a cell counts.
     pub measure: Measure,
     /// Whether totals per dimension and the grand total are published.
+    #[serde(default = "publish_margins")]
     pub margins: bool,
-    /// Cells from 1 to `threshold - 1` are suppressed (default [`DEFAULT_THRESHOLD`]).
+    /// Cells from 1 to `threshold - 1` are suppressed (1 to 1000, default
+    /// [`DEFAULT_THRESHOLD`]).
+    #[serde(default = "default_threshold")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub threshold: u32,
+}
+
+fn publish_margins() -> bool {
+    true
+}
+
+fn default_threshold() -> u32 {
+    DEFAULT_THRESHOLD
 }
 
 /// Why an aggregate request was refused; each names the offending item.

@@ -65,8 +65,25 @@ pub enum CatalogError {
 
 /// Stable identifier of a catalog element: `<file_type>.<snake_case name>`, e.g.
 /// `med_claim.service_date_from`. Ids are never reused or renamed once shipped.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ElementId(String);
+
+impl TryFrom<String> for ElementId {
+    type Error = CatalogError;
+
+    fn try_from(text: String) -> Result<Self, CatalogError> {
+        ElementId::parse(&text)
+    }
+}
+
+impl From<ElementId> for String {
+    fn from(id: ElementId) -> String {
+        id.0
+    }
+}
 
 impl ElementId {
     /// Parses an id, checking its shape and that its prefix is a known file type.

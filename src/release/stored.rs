@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::aggregate::{AggregateRequest, Dimension, Grouping, Measure};
+use crate::domain::aggregate::AggregateRequest;
 use crate::domain::committee::{Decision, MemberName, MemberVote, Vote};
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::level::Level;
@@ -59,59 +59,7 @@ struct StoredRequest {
     payers: Vec<String>,
     /// Absent in rows written before aggregate releases existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aggregate: Option<StoredAggregate>,
-}
-
-/// One dimension of an aggregate request as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredDimension {
-    element: String,
-    grouping: Grouping,
-}
-
-/// The aggregate part of a request as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredAggregate {
-    dimensions: Vec<StoredDimension>,
-    measure: Measure,
-    margins: bool,
-    threshold: u32,
-}
-
-impl StoredAggregate {
-    fn new(a: &AggregateRequest) -> Self {
-        Self {
-            dimensions: a
-                .dimensions
-                .iter()
-                .map(|d| StoredDimension {
-                    element: d.element.as_str().to_owned(),
-                    grouping: d.grouping,
-                })
-                .collect(),
-            measure: a.measure,
-            margins: a.margins,
-            threshold: a.threshold,
-        }
-    }
-
-    fn parse(self) -> Result<AggregateRequest, StoredError> {
-        Ok(AggregateRequest {
-            dimensions: self
-                .dimensions
-                .iter()
-                .map(|d| {
-                    Ok(Dimension {
-                        element: element(&d.element)?,
-                        grouping: d.grouping,
-                    })
-                })
-                .collect::<Result<_, StoredError>>()?,
-            measure: self.measure,
-            margins: self.margins,
-            threshold: self.threshold,
-        })
-    }
+    aggregate: Option<AggregateRequest>,
 }
 
 fn element(text: &str) -> Result<ElementId, StoredError> {
@@ -156,7 +104,7 @@ pub fn request_to_json(request: &DataRequest) -> Result<String, StoredError> {
         first_year: request.filters.years.first,
         last_year: request.filters.years.last,
         payers: request.filters.payers.clone(),
-        aggregate: request.aggregate.as_ref().map(StoredAggregate::new),
+        aggregate: request.aggregate.clone(),
     };
     Ok(serde_json::to_string(&stored)?)
 }
@@ -206,7 +154,7 @@ pub fn request_from_json(json: &str) -> Result<DataRequest, StoredError> {
             },
             payers: s.payers,
         },
-        aggregate: s.aggregate.map(StoredAggregate::parse).transpose()?,
+        aggregate: s.aggregate,
     })
 }
 

@@ -56,6 +56,9 @@ fn start_serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> (Running, Vec<Str
         }
         lines.push(line.trim_end().to_owned());
     }
+    // The rest of standard output is drained, not dropped: a closed pipe would kill the
+    // server at its next line.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     (Running(child), lines)
 }
 

@@ -177,6 +177,9 @@ async fn jobs_watch_follows_a_job_to_its_end_and_says_how_it_ended() {
     assert_eq!(jobs[0]["state"], "succeeded");
     let (ok, _, err) = run(&app, &["jobs", "watch", &job]);
     assert!(ok, "{err}");
+    let (ok, out, err) = run(&app, &["jobs", "show", &job]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(100%)"), "the progress in words: {out}");
     // --json prints names and RFC 3339 times.
     let (ok, out, err) = run(&app, &["jobs", "show", &job, "--json"]);
     assert!(ok, "{err}");

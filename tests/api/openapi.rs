@@ -70,6 +70,48 @@ async fn the_served_document_covers_every_route_and_validates() {
             route.path
         );
     }
+    // Bodies are typed by the structs the handlers parse: the request's schema names its
+    // fields, which are required, and what each nested part is.
+    let request = &document["paths"]["/api/v1/requests"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"]["$ref"];
+    assert_eq!(request, "#/components/schemas/RequestBody");
+    let schemas = &document["components"]["schemas"];
+    let request = &schemas["RequestBody"];
+    for field in [
+        "level",
+        "datasets",
+        "elements",
+        "filters",
+        "aggregate",
+        "purpose",
+    ] {
+        assert!(
+            request["properties"][field].is_object(),
+            "{field}: {request}"
+        );
+    }
+    let required: Vec<&str> = request["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(required.contains(&"purpose") && !required.contains(&"aggregate"));
+    assert_eq!(
+        schemas["Level"]["enum"],
+        serde_json::json!(["I", "II", "III"])
+    );
+    let login = &schemas["LoginBody"]["properties"]["password"];
+    assert_eq!(login["format"], "password", "{login}");
+    // Every reference resolves.
+    let text = document.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(
+            schemas[name].is_object(),
+            "{name} is referred to but not defined"
+        );
+    }
     let Some(validator) = validator() else {
         return;
     };

@@ -61,23 +61,11 @@ pub fn level_one_request() -> Value {
     steward::cli::demo::level_one_request()
 }
 
-/// A Level III request: a Level II and a Level III element, each with its reason.
+/// A Level III request: the demo's own, limited to one payer (so filters travel with it).
 pub fn level_three_request() -> Value {
-    json!({
-        "level": "III",
-        "datasets": ["med_elig"],
-        "elements": [
-            { "element": "med_elig.member_gender" },
-            { "element": "med_elig.member_zip", "reason": "Linkage to the cancer registry by ZIP" },
-            { "element": "med_elig.member_last_name", "reason": "Linkage to the cancer registry by name" }
-        ],
-        "purpose": "Registry linkage study",
-        "irb": { "board": "State University IRB", "protocol": "2026-017" },
-        "ultimate_recipient": "State University cancer epidemiology unit",
-        "security_measures": "Enclave without internet access",
-        "publication_plan": "Peer-reviewed article, aggregate results only",
-        "filters": { "years": { "first": 2021, "last": 2022 }, "payers": ["P01"] }
-    })
+    let mut request = steward::cli::demo::level_three_request();
+    request["filters"]["payers"] = json!(["P01"]);
+    request
 }
 
 /// `method path` as `session`, returning status and JSON body (null when not JSON).

@@ -89,28 +89,33 @@ impl From<NewAccount> for NewAccountDto {
 }
 
 /// `POST /api/v1/admin/orgs` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrgBody {
+    /// The organization's name (unique).
     name: String,
 }
 
 /// `POST /api/v1/admin/users` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
+    /// Login name (unique).
     username: String,
+    /// The name shown in letters and reports.
     #[serde(default)]
     display_name: String,
     /// Organization id or name.
     organization: String,
+    /// The user's roles.
     roles: Vec<Role>,
 }
 
 /// `PUT /api/v1/admin/users/{id}/roles` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolesBody {
+    /// The user's roles from now on (replacing the old ones).
     roles: Vec<Role>,
 }
 

@@ -17,21 +17,30 @@ use crate::auth::{Action, AuthError, IssuedSession, LoginRequest, Resource};
 use crate::http::{ApiError, AppState};
 
 /// `POST /api/v1/auth/login` body. `Debug` is not derived: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    /// The user name.
     username: String,
+    /// The password.
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// The current TOTP code (six digits); or give a recovery code.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
     totp: Option<SecretString>,
+    /// A single-use recovery code, in place of the TOTP code.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
     recovery_code: Option<SecretString>,
 }
 
 /// `POST /api/v1/auth/refresh` body (absent when the refresh cookie is used).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
+    /// The refresh token from sign-in or the last refresh (single use).
+    #[schema(value_type = String, format = Password)]
     refresh_token: SecretString,
 }
 

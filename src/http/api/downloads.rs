@@ -50,11 +50,13 @@ fn file_dto(offer: FileOffer) -> FileDto {
 }
 
 /// `POST /api/v1/files/{id}/links` body; both fields optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
+    /// The link's lifetime in seconds (default and maximum from `[downloads]`).
     #[serde(default)]
     ttl_secs: Option<u64>,
+    /// Bind the link to the address asking for it: no other address may use it.
     #[serde(default)]
     bind_address: bool,
 }
@@ -73,11 +75,14 @@ pub struct LinkDto {
 }
 
 /// `POST /api/v1/revocations` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationBody {
+    /// What to stop: `user`, `organization`, `release` or `file`.
     scope: String,
+    /// The id of that user, organization, release or file.
     id: String,
+    /// Why (kept with the revocation).
     reason: String,
 }
 

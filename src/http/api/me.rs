@@ -49,18 +49,24 @@ impl From<RecipientKeyRow> for KeyDto {
 }
 
 /// `PUT /api/v1/me/password` body. `Debug` is not derived: it holds passwords.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
+    /// The password in use.
+    #[schema(value_type = String, format = Password)]
     current_password: secrecy::SecretString,
+    /// The new one (the password policy applies).
+    #[schema(value_type = String, format = Password)]
     new_password: secrecy::SecretString,
 }
 
 /// `POST /api/v1/me/keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
+    /// An age X25519 recipient (`age1...`) or an `ssh-ed25519` public key.
     public_key: String,
+    /// A name for the key (the laptop it lives on).
     #[serde(default)]
     label: String,
 }
@@ -93,12 +99,15 @@ impl From<ApiTokenRow> for TokenDto {
 }
 
 /// `POST /api/v1/me/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
+    /// What the token is for.
     name: String,
+    /// Its lifetime in days (default and maximum from `[auth]`).
     #[serde(default)]
     expires_in_days: Option<u32>,
+    /// Some of one's roles, to limit the token to them (default: all of them).
     #[serde(default)]
     roles: Option<Vec<Role>>,
 }

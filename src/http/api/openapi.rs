@@ -1,7 +1,9 @@
 //! The published API: an OpenAPI 3.1 document of every route in [`ROUTES`], built with
 //! `utoipa`'s builders and served at `GET /api/v1/openapi.json`. Each route's summary, the
 //! roles that may perform it and its body are in [`OPERATIONS`]; a test fails when a route has
-//! no entry there, so no route goes undocumented.
+//! no entry there, so no route goes undocumented. A JSON body's schema is derived from the very
+//! type its handler parses it into (`utoipa::ToSchema`), so the document cannot drift from what
+//! the server accepts.
 
 use axum::Json;
 use utoipa::openapi::path::{
@@ -11,10 +13,37 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder,
-    PathsBuilder, Required, ResponseBuilder, Type,
+    PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
 };
+use utoipa::ToSchema;
 
+use super::admin::{NewOrgBody, NewUserBody, RolesBody};
+use super::auth::{LoginBody, RefreshBody};
+use super::downloads::{LinkBody, RevocationBody};
+use super::me::{NewKeyBody, NewTokenBody, PasswordBody};
+use super::releases::{AmendBody, CommitteeBody, DuaBody, NarrowBody, ReasonBody, RequestBody};
 use super::{Access, ROUTES};
+use crate::destruction::{Attestation, DemandRequest};
+
+/// Named schemas, as `components.schemas` holds them.
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    /// JSON: adds the schema of the type the handler parses (and the schemas it refers to)
+    /// to the components, and returns a reference to it.
+    Json(fn(&mut Schemas) -> RefOr<Schema>),
+    /// Another content type, described in words.
+    Csv(&'static str),
+}
+
+/// [`Body::Json`] of `T`.
+fn json<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
+    T::schemas(schemas);
+    schemas.push((T::name().into_owned(), T::schema()));
+    Ref::from_schema_name(T::name()).into()
+}
 
 /// One documented operation.
 #[derive(Debug, Clone, Copy)]
@@ -27,8 +56,8 @@ pub struct Operation {
     pub summary: &'static str,
     /// Who may perform it (the authorization decision's grants, in words).
     pub who: &'static str,
-    /// The JSON body it takes, in words; `None`: no body.
-    pub body: Option<&'static str>,
+    /// The body it takes; `None`: no body.
+    pub body: Option<Body>,
 }
 
 const fn op(
@@ -36,7 +65,7 @@ const fn op(
     path: &'static str,
     summary: &'static str,
     who: &'static str,
-    body: Option<&'static str>,
+    body: Option<Body>,
 ) -> Operation {
     Operation {
         method,
@@ -57,48 +86,48 @@ const IT: &str = "IT staff";
 
 /// Every route's documentation.
 pub const OPERATIONS: &[Operation] = &[
-    op("POST", "/api/v1/auth/login", "Sign in with password and TOTP code (or a recovery code); returns the session's tokens", "anyone", Some("{username, password, totp | recovery_code}")),
-    op("POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens (single use)", "anyone holding a refresh token", Some("{refresh_token}")),
+    op("POST", "/api/v1/auth/login", "Sign in with password and TOTP code (or a recovery code); returns the session's tokens", "anyone", Some(Body::Json(json::<LoginBody>))),
+    op("POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens (single use)", "anyone holding a refresh token", Some(Body::Json(json::<RefreshBody>))),
     op("POST", "/api/v1/auth/logout", "End the current session", OWNER, None),
     op("GET", "/api/v1/me", "The signed-in user", OWNER, None),
-    op("PUT", "/api/v1/me/password", "Change one's password (ends every other session and token)", OWNER, Some("{current, new}")),
+    op("PUT", "/api/v1/me/password", "Change one's password (ends every other session and token)", OWNER, Some(Body::Json(json::<PasswordBody>))),
     op("GET", "/api/v1/me/keys", "One's registered recipient keys", OWNER, None),
-    op("POST", "/api/v1/me/keys", "Register an age or ssh-ed25519 public key extracts are encrypted to", OWNER, Some("{public_key, label}")),
+    op("POST", "/api/v1/me/keys", "Register an age or ssh-ed25519 public key extracts are encrypted to", OWNER, Some(Body::Json(json::<NewKeyBody>))),
     op("DELETE", "/api/v1/me/keys/{id}", "Remove one of one's keys", OWNER, None),
     op("GET", "/api/v1/me/tokens", "One's API tokens", OWNER, None),
-    op("POST", "/api/v1/me/tokens", "Create an API token (shown once), optionally limited to some of one's roles", OWNER, Some("{name, ttl_days?, roles?}")),
+    op("POST", "/api/v1/me/tokens", "Create an API token (shown once), optionally limited to some of one's roles", OWNER, Some(Body::Json(json::<NewTokenBody>))),
     op("DELETE", "/api/v1/me/tokens/{id}", "Revoke one of one's API tokens", OWNER, None),
     op("GET", "/api/v1/admin/orgs", "Organizations", ADMIN, None),
-    op("POST", "/api/v1/admin/orgs", "Create an organization", ADMIN, Some("{name, agency}")),
+    op("POST", "/api/v1/admin/orgs", "Create an organization", ADMIN, Some(Body::Json(json::<NewOrgBody>))),
     op("GET", "/api/v1/admin/users", "Users", ADMIN, None),
-    op("POST", "/api/v1/admin/users", "Create a user: a one-time password, a TOTP secret and recovery codes", ADMIN, Some("{username, display_name?, organization, roles}")),
+    op("POST", "/api/v1/admin/users", "Create a user: a one-time password, a TOTP secret and recovery codes", ADMIN, Some(Body::Json(json::<NewUserBody>))),
     op("POST", "/api/v1/admin/users/{id}/disable", "Disable a user (ends their sessions and tokens)", ADMIN, None),
-    op("PUT", "/api/v1/admin/users/{id}/roles", "Set a user's roles", ADMIN, Some("{roles}")),
+    op("PUT", "/api/v1/admin/users/{id}/roles", "Set a user's roles", ADMIN, Some(Body::Json(json::<RolesBody>))),
     op("POST", "/api/v1/admin/users/{id}/unlock", "Lift a user's lockout", ADMIN, None),
     op("GET", "/api/v1/admin/users/{id}/tokens", "A user's API tokens", ADMIN, None),
     op("DELETE", "/api/v1/admin/tokens/{id}", "Revoke any API token", ADMIN, None),
-    op("POST", "/api/v1/requests", "File a data request (row-level elements, or an aggregate table), checked against the catalog", RECIPIENT, Some("{level, datasets, elements | aggregate, supplemental?, purpose, irb?, ultimate_recipient, security_measures, publication_plan, filters}")),
+    op("POST", "/api/v1/requests", "File a data request (row-level elements, or an aggregate table), checked against the catalog", RECIPIENT, Some(Body::Json(json::<RequestBody>))),
     op("GET", "/api/v1/requests", "Requests the caller may see", ANYONE, None),
     op("GET", "/api/v1/releases", "Releases the caller may see", ANYONE, None),
     op("GET", "/api/v1/releases/{id}", "One release: request, approved elements, committee, DUA, allowed transitions", ANYONE, None),
     op("GET", "/api/v1/releases/{id}/history", "A release's transitions with their reasons", ANYONE, None),
-    op("POST", "/api/v1/releases/{id}/submit", "Submit a draft request", RECIPIENT, Some("{reason?}")),
-    op("POST", "/api/v1/releases/{id}/review", "Start the privacy review", PRIVACY, Some("{reason?}")),
-    op("POST", "/api/v1/releases/{id}/approve", "Approve (Level III needs the subcommittee's decision first)", DIRECTOR, Some("{reason?}")),
-    op("POST", "/api/v1/releases/{id}/deny", "Deny a request", "privacy officer or executive director", Some("{reason?}")),
-    op("POST", "/api/v1/releases/{id}/withdraw", "Withdraw one's request", RECIPIENT, Some("{reason?}")),
-    op("POST", "/api/v1/releases/{id}/revoke", "Revoke a release", "executive director", Some("{reason?}")),
-    op("POST", "/api/v1/releases/{id}/destruction", "Demand destruction of a release's data", "executive director", Some("{reason, deadline?}")),
+    op("POST", "/api/v1/releases/{id}/submit", "Submit a draft request", RECIPIENT, Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/review", "Start the privacy review", PRIVACY, Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/approve", "Approve (Level III needs the subcommittee's decision first)", DIRECTOR, Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/deny", "Deny a request", "privacy officer or executive director", Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/withdraw", "Withdraw one's request", RECIPIENT, Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/revoke", "Revoke a release", "executive director", Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/destruction", "Demand destruction of a release's data", "executive director", Some(Body::Json(json::<DemandRequest>))),
     op("GET", "/api/v1/releases/{id}/destruction", "The destruction demand and its progress", "executive director, privacy officer, the release's organization", None),
     op("GET", "/api/v1/releases/{id}/destruction/certificate", "The signed destruction certificate (JSON)", "executive director, privacy officer, the release's organization", None),
     op("GET", "/api/v1/releases/{id}/destruction/certificate.pdf", "The destruction certificate as PDF", "executive director, privacy officer, the release's organization", None),
-    op("POST", "/api/v1/releases/{id}/destruction/attestation", "Attest the recipients' destruction of their copies", "the DUA's responsible person", Some("{method, users: [{user, destroyed_on}], statement}")),
-    op("POST", "/api/v1/releases/{id}/publication-reviews", "Check a table before publication (CSV body: dimensions, count, percent?)", "a recipient the DUA names", Some("text/csv table")),
+    op("POST", "/api/v1/releases/{id}/destruction/attestation", "Attest the recipients' destruction of their copies", "the DUA's responsible person", Some(Body::Json(json::<Attestation>))),
+    op("POST", "/api/v1/releases/{id}/publication-reviews", "Check a table before publication (CSV body: dimensions, count, percent?)", "a recipient the DUA names", Some(Body::Csv("a table: one column per dimension, then `count`, optionally `percent`"))),
     op("GET", "/api/v1/publication-reviews", "Every publication review", PRIVACY, None),
-    op("PUT", "/api/v1/releases/{id}/elements", "Narrow the approved elements (never widen)", "privacy officer or executive director", Some("{elements, reason?}")),
-    op("POST", "/api/v1/releases/{id}/committee", "Record the Level III subcommittee's decision (4 affirmative votes)", "executive director", Some("{present, votes: [{member, vote}], director?, reason?}")),
-    op("POST", "/api/v1/releases/{id}/dua", "Record the executed DUA; issues the signed approval letter", DIRECTOR, Some("{number, effective, expiry, authorized_users, responsible, download_limit, networks?, destruction_days, reason?}")),
-    op("PUT", "/api/v1/releases/{id}/dua", "Amend the DUA (a new version and letter)", DIRECTOR, Some("{expiry?, add_users?, remove_users?, responsible?, download_limit?, networks?, destruction_days?, reason?}")),
+    op("PUT", "/api/v1/releases/{id}/elements", "Narrow the approved elements (never widen)", "privacy officer or executive director", Some(Body::Json(json::<NarrowBody>))),
+    op("POST", "/api/v1/releases/{id}/committee", "Record the Level III subcommittee's decision (4 affirmative votes)", "executive director", Some(Body::Json(json::<CommitteeBody>))),
+    op("POST", "/api/v1/releases/{id}/dua", "Record the executed DUA; issues the signed approval letter", DIRECTOR, Some(Body::Json(json::<DuaBody>))),
+    op("PUT", "/api/v1/releases/{id}/dua", "Amend the DUA (a new version and letter)", DIRECTOR, Some(Body::Json(json::<AmendBody>))),
     op("GET", "/api/v1/releases/{id}/letter", "The signed approval letter (PDF)", ANYONE, None),
     op("GET", "/api/v1/releases/{id}/letter/signature", "The approval letter's Ed25519 signature (hex)", ANYONE, None),
     op("GET", "/api/v1/server/signing-key", "The server's Ed25519 public key", ANYONE, None),
@@ -115,11 +144,11 @@ pub const OPERATIONS: &[Operation] = &[
     op("GET", "/api/v1/access-log/reports/{name}", "A DUA report (downloads by release, overdue destructions, ...)", PRIVACY, None),
     op("GET", "/api/v1/me/access-log", "One's own access-log records (receipts)", OWNER, None),
     op("GET", "/api/v1/releases/{id}/files", "A release's files with sizes, checksums and downloads left", "a recipient the DUA names; IT staff", None),
-    op("POST", "/api/v1/files/{id}/links", "A short-lived download link (EdDSA JWT) for one file", "a recipient the DUA names", Some("{ttl_secs?, bind_address?}")),
+    op("POST", "/api/v1/files/{id}/links", "A short-lived download link (EdDSA JWT) for one file", "a recipient the DUA names", Some(Body::Json(json::<LinkBody>))),
     op("GET", "/dl/{token}", "Download a file (ciphertext) by its link, with ranges", "the user the link was issued to, signed in", None),
-    op("POST", "/api/v1/revocations", "Stop access: a user, an organization, a release or a file", "executive director", Some("{scope, id, reason}")),
+    op("POST", "/api/v1/revocations", "Stop access: a user, an organization, a release or a file", "executive director", Some(Body::Json(json::<RevocationBody>))),
     op("GET", "/api/v1/revocations", "Revocations", "executive director, privacy officer", None),
-    op("POST", "/api/v1/revocations/{id}/lift", "Lift a revocation", "executive director", Some("{reason?}")),
+    op("POST", "/api/v1/revocations/{id}/lift", "Lift a revocation", "executive director", None),
     op("GET", "/api/v1/openapi.json", "This document", "anyone", None),
 ];
 
@@ -143,6 +172,7 @@ fn http_method(method: &str) -> HttpMethod {
 /// The document: every route of [`ROUTES`] that [`OPERATIONS`] documents.
 pub fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
+    let mut schemas = Schemas::new();
     for route in ROUTES {
         let Some(doc) = operation(route.method, route.path) else {
             continue;
@@ -208,17 +238,17 @@ pub fn document() -> OpenApi {
             );
         }
         if let Some(body) = doc.body {
-            let (content_type, schema) = if body.starts_with("text/csv") {
-                ("text/csv", ObjectBuilder::new().schema_type(Type::String))
-            } else {
-                (
-                    "application/json",
-                    ObjectBuilder::new().schema_type(Type::Object),
-                )
+            let (content_type, description, schema) = match body {
+                Body::Json(schema) => ("application/json", None, schema(&mut schemas)),
+                Body::Csv(description) => (
+                    "text/csv",
+                    Some(description),
+                    ObjectBuilder::new().schema_type(Type::String).into(),
+                ),
             };
             operation = operation.request_body(Some(
                 RequestBodyBuilder::new()
-                    .description(Some(body))
+                    .description(description)
                     .content(
                         content_type,
                         ContentBuilder::new().schema(Some(schema)).build(),
@@ -246,6 +276,7 @@ pub fn document() -> OpenApi {
         .paths(paths.build())
         .components(Some(
             ComponentsBuilder::new()
+                .schemas_from_iter(schemas)
                 .security_scheme(
                     "bearer",
                     SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),

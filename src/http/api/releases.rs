@@ -19,9 +19,7 @@ use uuid::Uuid;
 use super::{parse_json, rfc3339, Authed};
 use crate::audit::Reason;
 use crate::auth::{Action, Resource};
-use crate::domain::aggregate::{
-    AggregateError, AggregateRequest, Dimension, Grouping, Measure, DEFAULT_THRESHOLD,
-};
+use crate::domain::aggregate::{AggregateError, AggregateRequest};
 use crate::domain::committee::{Decision, MemberName, MemberVote, Outcome, Vote};
 use crate::domain::dua::{Amendment, Cidr, DownloadLimit, DuaNumber, DuaTerms, Networks};
 use crate::domain::ids::{OrgId, UserId};
@@ -35,122 +33,113 @@ use crate::release::{action_for, nobody_facts, Caller, ListFilter, ReleaseRecord
 // ----- request bodies -----
 
 /// One requested element.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElementBody {
+    /// The element's id, as `GET /api/v1/catalog` lists it.
     element: String,
+    /// Why the purpose needs it (minimum necessary).
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// The IRB overseeing the use, when one does.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IrbBody {
+    /// The board's name.
     board: String,
+    /// The protocol number.
     #[serde(default)]
     protocol: Option<String>,
 }
 
 /// Inclusive service years.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct YearsBody {
+    /// The first service year.
     first: i32,
+    /// The last service year (at least `first`).
     last: i32,
 }
 
 /// Row filters.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FiltersBody {
+    /// The service years.
     years: YearsBody,
+    /// Payer codes; empty: every payer.
     #[serde(default)]
     payers: Vec<String>,
 }
 
-/// One dimension of an aggregate table.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DimensionBody {
-    element: String,
-    #[serde(default = "value_grouping")]
-    grouping: Grouping,
-}
-
-fn value_grouping() -> Grouping {
-    Grouping::Value
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_threshold() -> u32 {
-    DEFAULT_THRESHOLD
-}
-
-/// The table of an aggregate request.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregateBody {
-    dimensions: Vec<DimensionBody>,
-    measure: Measure,
-    #[serde(default = "default_true")]
-    margins: bool,
-    #[serde(default = "default_threshold")]
-    threshold: u32,
-}
-
 /// `POST /api/v1/requests` body (also the request as shown back). An aggregate request names
 /// `aggregate` and no `elements`: its dimensions' elements stand for them.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBody {
+    /// The release level asked for.
     level: Level,
+    /// Dataset ids (`med_elig`, `med_claim`, ...), as the catalog lists them.
     datasets: Vec<String>,
+    /// The row-level elements asked for, each with its reason; none for an aggregate.
     #[serde(default)]
     elements: Vec<ElementBody>,
+    /// Appendix C elements asked for by name.
     #[serde(default)]
     supplemental: Vec<String>,
+    /// What the data is for.
     purpose: String,
+    /// The IRB overseeing the use, if one does.
     #[serde(default)]
     irb: Option<IrbBody>,
+    /// Who finally receives the data.
     ultimate_recipient: String,
+    /// How the recipient protects it.
     security_measures: String,
+    /// What will be published from it.
     publication_plan: String,
+    /// Which rows: service years and payers.
     filters: FiltersBody,
+    /// An aggregate table in place of row-level elements (Level I only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aggregate: Option<AggregateBody>,
+    aggregate: Option<AggregateRequest>,
 }
 
 /// Body of the transition routes: an optional reason, kept in the release's history.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// Why, kept in the release's history.
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// `PUT /api/v1/releases/{id}/elements` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NarrowBody {
+    /// The element ids to keep: a subset of those approved.
     elements: Vec<String>,
+    /// Why, kept in the release's history.
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// One member's vote.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
+    /// The member's name.
     member: String,
+    /// Their vote.
     vote: VoteName,
 }
 
 /// A vote on the wire.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VoteName {
     /// In favour.
@@ -182,53 +171,76 @@ impl From<Vote> for VoteName {
 }
 
 /// `POST /api/v1/releases/{id}/committee` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitteeBody {
+    /// The members present (a quorum is needed).
     present: Vec<String>,
+    /// Each present member's vote.
     votes: Vec<VoteBody>,
+    /// The executive director's vote, when cast.
     #[serde(default)]
     director: Option<VoteName>,
+    /// Why, kept in the release's history.
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// `POST /api/v1/releases/{id}/dua` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DuaBody {
+    /// The DUA's number (unique).
     number: String,
+    /// The first day it is in force.
+    #[schema(format = Date)]
     effective: String,
+    /// The last day it is in force.
+    #[schema(format = Date)]
     expiry: String,
+    /// The users who may download (each of the requesting organization).
     authorized_users: Vec<Uuid>,
+    /// The person answerable for the data, who attests its destruction.
     responsible: Uuid,
+    /// Downloads allowed per file and user.
     download_limit: u32,
+    /// CIDR blocks downloads must come from; empty: anywhere.
     #[serde(default)]
     networks: Vec<String>,
+    /// Days after the end of the DUA to destroy every copy.
     destruction_days: u16,
+    /// Why, kept in the release's history.
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// `PUT /api/v1/releases/{id}/dua` body: only the terms that change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendBody {
+    /// A new last day.
     #[serde(default)]
+    #[schema(format = Date)]
     expiry: Option<String>,
+    /// Users to authorize.
     #[serde(default)]
     add_users: Vec<Uuid>,
+    /// Users to remove.
     #[serde(default)]
     remove_users: Vec<Uuid>,
+    /// A new responsible person.
     #[serde(default)]
     responsible: Option<Uuid>,
+    /// A new download limit.
     #[serde(default)]
     download_limit: Option<u32>,
     /// An empty list removes the network restriction.
     #[serde(default)]
     networks: Option<Vec<String>>,
+    /// A new destruction period in days.
     #[serde(default)]
     destruction_days: Option<u16>,
+    /// Why, kept in the release's history.
     #[serde(default)]
     reason: Option<String>,
 }
@@ -348,19 +360,7 @@ fn request_dto(request: &DataRequest) -> RequestBody {
             },
             payers: request.filters.payers.clone(),
         },
-        aggregate: request.aggregate.as_ref().map(|a| AggregateBody {
-            dimensions: a
-                .dimensions
-                .iter()
-                .map(|d| DimensionBody {
-                    element: d.element.as_str().to_owned(),
-                    grouping: d.grouping,
-                })
-                .collect(),
-            measure: a.measure,
-            margins: a.margins,
-            threshold: a.threshold,
-        }),
+        aggregate: request.aggregate.clone(),
     }
 }
 
@@ -448,24 +448,7 @@ fn to_request(
     body: RequestBody,
     principal: &crate::auth::Principal,
 ) -> Result<DataRequest, ApiError> {
-    let aggregate = match body.aggregate {
-        None => None,
-        Some(a) => Some(AggregateRequest {
-            dimensions: a
-                .dimensions
-                .iter()
-                .map(|d| {
-                    Ok(Dimension {
-                        element: parse_element(&d.element)?,
-                        grouping: d.grouping,
-                    })
-                })
-                .collect::<Result<_, ApiError>>()?,
-            measure: a.measure,
-            margins: a.margins,
-            threshold: a.threshold,
-        }),
-    };
+    let aggregate = body.aggregate;
     let mut elements = body
         .elements
         .iter()
