@@ -715,11 +715,12 @@ impl ExtractExecutor {
         control: &Arc<JobControl>,
     ) -> Result<(Vec<ManifestFile>, bool), ExecutionError> {
         let state = &self.state;
-        let links_possible = members.protected_len() > 0
-            && planned
-                .iter()
-                .any(|(_, p, _)| p.delivers_direct_identifiers());
-        let named = links_possible.then(|| Arc::new(NamedIdentities::new()));
+        // Even when the pass recorded no protected member: the transform still records one it
+        // meets (see `transform_stage`), and must know which identities it already named.
+        let names_members = planned
+            .iter()
+            .any(|(_, p, _)| p.delivers_direct_identifiers());
+        let named = names_members.then(|| Arc::new(NamedIdentities::new()));
         let mut files = Vec::new();
         let mut suspect = false;
         for (file_type, plan, source) in planned {

@@ -386,10 +386,12 @@ fn transform_stage(
     let mut invalid = 0u64;
     // A row that links a protected member to an identity not yet recorded records it at once
     // (a copy of the set, so rows further on are withheld), and is noted as suspect when a
-    // row written earlier may have named that identity.
-    let mut linked = named
-        .filter(|_| members.protected_len() > 0)
-        .map(|named| (members.clone(), named));
+    // row written earlier may have named that identity. So is a protected row whose member the
+    // protected-member pass did not record: the pass and this stage read the source with
+    // different CSV readers, and should they ever split a record differently, the job still
+    // withholds the member everywhere (it writes the files again when a row already written
+    // may have named them).
+    let mut linked = named.map(|named| (members.clone(), named));
     let mut keys = Vec::new();
     while let Some(read) = source.next(&mut record)? {
         counts.source_rows += 1;
@@ -397,12 +399,7 @@ fn transform_stage(
             keys.clear();
             bound.row_identities(&record, local, &mut keys);
             if keys.iter().any(|k| local.is_protected(*k)) {
-                for key in &keys {
-                    if local.add_protected(*key) {
-                        counts.learned_links.push(*key);
-                        counts.suspect_links += u64::from(named.may_contain(*key));
-                    }
-                }
+                record_links(&keys, local, named, &mut counts);
             }
         }
         let rule_members = linked.as_ref().map_or(members, |(local, _)| local);
@@ -410,13 +407,22 @@ fn transform_stage(
         match result {
             Ok(RowOutcome::Delivered(flags)) => {
                 counts.delivered += 1;
-                if let Some((_, named)) = &linked {
+                if let Some((local, named)) = &mut linked {
                     if bound.names_the_member(flags) {
                         keys.iter().for_each(|key| named.insert(*key));
+                    } else if flags.protected {
+                        record_links(&keys, local, named, &mut counts);
                     }
                 }
             }
-            Ok(RowOutcome::OutsideFilters) => counts.outside_filters += 1,
+            Ok(RowOutcome::OutsideFilters) => {
+                counts.outside_filters += 1;
+                if let Some((local, named)) = &mut linked {
+                    if bound.is_protected_row(&record) {
+                        record_links(&keys, local, named, &mut counts);
+                    }
+                }
+            }
             Err(error) => {
                 let Some((column, reason)) = droppable(&error) else {
                     return Err(error);
@@ -459,6 +465,22 @@ fn transform_stage(
         .collect();
     out.finish()?;
     Ok(counts)
+}
+
+/// Records `keys` (one row's identities) as a protected member's, counting each that was not
+/// recorded yet as learned, and as suspect when a row already written may have named it.
+fn record_links(
+    keys: &[MemberKey],
+    members: &mut WithheldMembers,
+    named: &NamedIdentities,
+    counts: &mut RowCounts,
+) {
+    for key in keys {
+        if members.add_protected(*key) {
+            counts.learned_links.push(*key);
+            counts.suspect_links += u64::from(named.may_contain(*key));
+        }
+    }
 }
 
 /// The column and reason of an error that concerns one source row only, so that a tolerance

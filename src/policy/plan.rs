@@ -934,6 +934,21 @@ impl BoundPlan {
         Ok(RowOutcome::Delivered(flags))
     }
 
+    /// Whether `record` (of the right width) is a protected row: one whose codes put it in a
+    /// category whose direct identifiers are withheld. Only plans that deliver direct
+    /// identifiers ask.
+    pub fn is_protected_row(&self, record: &csv::ByteRecord) -> bool {
+        self.guard_direct
+            && record.len() == self.width
+            && self.code_columns.iter().any(|&(index, kind)| {
+                let value = &record[index];
+                !value.is_empty()
+                    && self
+                        .protected
+                        .matches(Effect::BlankDirectIdentifiers, kind, value)
+            })
+    }
+
     /// Adds to `out` the identities of the member `record` is about (SSN, member id).
     pub fn row_identities(
         &self,
