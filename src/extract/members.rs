@@ -450,10 +450,26 @@ fn vouched(record: &simd_csv::ZeroCopyByteRecord<'_>, width: usize) -> bool {
     if record.len() != width {
         return false;
     }
-    if memchr::memchr2(b'"', b'\r', record.as_slice()).is_none() {
+    // Only the fields holding a quote or CR need a look: found in one pass over the record.
+    let raw = record.as_slice();
+    let mut specials = memchr::memchr2_iter(b'"', b'\r', raw).peekable();
+    if specials.peek().is_none() {
         return true;
     }
-    (0..width).all(|index| record.get(index).is_some_and(plain_or_quoted_whole))
+    let base = raw.as_ptr() as usize;
+    for field in record.iter() {
+        let end = field.as_ptr() as usize - base + field.len();
+        if specials.peek().is_some_and(|&at| at < end) {
+            if !plain_or_quoted_whole(field) {
+                return false;
+            }
+            while specials.next_if(|&at| at < end).is_some() {}
+            if specials.peek().is_none() {
+                return true;
+            }
+        }
+    }
+    true
 }
 
 fn plain_or_quoted_whole(field: &[u8]) -> bool {
