@@ -161,6 +161,29 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
         let mut reader = csv::Reader::from_path(work.path().join("med_elig.csv")).unwrap();
         assert_eq!(reader.headers().unwrap(), vec!["year", "member_gender"]);
         assert!(reader.records().count() > 0);
+
+        // The README's own curl and age lines for the Level I extract, run as written from a
+        // directory where `steward-demo` is the demo.
+        let snippet = readme_block_starting("D=steward-demo");
+        let work = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&demo_dir, work.path().join("steward-demo")).unwrap();
+        let run = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &snippet])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{snippet}\n{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let mut reader = csv::Reader::from_path(work.path().join("med_elig.csv")).unwrap();
+        assert_eq!(
+            reader.headers().unwrap(),
+            vec!["year", "member_gender", "member_state"]
+        );
+        assert!(reader.records().count() > 0);
     }
     demo.stop();
 
@@ -205,6 +228,17 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
         Some(extract.join("med_elig.csv").as_path())
     );
     again.stop();
+}
+
+/// The shell block of the README whose first line starts with `first`.
+fn readme_block_starting(first: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find(&format!("```sh\n{first}"))
+        .unwrap_or_else(|| panic!("no README block starting with {first}"))
+        + "```sh\n".len();
+    let length = readme[start..].find("\n```").expect("the block ends");
+    readme[start..start + length].to_owned()
 }
 
 /// The README shows the worked example exactly as the test runs it.
