@@ -181,9 +181,14 @@ pub async fn run(
 /// Rewrites the recipient's `client.json` with the demo's current address and CA file.
 fn point_client_at(facts: &DemoFacts) -> Result<(), DemoError> {
     let path = facts.client_config_dir.join("client.json");
-    let text = private_file::read(&path).map_err(|e| setup("client settings", e))?;
-    let mut stored: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| setup("client settings", e))?;
+    // Deleted since (a signed-out recipient, say): made again with the recipient's token.
+    let mut stored: serde_json::Value = match private_file::read(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| setup("client settings", e))?,
+        Err(_) => {
+            let recipient = facts.users.iter().find(|u| u.role == "recipient");
+            json!({ "token": recipient.map(|u| u.api_token.clone()) })
+        }
+    };
     stored["server"] = json!(facts.url);
     stored["ca"] = json!(facts.ca);
     private_file::replace(&path, stored.to_string().as_bytes())
@@ -213,6 +218,15 @@ fn print_facts(facts: &DemoFacts, facts_path: &Path) {
     println!("  {}", facts.fetch_command);
     println!();
     println!("The same facts, for scripts: {}", facts_path.display());
+    if let Some(dir) = facts_path.parent() {
+        let steward = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "steward".to_owned());
+        println!(
+            "The other commands act on this demo with its data directory, e.g.: STEWARD_DATA_DIR={} {steward} audit verify",
+            dir.display()
+        );
+    }
     println!("Ctrl-C stops the server; `steward demo --dir` with this directory serves it again.");
 }
 

@@ -183,7 +183,8 @@ pub fn command() -> clap::Command {
 /// Parses the process's arguments with [`command`]; a usage error exits with 2.
 pub fn parse() -> Cli {
     let matches = command().get_matches();
-    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.format(&mut command()).exit())
 }
 
 /// Runs the parsed command and returns the process exit code.

@@ -410,7 +410,7 @@ fn transform_stage(
                 if let Some((local, named)) = &mut linked {
                     if bound.names_the_member(flags) {
                         keys.iter().for_each(|key| named.insert(*key));
-                    } else if flags.protected {
+                    } else if bound.is_protected_row(&record) {
                         record_links(&keys, local, named, &mut counts);
                     }
                 }
@@ -424,6 +424,13 @@ fn transform_stage(
                 }
             }
             Err(error) => {
+                // A protected row counts even when it cannot be delivered: the pass would have
+                // recorded its member, and so must this stage if the pass did not.
+                if let Some((local, named)) = &mut linked {
+                    if bound.is_protected_row(&record) {
+                        record_links(&keys, local, named, &mut counts);
+                    }
+                }
                 let Some((column, reason)) = droppable(&error) else {
                     return Err(error);
                 };

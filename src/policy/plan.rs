@@ -589,6 +589,14 @@ impl ExtractPlan {
                 }
             }
         }
+        // The pass required these columns wherever it ran (a release that names anyone), so
+        // binding one leniently here loses nothing there and fails no other release.
+        let member_code_columns = self
+            .protected_member_columns()
+            .codes
+            .iter()
+            .filter_map(|(name, kind)| find(name).ok().map(|index| (index, *kind)))
+            .collect();
         // Identity columns are needed to withhold direct identifiers, and wherever present, to
         // notice a row that links a protected member to an identity not yet recorded.
         let mut subject_columns = Vec::new();
@@ -621,6 +629,7 @@ impl ExtractPlan {
             payers,
             columns,
             code_columns,
+            member_code_columns,
             subject_columns,
             guard_direct: self.guard_direct,
             guard_practitioner: self.guard_practitioner,
@@ -751,6 +760,9 @@ pub struct BoundPlan {
     payers: Option<(usize, Vec<Vec<u8>>)>,
     columns: Vec<BoundColumn>,
     code_columns: Vec<(usize, CodeKind)>,
+    /// The code columns the protected-member pass reads (whether or not this plan delivers
+    /// direct identifiers): what tells the transform a row is protected.
+    member_code_columns: Vec<(usize, CodeKind)>,
     subject_columns: Vec<(usize, SubjectKey)>,
     guard_direct: bool,
     guard_practitioner: bool,
@@ -935,12 +947,11 @@ impl BoundPlan {
     }
 
     /// Whether `record` (of the right width) is a protected row: one whose codes put it in a
-    /// category whose direct identifiers are withheld. Only plans that deliver direct
-    /// identifiers ask.
+    /// category whose direct identifiers are withheld, as the protected-member pass judges it,
+    /// whether or not this dataset delivers direct identifiers itself.
     pub fn is_protected_row(&self, record: &csv::ByteRecord) -> bool {
-        self.guard_direct
-            && record.len() == self.width
-            && self.code_columns.iter().any(|&(index, kind)| {
+        record.len() == self.width
+            && self.member_code_columns.iter().any(|&(index, kind)| {
                 let value = &record[index];
                 !value.is_empty()
                     && self

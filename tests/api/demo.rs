@@ -136,6 +136,21 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
     assert!(extract.join("data_dictionary.csv").exists());
     assert!(printed.contains(command), "the fetch command is printed");
     assert!(printed.contains("TOTP secret"));
+    // The shell commands, pointed at the demo's data directory as printed, work beside it.
+    assert!(printed.contains(&format!(
+        "STEWARD_DATA_DIR={}",
+        demo_dir.canonicalize().unwrap().display()
+    )));
+    let verified = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["audit", "verify"])
+        .env("STEWARD_DATA_DIR", &demo_dir)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
 
     // The README's worked example, run as written against the demo: request to decrypted
     // file with curl, jq, age and zstd, each step as its role.

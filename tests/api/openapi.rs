@@ -101,6 +101,12 @@ async fn the_served_document_covers_every_route_and_validates() {
         schemas["Level"]["enum"],
         serde_json::json!(["I", "II", "III"])
     );
+    let body = |method: &str, path: &str| document["paths"][path][method]["requestBody"].clone();
+    assert_eq!(body("post", "/api/v1/auth/login")["required"], true);
+    assert_eq!(
+        body("post", "/api/v1/releases/{id}/approve")["required"],
+        false
+    );
     let login = &schemas["LoginBody"]["properties"]["password"];
     assert_eq!(login["format"], "password", "{login}");
     // Every reference resolves.

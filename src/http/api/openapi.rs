@@ -34,6 +34,8 @@ pub enum Body {
     /// JSON: adds the schema of the type the handler parses (and the schemas it refers to)
     /// to the components, and returns a reference to it.
     Json(fn(&mut Schemas) -> RefOr<Schema>),
+    /// JSON the server also takes empty (every field then has its default).
+    OptionalJson(fn(&mut Schemas) -> RefOr<Schema>),
     /// Another content type, described in words.
     Csv(&'static str),
 }
@@ -87,7 +89,7 @@ const IT: &str = "IT staff";
 /// Every route's documentation.
 pub const OPERATIONS: &[Operation] = &[
     op("POST", "/api/v1/auth/login", "Sign in with password and TOTP code (or a recovery code); returns the session's tokens", "anyone", Some(Body::Json(json::<LoginBody>))),
-    op("POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens (single use)", "anyone holding a refresh token", Some(Body::Json(json::<RefreshBody>))),
+    op("POST", "/api/v1/auth/refresh", "Exchange a refresh token for new tokens (single use)", "anyone holding a refresh token", Some(Body::OptionalJson(json::<RefreshBody>))),
     op("POST", "/api/v1/auth/logout", "End the current session", OWNER, None),
     op("GET", "/api/v1/me", "The signed-in user", OWNER, None),
     op("PUT", "/api/v1/me/password", "Change one's password (ends every other session and token)", OWNER, Some(Body::Json(json::<PasswordBody>))),
@@ -111,12 +113,12 @@ pub const OPERATIONS: &[Operation] = &[
     op("GET", "/api/v1/releases", "Releases the caller may see", ANYONE, None),
     op("GET", "/api/v1/releases/{id}", "One release: request, approved elements, committee, DUA, allowed transitions", ANYONE, None),
     op("GET", "/api/v1/releases/{id}/history", "A release's transitions with their reasons", ANYONE, None),
-    op("POST", "/api/v1/releases/{id}/submit", "Submit a draft request", RECIPIENT, Some(Body::Json(json::<ReasonBody>))),
-    op("POST", "/api/v1/releases/{id}/review", "Start the privacy review", PRIVACY, Some(Body::Json(json::<ReasonBody>))),
-    op("POST", "/api/v1/releases/{id}/approve", "Approve (Level III needs the subcommittee's decision first)", DIRECTOR, Some(Body::Json(json::<ReasonBody>))),
-    op("POST", "/api/v1/releases/{id}/deny", "Deny a request", "privacy officer or executive director", Some(Body::Json(json::<ReasonBody>))),
-    op("POST", "/api/v1/releases/{id}/withdraw", "Withdraw one's request", RECIPIENT, Some(Body::Json(json::<ReasonBody>))),
-    op("POST", "/api/v1/releases/{id}/revoke", "Revoke a release", "executive director", Some(Body::Json(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/submit", "Submit a draft request", RECIPIENT, Some(Body::OptionalJson(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/review", "Start the privacy review", PRIVACY, Some(Body::OptionalJson(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/approve", "Approve (Level III needs the subcommittee's decision first)", DIRECTOR, Some(Body::OptionalJson(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/deny", "Deny a request", "privacy officer or executive director", Some(Body::OptionalJson(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/withdraw", "Withdraw one's request", RECIPIENT, Some(Body::OptionalJson(json::<ReasonBody>))),
+    op("POST", "/api/v1/releases/{id}/revoke", "Revoke a release", "executive director", Some(Body::OptionalJson(json::<ReasonBody>))),
     op("POST", "/api/v1/releases/{id}/destruction", "Demand destruction of a release's data", "executive director", Some(Body::Json(json::<DemandRequest>))),
     op("GET", "/api/v1/releases/{id}/destruction", "The destruction demand and its progress", "executive director, privacy officer, the release's organization", None),
     op("GET", "/api/v1/releases/{id}/destruction/certificate", "The signed destruction certificate (JSON)", "executive director, privacy officer, the release's organization", None),
@@ -144,7 +146,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("GET", "/api/v1/access-log/reports/{name}", "A DUA report (downloads by release, overdue destructions, ...)", PRIVACY, None),
     op("GET", "/api/v1/me/access-log", "One's own access-log records (receipts)", OWNER, None),
     op("GET", "/api/v1/releases/{id}/files", "A release's files with sizes, checksums and downloads left", "a recipient the DUA names; IT staff", None),
-    op("POST", "/api/v1/files/{id}/links", "A short-lived download link (EdDSA JWT) for one file", "a recipient the DUA names", Some(Body::Json(json::<LinkBody>))),
+    op("POST", "/api/v1/files/{id}/links", "A short-lived download link (EdDSA JWT) for one file", "a recipient the DUA names", Some(Body::OptionalJson(json::<LinkBody>))),
     op("GET", "/dl/{token}", "Download a file (ciphertext) by its link, with ranges", "the user the link was issued to, signed in", None),
     op("POST", "/api/v1/revocations", "Stop access: a user, an organization, a release or a file", "executive director", Some(Body::Json(json::<RevocationBody>))),
     op("GET", "/api/v1/revocations", "Revocations", "executive director, privacy officer", None),
@@ -238,16 +240,28 @@ pub fn document() -> OpenApi {
             );
         }
         if let Some(body) = doc.body {
-            let (content_type, description, schema) = match body {
-                Body::Json(schema) => ("application/json", None, schema(&mut schemas)),
+            let (content_type, description, schema, required) = match body {
+                Body::Json(schema) => ("application/json", None, schema(&mut schemas), true),
+                Body::OptionalJson(schema) => (
+                    "application/json",
+                    Some("May be empty"),
+                    schema(&mut schemas),
+                    false,
+                ),
                 Body::Csv(description) => (
                     "text/csv",
                     Some(description),
                     ObjectBuilder::new().schema_type(Type::String).into(),
+                    true,
                 ),
             };
             operation = operation.request_body(Some(
                 RequestBodyBuilder::new()
+                    .required(Some(if required {
+                        Required::True
+                    } else {
+                        Required::False
+                    }))
                     .description(description)
                     .content(
                         content_type,
