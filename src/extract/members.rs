@@ -583,6 +583,20 @@ mod tests {
         writer.flush().expect("flush");
     }
 
+    fn protected() -> ProtectedCategories {
+        ProtectedCategories::parse("codes.toml", CODES).expect("codes")
+    }
+
+    /// The scanner of the test files: `member_id,note,diagnosis`.
+    fn scanner(protected: &ProtectedCategories) -> RowScanner<'_> {
+        RowScanner {
+            codes: vec![(2, CodeKind::Diagnosis)],
+            subjects: vec![(0, SubjectKey::MemberId)],
+            protected,
+            width: 3,
+        }
+    }
+
     fn keys(members: &WithheldMembers) -> BTreeSet<MemberKey> {
         members.protected_keys().collect()
     }
@@ -603,13 +617,8 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("claims.csv");
             write(&path, &rows);
-            let protected = ProtectedCategories::parse("codes.toml", CODES).expect("codes");
-            let scanner = RowScanner {
-                codes: vec![(2, CodeKind::Diagnosis)],
-                subjects: vec![(0, SubjectKey::MemberId)],
-                protected: &protected,
-                width: 3,
-            };
+            let protected = protected();
+            let scanner = scanner(&protected);
             let control = JobControl::default();
             // Clones share the hashing key, so their recorded keys compare.
             let empty = members();
@@ -649,13 +658,8 @@ mod tests {
                 text.extend_from_slice(format!("M{member},{note},{dx}\n").as_bytes());
             }
             std::fs::write(&path, &text).expect("write");
-            let protected = ProtectedCategories::parse("codes.toml", CODES).expect("codes");
-            let scanner = RowScanner {
-                codes: vec![(2, CodeKind::Diagnosis)],
-                subjects: vec![(0, SubjectKey::MemberId)],
-                protected: &protected,
-                width: 3,
-            };
+            let protected = protected();
+            let scanner = scanner(&protected);
             let control = JobControl::default();
             let empty = members();
             let mut exact = empty.clone();
@@ -716,13 +720,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("claims.csv");
         std::fs::write(&path, "member_id,height\",diagnosis\nM1,x,B20\nM2,y,I10\n").expect("write");
-        let protected = ProtectedCategories::parse("codes.toml", CODES).expect("codes");
-        let scanner = RowScanner {
-            codes: vec![(2, CodeKind::Diagnosis)],
-            subjects: vec![(0, SubjectKey::MemberId)],
-            protected: &protected,
-            width: 3,
-        };
+        let protected = protected();
+        let scanner = scanner(&protected);
         let control = JobControl::default();
         let mut fast = members();
         let scanned = scan_range_fast(&path, 0, None, &scanner, &mut fast, &control).expect("read");

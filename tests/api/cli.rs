@@ -381,6 +381,16 @@ fn completions_and_the_manual_page_come_from_the_command_definitions() {
     assert!(man.contains("Exit codes"));
 }
 
+/// The Prometheus text served at `listen`.
+async fn scrape(listen: &str) -> String {
+    reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_on_their_own_listener_only_when_configured() {
     let dir = tempfile::tempdir().unwrap();
@@ -413,12 +423,7 @@ async fn metrics_are_served_on_their_own_listener_only_when_configured() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let text = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&listen).await;
     assert!(
         text.contains("steward_http_requests_total{route=\"/readyz\",status=\"200\"}"),
         "{text}"
@@ -432,12 +437,7 @@ async fn metrics_are_served_on_their_own_listener_only_when_configured() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        text = reqwest::get(format!("http://{listen}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = scrape(&listen).await;
     }
     assert!(
         text.contains("steward_access_log_append_lag_seconds_count"),

@@ -110,15 +110,7 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
     let command = facts["fetch_command"].as_str().unwrap();
     let mut words = command.split_whitespace();
     assert!(words.next().unwrap().ends_with("steward"));
-    let fetched = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(words)
-        .output()
-        .unwrap();
-    assert!(
-        fetched.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fetched.stderr)
-    );
+    succeeded(Command::new(env!("CARGO_BIN_EXE_steward")).args(words));
     let extract = Path::new(facts["extract_dir"].as_str().unwrap());
     let mut reader = csv::Reader::from_path(extract.join("med_elig.csv")).unwrap();
     assert_eq!(
@@ -141,15 +133,10 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
         "STEWARD_DATA_DIR={}",
         demo_dir.canonicalize().unwrap().display()
     )));
-    let verified = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["audit", "verify"])
-        .env("STEWARD_DATA_DIR", &demo_dir)
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
+    succeeded(
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["audit", "verify"])
+            .env("STEWARD_DATA_DIR", &demo_dir),
     );
 
     // The README's worked example, run as written against the demo: request to decrypted
@@ -161,17 +148,11 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
     {
         let work = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/worked-example.sh");
-        let run = Command::new("bash")
-            .arg(script)
-            .arg(&demo_dir)
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
+        succeeded(
+            Command::new("bash")
+                .arg(script)
+                .arg(&demo_dir)
+                .current_dir(work.path()),
         );
         let mut reader = csv::Reader::from_path(work.path().join("med_elig.csv")).unwrap();
         assert_eq!(reader.headers().unwrap(), vec!["year", "member_gender"]);
@@ -182,16 +163,10 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
         let snippet = readme_block_starting("D=steward-demo");
         let work = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(&demo_dir, work.path().join("steward-demo")).unwrap();
-        let run = Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &snippet])
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{snippet}\n{}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
+        succeeded(
+            Command::new("bash")
+                .args(["-euo", "pipefail", "-c", &snippet])
+                .current_dir(work.path()),
         );
         let mut reader = csv::Reader::from_path(work.path().join("med_elig.csv")).unwrap();
         assert_eq!(
@@ -220,15 +195,10 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
     )
     .unwrap();
     assert_eq!(client["server"], refreshed["url"]);
-    let fetched = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(command.split_whitespace().skip(1))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        fetched.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fetched.stderr)
+    let fetched = succeeded(
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(command.split_whitespace().skip(1))
+            .arg("--json"),
     );
     let summary: Value = serde_json::from_slice(&fetched.stdout).unwrap();
     assert_eq!(summary["verified"], true);
@@ -243,6 +213,18 @@ fn the_demo_sets_up_everything_and_its_printed_fetch_decrypts_the_level_one_extr
         Some(extract.join("med_elig.csv").as_path())
     );
     again.stop();
+}
+
+/// Runs `command`, failing the test with its output unless it succeeds.
+fn succeeded(command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// The shell block of the README whose first line starts with `first`.
