@@ -385,6 +385,17 @@ fn line_start_after(path: &Path, offset: u64) -> std::io::Result<u64> {
     Ok(from + n as u64)
 }
 
+/// The file at `path`, positioned at `offset`.
+fn open_at(path: &Path, offset: u64) -> Result<std::fs::File, ExtractError> {
+    let io = |error| ExtractError::Source {
+        source_name: path.display().to_string(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    Ok(file)
+}
+
 /// [`scan_range`] with a SIMD CSV reader (`simd-csv`) that splits records and unquotes only
 /// the fields the pass reads: about twice as fast as the exact reader. The two agree on CSV
 /// whose quoting is well formed; on a record the fast reader cannot vouch for (see
@@ -399,13 +410,7 @@ fn scan_range_fast(
     members: &mut WithheldMembers,
     control: &JobControl,
 ) -> Result<Option<(Scanned, u64, bool)>, ExtractError> {
-    let name = path.display().to_string();
-    let io = |error| ExtractError::Source {
-        source_name: name.clone(),
-        error,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    let file = open_at(path, start)?;
     // Without headers: the header, read by this reader's rules, must be vouched for too (a
     // quote inside it would otherwise swallow the rows after it unseen).
     let mut reader = simd_csv::ZeroCopyReaderBuilder::new()
@@ -506,12 +511,7 @@ fn scan_range(
     control: &JobControl,
 ) -> Result<(Scanned, u64, bool), ExtractError> {
     let name = path.display().to_string();
-    let io = |error| ExtractError::Source {
-        source_name: name.clone(),
-        error,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    let file = open_at(path, start)?;
     // Flexible: a reader started inside the file would otherwise take the first record's
     // width for the file's, and skip every well-formed row after a malformed first one.
     // Rows of another width than the header's are left to the transform by `scan`.
