@@ -88,12 +88,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             report.identities
         );
     }
+    // As the job does: identities written with names are noted only where names are written.
+    let named = plan
+        .delivers_direct_identifiers()
+        .then(|| Arc::new(NamedIdentities::new()));
     let request = DatasetRequest {
         plan,
         source,
         members: Arc::new(members),
         tolerance: InvalidRowTolerance::default(),
-        named: Some(Arc::new(NamedIdentities::new())),
+        named,
         recipients: vec![Box::new(identity.to_public())],
         key: ObjectKey::parse(&format!("bench/level-{level}/med_claim.csv.zst.age"))?,
     };

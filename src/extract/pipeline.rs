@@ -410,7 +410,7 @@ fn transform_stage(
                 if let Some((local, named)) = &mut linked {
                     if bound.names_the_member(flags) {
                         keys.iter().for_each(|key| named.insert(*key));
-                    } else if bound.is_protected_row(&record) {
+                    } else if bound.delivered_protected(flags, &record) {
                         record_links(&keys, local, named, &mut counts);
                     }
                 }

@@ -960,6 +960,16 @@ impl BoundPlan {
             })
     }
 
+    /// Whether a row [`BoundPlan::apply`] delivered with `flags` is a protected row: its flags
+    /// say so where the plan guards direct identifiers, its codes otherwise.
+    pub fn delivered_protected(&self, flags: RowFlags, record: &csv::ByteRecord) -> bool {
+        if self.guard_direct {
+            flags.protected
+        } else {
+            self.is_protected_row(record)
+        }
+    }
+
     /// Adds to `out` the identities of the member `record` is about (SSN, member id).
     pub fn row_identities(
         &self,
