@@ -406,24 +406,29 @@ mod help_tests {
         }
     }
 
-    #[test]
-    fn every_leaf_command_shows_its_exit_codes() {
+    /// The leaf commands of `command` whose help lacks `text`.
+    fn leaves_without(command: &clap::Command, text: &str) -> Vec<String> {
         let mut all = Vec::new();
-        leaves(&super::command(), "steward".into(), &mut all);
-        let missing: Vec<&str> = all
-            .iter()
+        leaves(command, "steward".into(), &mut all);
+        all.into_iter()
             .filter(|(_, c)| {
                 !c.get_after_help()
-                    .is_some_and(|h| h.to_string().contains("Exit codes:"))
+                    .is_some_and(|h| h.to_string().contains(text))
             })
-            .map(|(p, _)| p.as_str())
-            .collect();
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    #[test]
+    fn every_leaf_command_shows_its_exit_codes() {
+        let command = super::command();
+        let missing = leaves_without(&command, "Exit codes:");
         assert!(missing.is_empty(), "no exit codes in --help: {missing:?}");
         // A command with its own codes keeps them, and only them.
-        let demo = all.iter().find(|(p, _)| p == "steward demo").unwrap();
-        let help = demo.1.get_after_help().unwrap().to_string();
+        let demo = command.find_subcommand("demo").unwrap();
+        let help = demo.get_after_help().unwrap().to_string();
         assert_eq!(help.matches("Exit codes").count(), 1, "{help}");
-        super::command().debug_assert();
+        command.debug_assert();
     }
 
     #[test]
@@ -442,16 +447,7 @@ mod help_tests {
 
     #[test]
     fn every_leaf_command_shows_an_example() {
-        let mut all = Vec::new();
-        leaves(&Cli::command(), "steward".into(), &mut all);
-        let missing: Vec<&str> = all
-            .iter()
-            .filter(|(_, c)| {
-                !c.get_after_help()
-                    .is_some_and(|h| h.to_string().contains("Example"))
-            })
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let missing = leaves_without(&Cli::command(), "Example");
         assert!(missing.is_empty(), "no example in --help: {missing:?}");
     }
 }

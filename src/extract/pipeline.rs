@@ -404,33 +404,25 @@ fn transform_stage(
         }
         let rule_members = linked.as_ref().map_or(members, |(local, _)| local);
         let result = read.and_then(|()| bound.apply(&record, rule_members, &mut out));
+        if let Some((local, named)) = &mut linked {
+            // A row written with names notes its identities; a protected row (delivered,
+            // outside the filters or refused) records its member if the pass did not.
+            let protected = match &result {
+                Ok(RowOutcome::Delivered(flags)) if bound.names_the_member(*flags) => {
+                    keys.iter().for_each(|key| named.insert(*key));
+                    false
+                }
+                Ok(RowOutcome::Delivered(flags)) => bound.delivered_protected(*flags, &record),
+                _ => bound.is_protected_row(&record),
+            };
+            if protected {
+                record_links(&keys, local, named, &mut counts);
+            }
+        }
         match result {
-            Ok(RowOutcome::Delivered(flags)) => {
-                counts.delivered += 1;
-                if let Some((local, named)) = &mut linked {
-                    if bound.names_the_member(flags) {
-                        keys.iter().for_each(|key| named.insert(*key));
-                    } else if bound.delivered_protected(flags, &record) {
-                        record_links(&keys, local, named, &mut counts);
-                    }
-                }
-            }
-            Ok(RowOutcome::OutsideFilters) => {
-                counts.outside_filters += 1;
-                if let Some((local, named)) = &mut linked {
-                    if bound.is_protected_row(&record) {
-                        record_links(&keys, local, named, &mut counts);
-                    }
-                }
-            }
+            Ok(RowOutcome::Delivered(_)) => counts.delivered += 1,
+            Ok(RowOutcome::OutsideFilters) => counts.outside_filters += 1,
             Err(error) => {
-                // A protected row counts even when it cannot be delivered: the pass would have
-                // recorded its member, and so must this stage if the pass did not.
-                if let Some((local, named)) = &mut linked {
-                    if bound.is_protected_row(&record) {
-                        record_links(&keys, local, named, &mut counts);
-                    }
-                }
                 let Some((column, reason)) = droppable(&error) else {
                     return Err(error);
                 };
