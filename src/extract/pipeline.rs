@@ -376,7 +376,7 @@ fn transform_stage(
         named,
         tolerance,
     } = rules;
-    let bound = plan.bind(&source.name, &source.header)?;
+    let mut bound = plan.bind(&source.name, &source.header)?;
     let mut out = CsvChunks::new(PLAIN_CHUNK, outputs);
     out.write_row(plan.header().into_iter().map(str::as_bytes))?;
 

@@ -79,7 +79,7 @@ impl RowProbe for SourceRowProbe {
         tokio::task::spawn_blocking(move || -> Result<bool, ExtractError> {
             let control = JobControl::default();
             let mut rows = SourceRows::open(&source, &store, &runtime, &control)?;
-            let bound = plan.bind(&rows.name, &rows.header)?;
+            let mut bound = plan.bind(&rows.name, &rows.header)?;
             let mut record = csv::ByteRecord::new();
             while let Some(read) = rows.next(&mut record)? {
                 // Invalid rows are the extract's to report; here only a delivered row counts.

@@ -92,6 +92,70 @@ impl LinkageKey {
     }
 }
 
+/// The replacement ids a transform computed last, one per replacement column, so that a value
+/// seen again (a claim's lines in a row, or a member who is their own subscriber) costs a
+/// comparison instead of an HMAC. A remembered id is the id of the same domain and the same
+/// raw bytes, so it is the id the key would compute.
+#[derive(Debug, Clone, Default)]
+pub struct RecentReplacements {
+    slots: Vec<RecentId>,
+}
+
+#[derive(Debug, Clone)]
+struct RecentId {
+    domain: String,
+    value: Vec<u8>,
+    id: Option<[u8; REPLACEMENT_ID_LEN]>,
+}
+
+impl RecentReplacements {
+    /// Values longer than this are not remembered (ids and SSNs are far shorter).
+    const MAX_VALUE: usize = 64;
+
+    /// Adds a slot for a column whose ids are in `domain`; returns its index.
+    pub fn add_slot(&mut self, domain: &str) -> usize {
+        self.slots.push(RecentId {
+            domain: domain.to_owned(),
+            value: Vec::with_capacity(Self::MAX_VALUE),
+            id: None,
+        });
+        self.slots.len() - 1
+    }
+
+    /// [`LinkageKey::replacement_id`] of `value` in the domain of `slot`, taken from any slot of
+    /// that domain that holds the same value, or computed and remembered in `slot`.
+    pub fn replacement_id(
+        &mut self,
+        key: &LinkageKey,
+        slot: usize,
+        value: &[u8],
+        out: &mut [u8; REPLACEMENT_ID_LEN],
+    ) -> bool {
+        let domain = self.slots[slot].domain.as_str();
+        let remembered = self
+            .slots
+            .iter()
+            .find(|s| s.value == value && s.domain == domain && !s.value.is_empty());
+        if let Some(recent) = remembered {
+            return match recent.id {
+                Some(id) => {
+                    *out = id;
+                    true
+                }
+                None => false,
+            };
+        }
+        let computed = key.replacement_id(domain, value, out);
+        let recent = &mut self.slots[slot];
+        recent.value.clear();
+        if value.len() <= Self::MAX_VALUE {
+            recent.value.extend_from_slice(value);
+            recent.id = computed.then_some(*out);
+        }
+        computed
+    }
+}
+
 /// A keyed HMAC-SHA-256 state. Written out per RFC 2104 (keys longer than the 64-byte block are
 /// hashed, shorter ones zero-padded) so that construction is infallible without a panic path.
 pub(crate) fn keyed(key: &[u8]) -> HmacSha256 {
@@ -114,6 +178,40 @@ mod tests {
         let mut out = [0u8; REPLACEMENT_ID_LEN];
         key.replacement_id(domain, v.as_bytes(), &mut out)
             .then(|| String::from_utf8(out.to_vec()).expect("hex"))
+    }
+
+    #[test]
+    fn remembered_ids_are_the_computed_ones() {
+        let key = LinkageKey::derive(SECRET, "org-a").expect("key");
+        let mut recent = RecentReplacements::default();
+        let member = recent.add_slot("ssn");
+        let subscriber = recent.add_slot("ssn");
+        let claim = recent.add_slot("claim_id");
+        let mut out = [0u8; REPLACEMENT_ID_LEN];
+        let mut id = |recent: &mut RecentReplacements, slot, value: &str| {
+            recent
+                .replacement_id(&key, slot, value.as_bytes(), &mut out)
+                .then(|| String::from_utf8(out.to_vec()).expect("hex"))
+        };
+        // Rows of (member SSN, subscriber SSN, claim id), with repeats within and across rows,
+        // a value shared by two domains, and values that give no id.
+        let rows = [
+            ["123-45-6789", "123-45-6789", "K1"],
+            ["123-45-6789", "987-65-4321", "K1"],
+            ["987-65-4321", "987-65-4321", "123456789"],
+            ["no digits", "no digits", "123456789"],
+            ["123456789", "123-45-6789", " "],
+        ];
+        for row in rows {
+            for (slot, value) in [member, subscriber, claim].into_iter().zip(row) {
+                let domain = if slot == claim { "claim_id" } else { "ssn" };
+                assert_eq!(
+                    id(&mut recent, slot, value),
+                    rid(&key, domain, value),
+                    "{value}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::domain::level::Level;
 use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
-use crate::policy::linkage::{LinkageKey, REPLACEMENT_ID_LEN};
+use crate::policy::linkage::{LinkageKey, RecentReplacements, REPLACEMENT_ID_LEN};
 use crate::policy::members::{MemberKey, Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
 use crate::policy::schema::{DatasetSchema, Derivation};
@@ -529,6 +529,7 @@ impl ExtractPlan {
                 })
         };
         let mut columns = Vec::with_capacity(self.columns.len());
+        let mut recent = RecentReplacements::default();
         for c in &self.columns {
             if let Some(Derivation::AgeAt { birth_date, at }) = &c.derivation {
                 columns.push(BoundColumn {
@@ -559,9 +560,9 @@ impl ExtractPlan {
                         reference_name: reference.to_owned(),
                     }
                 }
-                Transform::ReplacementId => {
-                    Step::ReplacementId(c.replacement_domain.clone().unwrap_or_default())
-                }
+                Transform::ReplacementId => Step::ReplacementId {
+                    slot: recent.add_slot(c.replacement_domain.as_deref().unwrap_or_default()),
+                },
             };
             columns.push(BoundColumn {
                 index: find(&c.source_column)?,
@@ -634,6 +635,7 @@ impl ExtractPlan {
             guard_direct: self.guard_direct,
             guard_practitioner: self.guard_practitioner,
             linkage: self.linkage.clone(),
+            recent,
             protected: self.protected.clone(),
             level: self.level,
         })
@@ -654,7 +656,10 @@ enum Step {
         reference: usize,
         reference_name: String,
     },
-    ReplacementId(String),
+    /// The id of the value in the domain of a slot of the plan's [`RecentReplacements`].
+    ReplacementId {
+        slot: usize,
+    },
     /// Age derived from the birth date (the column's own index) at the date in `at`.
     AgeAt {
         at: usize,
@@ -767,6 +772,7 @@ pub struct BoundPlan {
     guard_direct: bool,
     guard_practitioner: bool,
     linkage: LinkageKey,
+    recent: RecentReplacements,
     protected: ProtectedCategories,
     level: Level,
 }
@@ -782,7 +788,7 @@ impl BoundPlan {
     /// CSV reader set one, gives the line in error messages. On an error `out` may hold part
     /// of the row; the caller discards it with the rest of the output.
     pub fn apply<S: RowSink>(
-        &self,
+        &mut self,
         record: &csv::ByteRecord,
         members: &WithheldMembers,
         out: &mut S,
@@ -905,9 +911,12 @@ impl BoundPlan {
                         out.field(b"")?;
                     }
                 }
-                Step::ReplacementId(domain) => {
+                Step::ReplacementId { slot } => {
                     let mut id = [0u8; REPLACEMENT_ID_LEN];
-                    if self.linkage.replacement_id(domain, value, &mut id) {
+                    if self
+                        .recent
+                        .replacement_id(&self.linkage, *slot, value, &mut id)
+                    {
                         out.field(&id)?;
                     } else {
                         out.field(b"")?;

@@ -82,11 +82,14 @@ enum Pattern {
 }
 
 impl Pattern {
-    /// The bytes a matching code can start with (patterns are never empty).
-    fn first_bytes(&self) -> std::ops::RangeInclusive<u8> {
+    /// Every two-byte head (first two normalized bytes, as a big-endian `u16`) that a code
+    /// this pattern matches can start with.
+    fn heads(&self) -> std::ops::RangeInclusive<u16> {
+        let head =
+            |bytes: &[u8], fill: u8| u16::from_be_bytes([bytes[0], *bytes.get(1).unwrap_or(&fill)]);
         match self {
-            Pattern::Prefix(p) => p[0]..=p[0],
-            Pattern::Range(lo, hi) => lo[0]..=hi[0],
+            Pattern::Prefix(p) => head(p, 0x00)..=head(p, 0xFF),
+            Pattern::Range(lo, hi) => head(lo, 0x00)..=head(hi, 0xFF),
         }
     }
 
@@ -114,35 +117,45 @@ pub struct Category {
     pub source: String,
 }
 
-/// The patterns of one effect and code kind, with the bytes they can start with: most codes
-/// on most rows are ruled out by their first byte alone, which matters at a row rate of
-/// millions.
-#[derive(Debug, Clone)]
+/// The patterns of one effect and code kind, with a bitmap of the two-byte heads a matching
+/// code can start with: most codes on most rows match nothing, and are turned away by one
+/// lookup before they are normalized in full or compared with any pattern.
+#[derive(Debug, Clone, Default)]
 struct PatternSet {
-    first_bytes: [bool; 256],
+    heads: Vec<u64>,
     patterns: Vec<Pattern>,
 }
 
-impl Default for PatternSet {
-    fn default() -> Self {
-        Self {
-            first_bytes: [false; 256],
-            patterns: Vec::new(),
-        }
-    }
-}
-
 impl PatternSet {
+    const HEAD_WORDS: usize = (u16::MAX as usize + 1) / 64;
+
     fn push(&mut self, pattern: Pattern) {
-        for b in pattern.first_bytes() {
-            self.first_bytes[usize::from(b)] = true;
+        self.heads.resize(Self::HEAD_WORDS, 0);
+        for head in pattern.heads() {
+            self.heads[usize::from(head / 64)] |= 1 << (head % 64);
         }
         self.patterns.push(pattern);
     }
 
-    /// `code` is normalized and not empty.
+    /// Whether one code (not yet normalized) matches.
     fn matches(&self, code: &[u8]) -> bool {
-        self.first_bytes[usize::from(code[0])] && self.patterns.iter().any(|p| p.matches(code))
+        let mut normalized = code
+            .iter()
+            .filter(|b| !ignored_in_code(**b))
+            .map(u8::to_ascii_uppercase);
+        let Some(first) = normalized.next() else {
+            return false;
+        };
+        // A one-byte code is compared with the patterns directly; it is rare.
+        if let Some(second) = normalized.next() {
+            let head = u16::from_be_bytes([first, second]);
+            if self.heads[usize::from(head / 64)] & (1 << (head % 64)) == 0 {
+                return false;
+            }
+        }
+        let mut buf = [0u8; MAX_CODE];
+        let n = normalize(code, &mut buf);
+        self.patterns.iter().any(|p| p.matches(&buf[..n]))
     }
 }
 
@@ -170,12 +183,17 @@ struct RawCategory {
     codes: BTreeMap<CodeKind, Vec<String>>,
 }
 
+/// Bytes that normalization drops from a code.
+fn ignored_in_code(b: u8) -> bool {
+    b == b'.' || b.is_ascii_whitespace()
+}
+
 /// Normalizes a code into `buf`: trimmed, ASCII upper-case, `.` and spaces removed. Returns the
 /// used length.
 fn normalize(raw: &[u8], buf: &mut [u8; MAX_CODE]) -> usize {
     let mut n = 0;
     for &b in raw {
-        if b == b'.' || b.is_ascii_whitespace() {
+        if ignored_in_code(b) {
             continue;
         }
         if n == MAX_CODE {
@@ -318,11 +336,9 @@ impl ProtectedCategories {
         if patterns.patterns.is_empty() {
             return false;
         }
-        let mut buf = [0u8; MAX_CODE];
-        field.split(|b| *b == b';').any(|code| {
-            let n = normalize(code, &mut buf);
-            n > 0 && patterns.matches(&buf[..n])
-        })
+        field
+            .split(|b| *b == b';')
+            .any(|code| patterns.matches(code))
     }
 }
 
@@ -371,6 +387,30 @@ cpt_hcpcs = ["59840-59857"]
             )
         };
         assert!(abortion("59840") && abortion("59857") && !abortion("59858") && !abortion("5984"));
+    }
+
+    proptest::proptest! {
+        /// The two-byte head filter only ever turns away codes that no pattern matches: the
+        /// answer is that of normalizing the code and trying every pattern.
+        #[test]
+        fn the_head_filter_never_turns_away_a_match(
+            patterns in proptest::collection::vec("[bfBF0-9]{1,3}(-[bfBF0-9]{1,3})?", 1..6),
+            code in "[ .bfBF0-9]{0,6}",
+        ) {
+            let mut set = PatternSet::default();
+            let mut compiled = Vec::new();
+            for pattern in &patterns {
+                if let Ok(p) = compile(pattern) {
+                    set.push(p.clone());
+                    compiled.push(p);
+                }
+            }
+            proptest::prop_assume!(!compiled.is_empty());
+            let mut buf = [0u8; MAX_CODE];
+            let n = normalize(code.as_bytes(), &mut buf);
+            let expected = n > 0 && compiled.iter().any(|p| p.matches(&buf[..n]));
+            proptest::prop_assert_eq!(set.matches(code.as_bytes()), expected);
+        }
     }
 
     #[test]

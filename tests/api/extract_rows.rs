@@ -62,7 +62,7 @@ fn age_is_derived_from_birth_and_service_dates_at_every_level() {
     for level in [Level::I, Level::II, Level::III] {
         let release = everything_allowed(&catalog, FileType::MedClaim, level, "org-a");
         let p = plan(&release, &schema, &catalog).expect("plan");
-        let bound = p.bind("src.csv", &header).expect("bind");
+        let mut bound = p.bind("src.csv", &header).expect("bind");
         let age = p
             .columns()
             .iter()

@@ -183,7 +183,7 @@ fn transform(
 ) -> Vec<Option<csv::StringRecord>> {
     let mut reader = csv::Reader::from_path(path).expect("open");
     let header = reader.headers().expect("header").clone();
-    let bound = plan.bind("file", &header).expect("bind");
+    let mut bound = plan.bind("file", &header).expect("bind");
     let mut record = csv::ByteRecord::new();
     let mut outputs = Vec::new();
     while reader.read_byte_record(&mut record).expect("read") {

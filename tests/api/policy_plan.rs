@@ -146,7 +146,7 @@ fn quality_release_on(csv_text: &str) -> Result<csv::ByteRecord, RowError> {
         .flexible(true)
         .from_reader(csv_text.as_bytes());
     let header = reader.headers().expect("header").clone();
-    let bound = p.bind("outpatient.csv", &header).expect("bind");
+    let mut bound = p.bind("outpatient.csv", &header).expect("bind");
     let mut record = csv::ByteRecord::new();
     let mut out = csv::ByteRecord::new();
     let mut last = Ok(out.clone());

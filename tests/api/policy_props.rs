@@ -108,7 +108,7 @@ fn run(release: &ReleaseSpec, r: &Row, opt: &OptOutSet) -> Vec<(String, ElementC
     let catalog = catalog_once();
     let p = plan(release, &schema(catalog, FileType::MedClaim), catalog).expect("plan");
     let (header, rec) = record(r);
-    let bound = p.bind("prop.csv", &header).expect("bind");
+    let mut bound = p.bind("prop.csv", &header).expect("bind");
     let mut out = csv::ByteRecord::new();
     bound
         .apply(&rec, &WithheldMembers::from(opt.clone()), &mut out)

@@ -87,7 +87,7 @@ pub fn transform_csv(
     let plan = plan(release, &schema, catalog).expect("plan");
     let mut reader = csv::Reader::from_reader(input);
     let header = reader.headers().expect("header").clone();
-    let bound = plan.bind("input.csv", &header).expect("bind");
+    let mut bound = plan.bind("input.csv", &header).expect("bind");
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());

@@ -46,7 +46,7 @@ fn count(dir: &std::path::Path, ft: FileType, opt: &OptOutSet) -> Counts {
         names,
         "{ft}: header differs from the schema"
     );
-    let bound: Vec<_> = plans
+    let mut bound: Vec<_> = plans
         .iter()
         .map(|p| p.bind(&path.display().to_string(), &header).expect("bind"))
         .collect();
