@@ -3,8 +3,9 @@
 # Level I and Level III with the filesystem store, beside the reference pipeline
 # `xsv select <the same columns> | zstd -3 | age -r <key>` on the same file.
 # Each is run RUNS times (default 3), alternating, and the medians are compared: a shared
-# machine's noise moves single runs by a fifth. Prints source MB/s, peak RSS and the
-# wall-time ratio Steward / reference.
+# machine's noise moves single runs by a fifth. Prints source MB/s, peak RSS, the wall-time
+# ratio Steward / reference (of the medians, and the median of each pair's own ratio), and the
+# CPU seconds each side spends.
 #
 #   bench/extract.sh            # 1 GB
 #   SIZE_GB=5 bench/extract.sh  # 5 GB (needs about 12 GB free under BENCH_DIR, /tmp by default)
@@ -41,18 +42,26 @@ echo "source: $SOURCE ($SIZE_MB MB)"
 KEY=$(age-keygen 2>/dev/null | grep -o 'age1[0-9a-z]*')
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for LEVEL in ${LEVELS:-I III}; do
-  : > "$WORK/steward.times"; : > "$WORK/reference.times"; PEAK=0
-  # Runs alternate between Steward and the reference so that both see the same machine.
+  : > "$WORK/steward.times"; : > "$WORK/reference.times"; : > "$WORK/ratios"; : > "$WORK/cpu"; PEAK=0
+  # Runs alternate between Steward and the reference so that both see the same machine; each
+  # pair's own ratio is kept too, since a shared machine's speed drifts between pairs.
   for RUN in $(seq "$RUNS"); do
     rm -rf "$WORK/store-$LEVEL"
-    read -r _ ROWS_OUT _ SECS _ RSS < <("$BENCH" "$SOURCE" "$LEVEL" "$WORK/store-$LEVEL")
+    /usr/bin/time -o "$WORK/steward.cpu" -f '%U %S' "$BENCH" "$SOURCE" "$LEVEL" "$WORK/store-$LEVEL" > "$WORK/steward.out"
+    read -r _ ROWS_OUT _ SECS _ RSS < "$WORK/steward.out"
     echo "$SECS" >> "$WORK/steward.times"
     [ "$RSS" -gt "$PEAK" ] && PEAK=$RSS
     COLS=$(cat "$WORK/store-$LEVEL/columns.txt")
     START=$(date +%s.%N)
-    xsv select "$COLS" "$SOURCE" | zstd -3 -q -c | age -r "$KEY" > "$WORK/reference-$LEVEL.age"
+    /usr/bin/time -o "$WORK/reference.cpu" -f '%U %S' bash -c \
+      'xsv select "$1" "$2" | zstd -3 -q -c | age -r "$3" > "$4"' _ \
+      "$COLS" "$SOURCE" "$KEY" "$WORK/reference-$LEVEL.age"
     END=$(date +%s.%N)
-    echo "$END - $START" | bc -l >> "$WORK/reference.times"
+    REF_SECS=$(echo "$END - $START" | bc -l)
+    echo "$REF_SECS" >> "$WORK/reference.times"
+    echo "$SECS / $REF_SECS" | bc -l >> "$WORK/ratios"
+    # CPU seconds (user + system) of each side, all of its threads and processes.
+    echo "$(awk '{ print $1 + $2 }' "$WORK/steward.cpu") $(awk '{ print $1 + $2 }' "$WORK/reference.cpu")" >> "$WORK/cpu"
     # The outputs are as large as the source; keep only the source, for the next run.
     rm -rf "$WORK/store-$LEVEL" "$WORK/reference-$LEVEL.age"
   done
@@ -62,6 +71,9 @@ for LEVEL in ${LEVELS:-I III}; do
     "$LEVEL" "$SECS" "$(echo "$SIZE_MB / $SECS" | bc -l)" "$ROWS_OUT" $(( PEAK / 1024 )) "$REF" \
     "$(echo "$SECS / $REF" | bc -l)" "$RUNS" \
     "$(xargs printf '%.2f ' < "$WORK/steward.times")" "$(xargs printf '%.2f ' < "$WORK/reference.times")"
+  printf '          median of the runs'"'"' own ratios %.2fx (%s); CPU seconds, median: steward %.1f, reference %.1f\n' \
+    "$(median < "$WORK/ratios")" "$(xargs printf '%.2f ' < "$WORK/ratios")" \
+    "$(awk '{ print $1 }' "$WORK/cpu" | median)" "$(awk '{ print $2 }' "$WORK/cpu" | median)"
 done
-rm -f "$WORK/steward.times" "$WORK/reference.times"
+rm -f "$WORK"/steward.* "$WORK"/reference.* "$WORK/ratios" "$WORK/cpu"
 echo "source kept in $WORK/synth-$SIZE_GB (about $(( SIZE_GB * 2 )) GB of CSV); delete it when done"

@@ -111,6 +111,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sealed.counts.suspect_links
         );
     }
+    // The plaintext's size decides the compressor's work, the costliest stage.
+    eprintln!(
+        "plaintext CSV: {} bytes (source {} bytes)",
+        sealed.plaintext.bytes,
+        control.source_bytes()
+    );
     let source_bytes = control.source_bytes();
     println!(
         "{level} {} {source_bytes} {seconds:.2} {:.1} {}",
