@@ -137,13 +137,10 @@ impl RecentReplacements {
             .iter()
             .find(|s| s.value == value && s.domain == domain && !s.value.is_empty());
         if let Some(recent) = remembered {
-            return match recent.id {
-                Some(id) => {
-                    *out = id;
-                    true
-                }
-                None => false,
-            };
+            if let Some(id) = recent.id {
+                *out = id;
+            }
+            return recent.id.is_some();
         }
         let computed = key.replacement_id(domain, value, out);
         let recent = &mut self.slots[slot];
