@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::seal::PlainChunk;
 use super::ExtractError;
-use crate::policy::RowSink;
+use crate::policy::{RowBytes, RowSink};
 
 /// Whether `bytes` hold a byte that makes a CSV field need quotes: comma, quote, CR or LF.
 fn needs_quotes(bytes: &[u8]) -> bool {
@@ -156,16 +156,20 @@ impl CsvChunks {
 impl RowSink for CsvChunks {
     type Error = ExtractError;
 
-    fn begin_row(&mut self, source: &csv::ByteRecord) {
+    fn begin_row(&mut self, source: RowBytes<'_>) {
         self.start_row();
-        let bytes = source.as_slice();
+        let bytes = match source {
+            RowBytes::Fields(bytes) | RowBytes::Plain(bytes) => bytes,
+        };
         let start = bytes.as_ptr() as usize;
         self.source = start..start + bytes.len();
-        self.specials
-            .extend(memchr::memchr3_iter(b',', b'"', b'\n', bytes));
-        if memchr::memchr(b'\r', bytes).is_some() {
-            self.specials.extend(memchr::memchr_iter(b'\r', bytes));
-            self.specials.sort_unstable();
+        if let RowBytes::Fields(bytes) = source {
+            self.specials
+                .extend(memchr::memchr3_iter(b',', b'"', b'\n', bytes));
+            if memchr::memchr(b'\r', bytes).is_some() {
+                self.specials.extend(memchr::memchr_iter(b'\r', bytes));
+                self.specials.sort_unstable();
+            }
         }
     }
 
@@ -183,6 +187,12 @@ impl RowSink for CsvChunks {
         }
         self.separate();
         self.chunk.extend_from_slice(value);
+        Ok(())
+    }
+
+    fn source_fields(&mut self, raw: &[u8]) -> Result<(), ExtractError> {
+        self.separate();
+        self.chunk.extend_from_slice(raw);
         Ok(())
     }
 
@@ -232,7 +242,7 @@ mod tests {
         let mut out = CsvChunks::new(chunk_size, vec![tx]);
         for row in rows {
             let record = csv::ByteRecord::from(row.clone());
-            out.begin_row(&record);
+            out.begin_row(crate::policy::SourceRecord::bytes(&record));
             for field in &record {
                 out.source_field(field).expect("write");
             }

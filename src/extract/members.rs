@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::pipeline::SourceRows;
+use super::plain_rows::vouched;
 use super::Compression;
 use super::{ExtractError, JobControl, SourceLocation};
 use crate::policy::catalog::{CodeKind, SubjectKey};
@@ -453,50 +454,6 @@ fn scan_range_fast(
             return Err(ExtractError::Cancelled);
         }
     }
-}
-
-/// Whether the fast reader's split of `record` is the exact reader's: the header's number of
-/// fields, and each field either free of quotes and CR or quoted whole (opening and closing
-/// quote, inner quotes doubled). A quote inside an unquoted field, text after a closing quote
-/// or a bare CR (a line end to the exact reader) are read differently by the two.
-fn vouched(record: &simd_csv::ZeroCopyByteRecord<'_>, width: usize) -> bool {
-    if record.len() != width {
-        return false;
-    }
-    // Only the fields holding a quote or CR need a look: found in one pass over the record.
-    let raw = record.as_slice();
-    let mut specials = memchr::memchr2_iter(b'"', b'\r', raw).peekable();
-    if specials.peek().is_none() {
-        return true;
-    }
-    let base = raw.as_ptr() as usize;
-    for field in record.iter() {
-        let end = field.as_ptr() as usize - base + field.len();
-        if specials.peek().is_some_and(|&at| at < end) {
-            if !plain_or_quoted_whole(field) {
-                return false;
-            }
-            while specials.next_if(|&at| at < end).is_some() {}
-            if specials.peek().is_none() {
-                return true;
-            }
-        }
-    }
-    true
-}
-
-fn plain_or_quoted_whole(field: &[u8]) -> bool {
-    let [b'"', inner @ .., b'"'] = field else {
-        return memchr::memchr2(b'"', b'\r', field).is_none();
-    };
-    let mut rest = inner;
-    while let Some(at) = memchr::memchr(b'"', rest) {
-        if rest.get(at + 1) != Some(&b'"') {
-            return false;
-        }
-        rest = &rest[at + 2..];
-    }
-    true
 }
 
 /// Scans the records that start in `[start, end)` (to the end of the file without `end`;

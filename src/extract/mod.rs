@@ -24,6 +24,7 @@ pub mod job;
 pub mod manifest;
 pub mod members;
 mod pipeline;
+mod plain_rows;
 pub mod probe;
 pub mod seal;
 mod source;

@@ -9,10 +9,12 @@ use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
 use super::csv_out::CsvChunks;
+use super::plain_rows::{PlainRow, PlainRows};
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
-use super::{ExtractError, SourceLocation};
+use super::{Compression, ExtractError, SourceLocation};
 use crate::policy::{
-    ExtractPlan, MemberKey, NamedIdentities, RowError, RowOutcome, RowSink, WithheldMembers,
+    ExtractPlan, MemberKey, NamedIdentities, RowError, RowOutcome, RowSink, SourceRecord,
+    WithheldMembers,
 };
 use crate::storage::{ObjectKey, SharedStore};
 
@@ -65,6 +67,12 @@ impl JobControl {
             self.current_read.load(Ordering::Relaxed),
             self.current_size.load(Ordering::Relaxed),
         )
+    }
+
+    /// Notes `n` more bytes read of the current source.
+    pub(super) fn count_read(&self, n: u64) {
+        self.source_bytes.fetch_add(n, Ordering::Relaxed);
+        self.current_read.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A new source is being read, of `size` bytes as stored.
@@ -195,13 +203,13 @@ pub async fn extract_dataset(
         let (store, control) = (store.clone(), control.clone());
         let outputs = vec![hash_tx, plain_tx];
         spawn_stage(move || {
-            let source = SourceRows::open(&source, &store, &runtime, &control)?;
+            let rows = TransformRows::open(&source, &store, &runtime, &control)?;
             let rules = RowRules {
                 members: &members,
                 named: named.as_deref(),
                 tolerance,
             };
-            transform_stage(&plan, source, rules, &control, outputs)
+            transform_stage(&plan, rows, rules, &control, outputs)
         })
     };
     let hashing = spawn_stage(move || seal::digest(hash_rx));
@@ -281,22 +289,21 @@ fn first_cause(errors: [Option<ExtractError>; 4]) -> ExtractError {
         .unwrap_or(ExtractError::StageLost("pipeline"))
 }
 
-/// Counts the bytes read from the source, for progress.
+/// Counts the bytes read from the source, for progress, after the first `uncounted` (read and
+/// counted before, when the source is read again).
 struct CountingReader<'a, R> {
     inner: R,
     control: &'a JobControl,
+    uncounted: u64,
 }
 
 impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.control
-            .source_bytes
-            .fetch_add(n as u64, Ordering::Relaxed);
-        self.control
-            .current_read
-            .fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
+        let n = self.inner.read(buf)? as u64;
+        let skipped = n.min(self.uncounted);
+        self.uncounted -= skipped;
+        self.control.count_read(n - skipped);
+        Ok(n as usize)
     }
 }
 
@@ -308,6 +315,70 @@ pub(crate) struct SourceRows<'a> {
     /// The header.
     pub header: csv::StringRecord,
     reader: csv::Reader<Box<dyn Read + Send + 'a>>,
+    line_ends: Arc<std::sync::Mutex<LineEnds>>,
+}
+
+/// The line ends in the exact reader's input not yet passed, so that a record is numbered with
+/// the file's line. The CSV reader dates a record from where it began looking for it: after a
+/// CRLF row (whose LF it reads with the next record) or blank lines, that is one line early
+/// per LF it then skipped.
+#[derive(Debug, Default)]
+struct LineEnds {
+    /// Offsets of LFs.
+    lfs: std::collections::VecDeque<u64>,
+    /// Runs of CR and LF bytes, as offset ranges; the last may still grow.
+    runs: std::collections::VecDeque<std::ops::Range<u64>>,
+}
+
+impl LineEnds {
+    /// Notes the CRs and LFs of `bytes`, read at `offset`.
+    fn read(&mut self, offset: u64, bytes: &[u8]) {
+        for index in memchr::memchr2_iter(b'\r', b'\n', bytes) {
+            let at = offset + index as u64;
+            if bytes[index] == b'\n' {
+                self.lfs.push_back(at);
+            }
+            match self.runs.back_mut() {
+                Some(run) if run.end == at => run.end += 1,
+                _ => self.runs.push_back(at..at + 1),
+            }
+        }
+    }
+
+    /// How many LFs lie between `start`, where the CSV reader began looking for a record, and
+    /// the record itself; forgets what lies before `start`.
+    fn skipped_before(&mut self, start: u64) -> u64 {
+        while self.runs.front().is_some_and(|run| run.end <= start) {
+            self.runs.pop_front();
+        }
+        while self.lfs.front().is_some_and(|&lf| lf < start) {
+            self.lfs.pop_front();
+        }
+        match self.runs.front() {
+            Some(run) if run.start <= start => {
+                self.lfs.iter().take_while(|&&lf| lf < run.end).count() as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// The exact reader's input, its line ends noted in a shared [`LineEnds`].
+struct NotingLineEnds<R> {
+    inner: R,
+    offset: u64,
+    line_ends: Arc<std::sync::Mutex<LineEnds>>,
+}
+
+impl<R: Read> Read for NotingLineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut line_ends) = self.line_ends.lock() {
+            line_ends.read(self.offset, &buf[..n]);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 impl<'a> SourceRows<'a> {
@@ -318,24 +389,60 @@ impl<'a> SourceRows<'a> {
         runtime: &tokio::runtime::Handle,
         control: &'a JobControl,
     ) -> Result<SourceRows<'a>, ExtractError> {
+        Self::open_counting(source, store, runtime, control, None)
+    }
+
+    /// [`SourceRows::open`] for the source being read already, whose first `counted` bytes
+    /// (as stored) are not counted again; `None` for a source read the first time.
+    fn open_counting(
+        source: &SourceLocation,
+        store: &SharedStore,
+        runtime: &tokio::runtime::Handle,
+        control: &'a JobControl,
+        counted: Option<u64>,
+    ) -> Result<SourceRows<'a>, ExtractError> {
         let name = source.name();
         // Bytes are counted as stored (before decompression), against the stored size.
         let (raw, size) = source.open_raw_blocking(store, runtime)?;
-        control.start_source(size);
+        if counted.is_none() {
+            control.start_source(size);
+        }
         let counted = source.decompress(Box::new(CountingReader {
             inner: raw,
             control,
+            uncounted: counted.unwrap_or(0),
         }))?;
+        let line_ends = Arc::new(std::sync::Mutex::new(LineEnds::default()));
+        let noted: Box<dyn Read + Send + 'a> = Box::new(NotingLineEnds {
+            inner: counted,
+            offset: 0,
+            line_ends: line_ends.clone(),
+        });
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .buffer_capacity(256 * 1024)
-            .from_reader(counted);
+            .from_reader(noted);
         let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
         Ok(SourceRows {
             name,
             header,
             reader,
+            line_ends,
         })
+    }
+
+    /// Reads past the first `records` records (which a reader read before, and vouched for:
+    /// the exact reader reads them without error). The bytes read again are not counted in
+    /// the progress a second time.
+    fn skip(&mut self, records: u64, record: &mut csv::ByteRecord) -> Result<(), ExtractError> {
+        for _ in 0..records {
+            match self.next(record)? {
+                Some(Ok(())) => {}
+                Some(Err(error)) => return Err(error),
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     /// Reads the next record into `record`: `Ok(None)` at the end, `Ok(Some(Err))` for a row
@@ -345,13 +452,34 @@ impl<'a> SourceRows<'a> {
         record: &mut csv::ByteRecord,
     ) -> Result<Option<Result<(), ExtractError>>, ExtractError> {
         match self.reader.read_byte_record(record) {
-            Ok(true) => Ok(Some(Ok(()))),
+            Ok(true) => {
+                if let Some(position) = record.position() {
+                    let skipped = self.skipped_before(position.byte());
+                    if skipped > 0 {
+                        let mut position = position.clone();
+                        position.set_line(position.line() + skipped);
+                        record.set_position(Some(position));
+                    }
+                }
+                Ok(Some(Ok(())))
+            }
             Ok(false) => Ok(None),
             Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
-                Ok(Some(Err(csv_error(&self.name, e))))
+                let skipped = e.position().map_or(0, |p| self.skipped_before(p.byte()));
+                let mut error = csv_error(&self.name, e);
+                if let ExtractError::MalformedRow { line, .. } = &mut error {
+                    *line += skipped;
+                }
+                Ok(Some(Err(error)))
             }
             Err(e) => Err(csv_error(&self.name, e)),
         }
+    }
+
+    fn skipped_before(&self, start: u64) -> u64 {
+        self.line_ends
+            .lock()
+            .map_or(0, |mut line_ends| line_ends.skipped_before(start))
     }
 }
 
@@ -362,49 +490,189 @@ struct RowRules<'a> {
     tolerance: InvalidRowTolerance,
 }
 
+/// The transform's source rows: a plain local file by the SIMD reader while it vouches for
+/// them (see `plain_rows`), anything else, and the rest of such a file, by the exact reader.
+enum TransformRows<'a> {
+    Plain {
+        name: String,
+        header: csv::StringRecord,
+        rows: Box<PlainRows<'a>>,
+        /// To read the rest with the exact reader.
+        reopen: Box<dyn FnOnce() -> Result<SourceRows<'a>, ExtractError> + 'a>,
+    },
+    Exact(SourceRows<'a>),
+}
+
+impl<'a> TransformRows<'a> {
+    fn open(
+        source: &'a SourceLocation,
+        store: &'a SharedStore,
+        runtime: &'a tokio::runtime::Handle,
+        control: &'a JobControl,
+    ) -> Result<TransformRows<'a>, ExtractError> {
+        let SourceLocation::Path(path) = source else {
+            return SourceRows::open(source, store, runtime, control).map(Self::Exact);
+        };
+        if Compression::from_name(&source.name()) != Compression::None {
+            return SourceRows::open(source, store, runtime, control).map(Self::Exact);
+        }
+        let name = source.name();
+        // The header by the exact reader (its rules decide the columns), then the rows.
+        let file = std::fs::File::open(path).map_err(|error| ExtractError::Source {
+            source_name: name.clone(),
+            error,
+        })?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut header_reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(file);
+        let header = header_reader
+            .headers()
+            .map_err(|e| csv_error(&name, e))?
+            .clone();
+        let end = header_reader.position().clone();
+        control.start_source(size);
+        control.count_read(end.byte());
+        let rows = Box::new(PlainRows::open(
+            path,
+            end.byte(),
+            end.line(),
+            header.len(),
+            control,
+        )?);
+        let reopen = Box::new(move || {
+            let counted = control.current_source().0;
+            SourceRows::open_counting(source, store, runtime, control, Some(counted))
+        });
+        Ok(TransformRows::Plain {
+            name,
+            header,
+            rows,
+            reopen,
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            TransformRows::Plain { name, .. } => name,
+            TransformRows::Exact(rows) => &rows.name,
+        }
+    }
+
+    fn header(&self) -> &csv::StringRecord {
+        match self {
+            TransformRows::Plain { header, .. } => header,
+            TransformRows::Exact(rows) => &rows.header,
+        }
+    }
+}
+
 /// Reads, transforms and writes CSV, sending plaintext chunks to the seal stage; sends `End`
 /// only when every row was transformed (or dropped within the tolerance).
 fn transform_stage(
     plan: &ExtractPlan,
-    mut source: SourceRows<'_>,
+    rows: TransformRows<'_>,
     rules: RowRules<'_>,
     control: &JobControl,
     outputs: Vec<SyncSender<PlainChunk>>,
 ) -> Result<RowCounts, ExtractError> {
-    let RowRules {
-        members,
-        named,
-        tolerance,
-    } = rules;
-    let mut bound = plan.bind(&source.name, &source.header)?;
+    let name = rows.name().to_owned();
+    let bound = plan.bind(&name, rows.header())?;
     let mut out = CsvChunks::new(PLAIN_CHUNK, outputs);
     out.write_row(plan.header().into_iter().map(str::as_bytes))?;
-
+    let mut transform = Transform {
+        bound,
+        out,
+        // A row that links a protected member to an identity not yet recorded records it at
+        // once (a copy of the set, so rows further on are withheld), and is noted as suspect
+        // when a row written earlier may have named that identity. So is a protected row
+        // whose member the protected-member pass did not record: the pass and this stage may
+        // read the source with different CSV readers, and should they ever split a record
+        // differently, the job still withholds the member everywhere (it writes the files
+        // again when a row already written may have named them).
+        linked: rules.named.map(|named| (rules.members.clone(), named)),
+        members: rules.members,
+        tolerance: rules.tolerance,
+        control,
+        counts: RowCounts::default(),
+        dropped: std::collections::BTreeMap::new(),
+        invalid: 0,
+        keys: Vec::new(),
+    };
     let mut record = csv::ByteRecord::new();
-    let mut counts = RowCounts::default();
-    let mut dropped = std::collections::BTreeMap::<(String, String), u64>::new();
-    let mut invalid = 0u64;
-    // A row that links a protected member to an identity not yet recorded records it at once
-    // (a copy of the set, so rows further on are withheld), and is noted as suspect when a
-    // row written earlier may have named that identity. So is a protected row whose member the
-    // protected-member pass did not record: the pass and this stage read the source with
-    // different CSV readers, and should they ever split a record differently, the job still
-    // withholds the member everywhere (it writes the files again when a row already written
-    // may have named them).
-    let mut linked = named.map(|named| (members.clone(), named));
-    let mut keys = Vec::new();
-    while let Some(read) = source.next(&mut record)? {
+    let exact = match rows {
+        TransformRows::Plain {
+            rows: mut plain,
+            reopen,
+            ..
+        } => loop {
+            match plain.next() {
+                PlainRow::Plain(row) => transform.row(&row, Ok(()))?,
+                PlainRow::Quoted(row) => transform.row(row, Ok(()))?,
+                PlainRow::End => break None,
+                PlainRow::Unvouched { read } => {
+                    // The exact reader takes over at the first record the SIMD reader cannot
+                    // vouch for; it reads the file again up to there, transforming nothing.
+                    let mut exact = reopen()?;
+                    exact.skip(read, &mut record)?;
+                    break Some(exact);
+                }
+            }
+        },
+        TransformRows::Exact(source) => Some(source),
+    };
+    if let Some(mut source) = exact {
+        while let Some(read) = source.next(&mut record)? {
+            transform.row(&record, read)?;
+        }
+    }
+    transform.finish(name)
+}
+
+/// What the transform keeps between rows.
+struct Transform<'a> {
+    bound: crate::policy::BoundPlan,
+    out: CsvChunks,
+    members: &'a WithheldMembers,
+    linked: Option<(WithheldMembers, &'a NamedIdentities)>,
+    tolerance: InvalidRowTolerance,
+    control: &'a JobControl,
+    counts: RowCounts,
+    dropped: std::collections::BTreeMap<(String, String), u64>,
+    invalid: u64,
+    keys: Vec<MemberKey>,
+}
+
+impl Transform<'_> {
+    /// Transforms one source row (`read` is the reader's verdict on it).
+    fn row<R: SourceRecord + ?Sized>(
+        &mut self,
+        record: &R,
+        read: Result<(), ExtractError>,
+    ) -> Result<(), ExtractError> {
+        let Transform {
+            bound,
+            out,
+            members,
+            linked,
+            tolerance,
+            control,
+            counts,
+            dropped,
+            invalid,
+            keys,
+        } = self;
         counts.source_rows += 1;
-        if let Some((local, named)) = &mut linked {
+        if let Some((local, named)) = linked {
             keys.clear();
-            bound.row_identities(&record, local, &mut keys);
+            bound.row_identities(record, local, keys);
             if keys.iter().any(|k| local.is_protected(*k)) {
-                record_links(&keys, local, named, &mut counts);
+                record_links(keys, local, named, counts);
             }
         }
-        let rule_members = linked.as_ref().map_or(members, |(local, _)| local);
-        let result = read.and_then(|()| bound.apply(&record, rule_members, &mut out));
-        if let Some((local, named)) = &mut linked {
+        let rule_members = linked.as_ref().map_or(*members, |(local, _)| local);
+        let result = read.and_then(|()| bound.apply(record, rule_members, out));
+        if let Some((local, named)) = linked {
             // A row written with names notes its identities; a protected row (delivered,
             // outside the filters or refused) records its member if the pass did not.
             let protected = match &result {
@@ -412,11 +680,11 @@ fn transform_stage(
                     keys.iter().for_each(|key| named.insert(*key));
                     false
                 }
-                Ok(RowOutcome::Delivered(flags)) => bound.delivered_protected(*flags, &record),
-                _ => bound.is_protected_row(&record),
+                Ok(RowOutcome::Delivered(flags)) => bound.delivered_protected(*flags, record),
+                _ => bound.is_protected_row(record),
             };
             if protected {
-                record_links(&keys, local, named, &mut counts);
+                record_links(keys, local, named, counts);
             }
         }
         match result {
@@ -426,9 +694,9 @@ fn transform_stage(
                 let Some((column, reason)) = droppable(&error) else {
                     return Err(error);
                 };
-                invalid += 1;
+                *invalid += 1;
                 if !tolerance.allows_any()
-                    || (tolerance.max_rows > 0 && invalid > tolerance.max_rows)
+                    || (tolerance.max_rows > 0 && *invalid > tolerance.max_rows)
                 {
                     return Err(error);
                 }
@@ -442,28 +710,42 @@ fn transform_stage(
                 return Err(ExtractError::Cancelled);
             }
         }
+        Ok(())
     }
-    control.rows.store(counts.source_rows, Ordering::Relaxed);
-    if control.is_cancelled() {
-        return Err(ExtractError::Cancelled);
-    }
-    if invalid > 0 && !tolerance.allows(invalid, counts.source_rows) {
-        return Err(ExtractError::TooManyInvalidRows {
-            file: source.name,
+
+    /// After the last row: the counts, once the tolerance and cancellation allow.
+    fn finish(self, file: String) -> Result<RowCounts, ExtractError> {
+        let Transform {
+            out,
+            control,
+            mut counts,
+            dropped,
             invalid,
-            rows: counts.source_rows,
-        });
+            tolerance,
+            ..
+        } = self;
+        control.rows.store(counts.source_rows, Ordering::Relaxed);
+        if control.is_cancelled() {
+            return Err(ExtractError::Cancelled);
+        }
+        if invalid > 0 && !tolerance.allows(invalid, counts.source_rows) {
+            return Err(ExtractError::TooManyInvalidRows {
+                file,
+                invalid,
+                rows: counts.source_rows,
+            });
+        }
+        counts.dropped = dropped
+            .into_iter()
+            .map(|((column, reason), rows)| DroppedRows {
+                column,
+                reason,
+                rows,
+            })
+            .collect();
+        out.finish()?;
+        Ok(counts)
     }
-    counts.dropped = dropped
-        .into_iter()
-        .map(|((column, reason), rows)| DroppedRows {
-            column,
-            reason,
-            rows,
-        })
-        .collect();
-    out.finish()?;
-    Ok(counts)
 }
 
 /// Records `keys` (one row's identities) as a protected member's, counting each that was not

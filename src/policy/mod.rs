@@ -26,7 +26,7 @@ pub use members::{MemberKey, NamedIdentities, Withheld, WithheldMembers};
 pub use optout::{parse_import_csv, OptOutError, OptOutHasher, OptOutKey, OptOutSet};
 pub use plan::{
     plan, BindError, BoundPlan, ExtractPlan, FilterUse, MemberColumns, PlanError, PlannedColumn,
-    ReleaseSpec, RowError, RowFilter, RowFlags, RowOutcome, RowSink,
+    ReleaseSpec, RowBytes, RowError, RowFilter, RowFlags, RowOutcome, RowSink, SourceRecord,
 };
 pub use protected::{Effect, ProtectedCategories, ProtectedError};
 pub use schema::{DatasetSchema, Derivation, DerivedElement, FilterColumns, SchemaError};

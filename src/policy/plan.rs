@@ -541,6 +541,7 @@ impl ExtractPlan {
                         at_name: at.clone(),
                         top_code: c.transform == Transform::TopCodeAge90,
                     },
+                    run: 1,
                 });
                 continue;
             }
@@ -569,8 +570,10 @@ impl ExtractPlan {
                 source: c.source_column.clone(),
                 class: c.class,
                 step,
+                run: 1,
             });
         }
+        with_runs(&mut columns);
         let mut code_columns = Vec::new();
         if self.guard_direct || self.guard_practitioner {
             for (name, kind) in &self.code_columns {
@@ -674,6 +677,28 @@ struct BoundColumn {
     source: String,
     class: ElementClass,
     step: Step,
+    /// How many columns from this one on are kept as they are, never withheld, and read from
+    /// source columns side by side (1 when only this one; see `with_runs`).
+    run: usize,
+}
+
+/// Sets each column's `run`: the columns from it on that the plan writes exactly as the source
+/// holds them (kept, of a class never withheld) from consecutive source columns, so that
+/// `apply` may copy their text at once.
+fn with_runs(columns: &mut [BoundColumn]) {
+    let verbatim = |c: &BoundColumn| {
+        matches!(c.step, Step::Keep)
+            && !matches!(
+                c.class,
+                ElementClass::DirectIdentifier | ElementClass::Provider | ElementClass::Charge
+            )
+    };
+    for at in (0..columns.len()).rev() {
+        let extends = columns.get(at + 1).is_some_and(|next| {
+            verbatim(&columns[at]) && verbatim(next) && next.index == columns[at].index + 1
+        });
+        columns[at].run = if extends { columns[at + 1].run + 1 } else { 1 };
+    }
 }
 
 /// What the row rules found on one row (for counts in the manifest; no values).
@@ -710,14 +735,71 @@ impl RowOutcome {
     }
 }
 
-/// Where [`BoundPlan::apply`] writes a row: `begin_row` with the source record, one field per
-/// output column in order, then `end_row`.
+/// One source row as a plan reads it: its fields, unquoted, by index; the line it starts on;
+/// and, where the reader can vouch for them, the source bytes of a run of fields.
+pub trait SourceRecord {
+    /// Number of fields.
+    fn len(&self) -> usize;
+
+    /// Whether the row has no fields.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Field `index` (below `len`), unquoted.
+    fn field(&self, index: usize) -> &[u8];
+
+    /// The file line the row starts on (the header is line 1); 0 when unknown.
+    fn line(&self) -> u64;
+
+    /// What the row's kept values are slices of, for the sink to learn from once per row.
+    fn bytes(&self) -> RowBytes<'_>;
+
+    /// The `count` fields from `first`, as they stand in the source with their separating
+    /// commas, when that is also how a CSV writer would write them (no field quoted or
+    /// needing quotes); `None` when the reader cannot vouch for that.
+    fn raw_fields(&self, first: usize, count: usize) -> Option<&[u8]> {
+        let _ = (first, count);
+        None
+    }
+}
+
+/// What a row's kept values ([`RowSink::source_field`]) are slices of.
+#[derive(Debug, Clone, Copy)]
+pub enum RowBytes<'a> {
+    /// The row's unquoted fields, one after another: a value in them may hold any byte.
+    Fields(&'a [u8]),
+    /// The row's source text, which holds no quote, CR or LF: a field in it holds no comma
+    /// either, so no value taken from one field needs quotes.
+    Plain(&'a [u8]),
+}
+
+impl SourceRecord for csv::ByteRecord {
+    fn len(&self) -> usize {
+        csv::ByteRecord::len(self)
+    }
+
+    fn field(&self, index: usize) -> &[u8] {
+        &self[index]
+    }
+
+    fn line(&self) -> u64 {
+        self.position().map_or(0, csv::Position::line)
+    }
+
+    fn bytes(&self) -> RowBytes<'_> {
+        RowBytes::Fields(self.as_slice())
+    }
+}
+
+/// Where [`BoundPlan::apply`] writes a row: `begin_row` with what the source record's values
+/// are slices of, one field per output column in order, then `end_row`.
 pub trait RowSink {
     /// A failed write, or a row the plan refused, as the caller reports it.
     type Error: From<RowError>;
 
-    /// Starts a row transformed from `source`.
-    fn begin_row(&mut self, source: &csv::ByteRecord) {
+    /// Starts a row transformed from a source record.
+    fn begin_row(&mut self, source: RowBytes<'_>) {
         let _ = source;
     }
 
@@ -728,6 +810,13 @@ pub trait RowSink {
     /// which lets a sink reuse what it learned about the record as a whole.
     fn source_field(&mut self, value: &[u8]) -> Result<(), Self::Error> {
         self.field(value)
+    }
+
+    /// Appends several kept fields at once: `raw`, from [`SourceRecord::raw_fields`], holds
+    /// them with their separating commas, and nothing that needs quotes.
+    fn source_fields(&mut self, raw: &[u8]) -> Result<(), Self::Error> {
+        raw.split(|&b| b == b',')
+            .try_for_each(|value| self.source_field(value))
     }
 
     /// Ends the current row.
@@ -744,7 +833,7 @@ pub trait RowSink {
 impl RowSink for csv::ByteRecord {
     type Error = RowError;
 
-    fn begin_row(&mut self, _source: &csv::ByteRecord) {
+    fn begin_row(&mut self, _source: RowBytes<'_>) {
         self.clear();
     }
 
@@ -789,11 +878,11 @@ impl BoundPlan {
     /// of the row; the caller discards it with the rest of the output.
     pub fn apply<S: RowSink>(
         &mut self,
-        record: &csv::ByteRecord,
+        record: &(impl SourceRecord + ?Sized),
         members: &WithheldMembers,
         out: &mut S,
     ) -> Result<RowOutcome, S::Error> {
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.line();
         if record.len() != self.width {
             return Err(S::Error::from(RowError::WrongArity {
                 file: self.file.clone(),
@@ -807,7 +896,7 @@ impl BoundPlan {
         }
         let mut flags = RowFlags::default();
         for &(index, kind) in &self.code_columns {
-            let value = &record[index];
+            let value = record.field(index);
             if value.is_empty() {
                 continue;
             }
@@ -830,7 +919,7 @@ impl BoundPlan {
         }
         if self.guard_direct {
             for &(index, key) in &self.subject_columns {
-                match members.withheld(key, &record[index]) {
+                match members.withheld(key, record.field(index)) {
                     Some(Withheld::OptedOut) => flags.opted_out = true,
                     Some(Withheld::ProtectedMember) => flags.protected_member = true,
                     None => {}
@@ -838,10 +927,24 @@ impl BoundPlan {
             }
         }
 
-        out.begin_row(record);
+        out.begin_row(record.bytes());
         let mut buf = [0u8; 64];
-        for c in &self.columns {
-            let value = &record[c.index];
+        let mut next = 0;
+        while let Some(c) = self.columns.get(next) {
+            next += 1;
+            if c.run > 1 {
+                // Fields kept as they are, side by side in the source: copied at once when the
+                // reader vouches for their text and none is blank but for spaces (written
+                // empty below).
+                if let Some(raw) = record.raw_fields(c.index, c.run) {
+                    if memchr::memchr3(b' ', b'\t', b'\x0c', raw).is_none() {
+                        out.source_fields(raw)?;
+                        next += c.run - 1;
+                        continue;
+                    }
+                }
+            }
+            let value = record.field(c.index);
             let withheld = match c.class {
                 ElementClass::DirectIdentifier => {
                     flags.protected || flags.opted_out || flags.protected_member
@@ -889,7 +992,7 @@ impl BoundPlan {
                     reference_name,
                 } => {
                     let dob = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
-                    let at = &record[*reference];
+                    let at = record.field(*reference);
                     // Without a reference date the age cannot be shown to be under 90: blank.
                     let keep = if at.trim_ascii().is_empty() {
                         false
@@ -928,7 +1031,7 @@ impl BoundPlan {
                     top_code,
                 } => {
                     let dob = transform::parse_date(value).ok_or_else(|| bad(DATE))?;
-                    let at = &record[*at];
+                    let at = record.field(*at);
                     if at.trim_ascii().is_empty() {
                         out.field(b"")?;
                         continue;
@@ -958,10 +1061,10 @@ impl BoundPlan {
     /// Whether `record` (of the right width) is a protected row: one whose codes put it in a
     /// category whose direct identifiers are withheld, as the protected-member pass judges it,
     /// whether or not this dataset delivers direct identifiers itself.
-    pub fn is_protected_row(&self, record: &csv::ByteRecord) -> bool {
+    pub fn is_protected_row(&self, record: &(impl SourceRecord + ?Sized)) -> bool {
         record.len() == self.width
             && self.member_code_columns.iter().any(|&(index, kind)| {
-                let value = &record[index];
+                let value = record.field(index);
                 !value.is_empty()
                     && self
                         .protected
@@ -971,7 +1074,11 @@ impl BoundPlan {
 
     /// Whether a row [`BoundPlan::apply`] delivered with `flags` is a protected row: its flags
     /// say so where the plan guards direct identifiers, its codes otherwise.
-    pub fn delivered_protected(&self, flags: RowFlags, record: &csv::ByteRecord) -> bool {
+    pub fn delivered_protected(
+        &self,
+        flags: RowFlags,
+        record: &(impl SourceRecord + ?Sized),
+    ) -> bool {
         if self.guard_direct {
             flags.protected
         } else {
@@ -982,7 +1089,7 @@ impl BoundPlan {
     /// Adds to `out` the identities of the member `record` is about (SSN, member id).
     pub fn row_identities(
         &self,
-        record: &csv::ByteRecord,
+        record: &(impl SourceRecord + ?Sized),
         members: &WithheldMembers,
         out: &mut Vec<MemberKey>,
     ) {
@@ -992,7 +1099,7 @@ impl BoundPlan {
         out.extend(
             self.subject_columns
                 .iter()
-                .filter_map(|&(index, kind)| members.member_key(kind, &record[index])),
+                .filter_map(|&(index, kind)| members.member_key(kind, record.field(index))),
         );
     }
 
@@ -1003,9 +1110,13 @@ impl BoundPlan {
 
     /// Whether the row is inside the release's filters. A row without a service year cannot be
     /// shown to be inside the years asked for, so it is not delivered (minimum necessary).
-    pub fn within_filters(&self, record: &csv::ByteRecord, line: u64) -> Result<bool, RowError> {
+    pub fn within_filters(
+        &self,
+        record: &(impl SourceRecord + ?Sized),
+        line: u64,
+    ) -> Result<bool, RowError> {
         if let Some((index, name, years)) = &self.years {
-            let value = record[*index].trim_ascii();
+            let value = record.field(*index).trim_ascii();
             if value.is_empty() {
                 return Ok(false);
             }
@@ -1020,7 +1131,7 @@ impl BoundPlan {
             }
         }
         if let Some((index, payers)) = &self.payers {
-            let value = record[*index].trim_ascii();
+            let value = record.field(*index).trim_ascii();
             if !payers.iter().any(|p| p.as_slice() == value) {
                 return Ok(false);
             }

@@ -27,6 +27,7 @@ mod downloads;
 mod extract_crash;
 mod extract_job;
 mod extract_pipeline;
+mod extract_readers;
 mod extract_rows;
 mod forbidden;
 mod health;
