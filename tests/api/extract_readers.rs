@@ -232,6 +232,18 @@ async fn outcome(
     Ok((String::from_utf8_lossy(&plaintext).into_owned(), counts))
 }
 
+/// `text` as a plain source (read by the SIMD reader while it vouches for it) and as a gzip
+/// one (read by the exact reader alone).
+fn both_sources(dir: &std::path::Path, text: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let plain = dir.join("plain.csv");
+    std::fs::write(&plain, text).unwrap();
+    let gzipped = dir.join("exact.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text).unwrap();
+    std::fs::write(&gzipped, gz.finish().unwrap()).unwrap();
+    (plain, gzipped)
+}
+
 fn med_claim_columns() -> Vec<String> {
     schema(&catalog(), FileType::MedClaim)
         .columns()
@@ -255,12 +267,7 @@ proptest! {
         let names = med_claim_columns();
         let text = source_text(&names, &rows, clean, bom, last_newline);
         let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("plain.csv");
-        std::fs::write(&plain, &text).unwrap();
-        let gzipped = dir.path().join("exact.csv.gz");
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&text).unwrap();
-        std::fs::write(&gzipped, gz.finish().unwrap()).unwrap();
+        let (plain, gzipped) = both_sources(dir.path(), &text);
         let tolerance = if tolerant {
             InvalidRowTolerance { max_rows: 0, max_fraction: 1.0 }
         } else {
@@ -298,12 +305,7 @@ fn an_invalid_value_names_its_real_line_whatever_the_line_ends_and_reader() {
         let at = text.windows(10).position(|w| w == b"not a date").unwrap();
         let line = 1 + text[..at].iter().filter(|&&b| b == b'\n').count();
         let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("plain.csv");
-        std::fs::write(&plain, &text).unwrap();
-        let gzipped = dir.path().join("exact.csv.gz");
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&text).unwrap();
-        std::fs::write(&gzipped, gz.finish().unwrap()).unwrap();
+        let (plain, gzipped) = both_sources(dir.path(), &text);
         for source in [&plain, &gzipped] {
             let error = runtime
                 .block_on(outcome(
