@@ -389,28 +389,25 @@ impl<'a> SourceRows<'a> {
         runtime: &tokio::runtime::Handle,
         control: &'a JobControl,
     ) -> Result<SourceRows<'a>, ExtractError> {
-        Self::open_counting(source, store, runtime, control, None)
-    }
-
-    /// [`SourceRows::open`] for the source being read already, whose first `counted` bytes
-    /// (as stored) are not counted again; `None` for a source read the first time.
-    fn open_counting(
-        source: &SourceLocation,
-        store: &SharedStore,
-        runtime: &tokio::runtime::Handle,
-        control: &'a JobControl,
-        counted: Option<u64>,
-    ) -> Result<SourceRows<'a>, ExtractError> {
-        let name = source.name();
         // Bytes are counted as stored (before decompression), against the stored size.
         let (raw, size) = source.open_raw_blocking(store, runtime)?;
-        if counted.is_none() {
-            control.start_source(size);
-        }
+        control.start_source(size);
+        Self::from_raw(source, raw, control, 0)
+    }
+
+    /// Reads `raw`, the source's bytes as stored from its start, and its header; the first
+    /// `counted` bytes were read and counted in the progress before.
+    fn from_raw(
+        source: &SourceLocation,
+        raw: Box<dyn Read + Send + 'a>,
+        control: &'a JobControl,
+        counted: u64,
+    ) -> Result<SourceRows<'a>, ExtractError> {
+        let name = source.name();
         let counted = source.decompress(Box::new(CountingReader {
             inner: raw,
             control,
-            uncounted: counted.unwrap_or(0),
+            uncounted: counted,
         }))?;
         let line_ends = Arc::new(std::sync::Mutex::new(LineEnds::default()));
         let noted: Box<dyn Read + Send + 'a> = Box::new(NotingLineEnds {
@@ -517,32 +514,55 @@ impl<'a> TransformRows<'a> {
             return SourceRows::open(source, store, runtime, control).map(Self::Exact);
         }
         let name = source.name();
-        // The header by the exact reader (its rules decide the columns), then the rows.
-        let file = std::fs::File::open(path).map_err(|error| ExtractError::Source {
+        let io = |error| ExtractError::Source {
             source_name: name.clone(),
             error,
-        })?;
+        };
+        // One open file for the header, the SIMD reader and the exact reader that may take
+        // over: a file put in the path's place meanwhile is never read, let alone under the
+        // first one's header.
+        let file = std::fs::File::open(path).map_err(io)?;
         let size = file.metadata().map_or(0, |m| m.len());
+        // The header by the exact reader (its rules decide the columns), then the rows.
         let mut header_reader = csv::ReaderBuilder::new()
             .has_headers(true)
-            .from_reader(file);
+            .from_reader(file.try_clone().map_err(io)?);
         let header = header_reader
             .headers()
             .map_err(|e| csv_error(&name, e))?
             .clone();
         let end = header_reader.position().clone();
+        // The exact reader ends a CRLF header at its CR; the LF is still the header's.
+        let mut last_two = [0u8; 2];
+        let crlf = end.byte() > 0
+            && std::os::unix::fs::FileExt::read_exact_at(&file, &mut last_two, end.byte() - 1)
+                .is_ok()
+            && last_two == *b"\r\n";
+        let (start, line) = if crlf {
+            (end.byte() + 1, end.line() + 1)
+        } else {
+            (end.byte(), end.line())
+        };
         control.start_source(size);
-        control.count_read(end.byte());
+        control.count_read(start);
         let rows = Box::new(PlainRows::open(
-            path,
-            end.byte(),
-            end.line(),
+            file.try_clone().map_err(io)?,
+            &name,
+            start,
+            line,
             header.len(),
             control,
         )?);
         let reopen = Box::new(move || {
             let counted = control.current_source().0;
-            SourceRows::open_counting(source, store, runtime, control, Some(counted))
+            let mut file = file;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|error| {
+                ExtractError::Source {
+                    source_name: source.name(),
+                    error,
+                }
+            })?;
+            SourceRows::from_raw(source, Box::new(file), control, counted)
         });
         Ok(TransformRows::Plain {
             name,
@@ -604,6 +624,7 @@ fn transform_stage(
         TransformRows::Plain {
             rows: mut plain,
             reopen,
+            header,
             ..
         } => loop {
             match plain.next() {
@@ -614,6 +635,13 @@ fn transform_stage(
                     // The exact reader takes over at the first record the SIMD reader cannot
                     // vouch for; it reads the file again up to there, transforming nothing.
                     let mut exact = reopen()?;
+                    if exact.header != header {
+                        // The same open file, so written over in place while it was read.
+                        return Err(ExtractError::Source {
+                            source_name: name,
+                            error: std::io::Error::other("the source changed while it was read"),
+                        });
+                    }
                     exact.skip(read, &mut record)?;
                     break Some(exact);
                 }

@@ -14,7 +14,6 @@
 
 use std::cell::Cell;
 use std::io::Read;
-use std::path::Path;
 use std::rc::Rc;
 
 use simd_csv::ZeroCopyByteRecord;
@@ -101,21 +100,23 @@ pub(crate) struct PlainRows<'a> {
 }
 
 impl<'a> PlainRows<'a> {
-    /// Reads `path` from `start`, the end of its header, for records of `width` fields, the
-    /// first starting on `line`. Bytes read are counted in `control`'s progress.
+    /// Reads `file` (named `name`) from `start`, the end of its header, for records of
+    /// `width` fields, the first starting on `line`. Bytes read are counted in `control`'s
+    /// progress.
     pub fn open(
-        path: &Path,
+        mut file: std::fs::File,
+        name: &str,
         start: u64,
         line: u64,
         width: usize,
         control: &'a JobControl,
     ) -> Result<PlainRows<'a>, ExtractError> {
-        let io = |error| ExtractError::Source {
-            source_name: path.display().to_string(),
-            error,
-        };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start)).map_err(io)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start)).map_err(|error| {
+            ExtractError::Source {
+                source_name: name.to_owned(),
+                error,
+            }
+        })?;
         let irregular = Rc::new(Cell::new(u64::MAX));
         let watched = Watched {
             file,

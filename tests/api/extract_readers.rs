@@ -58,6 +58,10 @@ const VALUES: &[&str] = &[
     "\u{feff}B",
     "Z99.9",
     "B20",
+    // Quoting that breaks when written raw: text after a closing quote, and a quote that
+    // never closes.
+    "\"a\"b",
+    "\"abc",
 ];
 
 /// Columns whose values the extract checks, transforms or reads for members.
@@ -109,21 +113,36 @@ fn write_field(out: &mut Vec<u8>, value: &str, quoting: Quoting) {
     }
 }
 
-/// The source text: the med_claim schema's header, then each row from valid defaults. A
-/// clean file has every row of the header's width, LF-ended, with no blank line between.
-fn source_text(
-    names: &[String],
-    rows: &[Row],
+/// How the file is laid out around its generated rows.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Every row of the header's width, LF-ended, with no blank line between.
     clean: bool,
     bom: bool,
+    crlf_header: bool,
+    /// Valid rows before the generated ones, to put those beyond the readers' first buffer.
+    filler: usize,
     last_newline: bool,
-) -> Vec<u8> {
+}
+
+/// The source text: the med_claim schema's header, then each row from valid defaults.
+fn source_text(names: &[String], rows: &[Row], layout: Layout) -> Vec<u8> {
     let mut out = Vec::new();
-    if bom {
+    if layout.bom {
         out.extend_from_slice("\u{feff}".as_bytes());
     }
     out.extend_from_slice(names.join(",").as_bytes());
-    out.push(b'\n');
+    out.extend_from_slice(if layout.crlf_header { b"\r\n" } else { b"\n" });
+    let filler = Row {
+        overrides: Vec::new(),
+        width_change: 0,
+        terminator: "\n",
+        blank_before: "",
+    };
+    let rows: Vec<&Row> = std::iter::repeat_n(&filler, layout.filler)
+        .chain(rows)
+        .collect();
+    let clean = layout.clean;
     for (i, row) in rows.iter().enumerate() {
         if !clean {
             out.extend_from_slice(row.blank_before.as_bytes());
@@ -161,7 +180,7 @@ fn source_text(
             }
             write_field(&mut out, value, *quoting);
         }
-        if i + 1 < rows.len() || last_newline {
+        if i + 1 < rows.len() || layout.last_newline {
             out.extend_from_slice(if clean {
                 b"\n"
             } else {
@@ -260,12 +279,15 @@ proptest! {
         rows in prop::collection::vec(row(&med_claim_columns()), 0..24),
         clean in prop::bool::ANY,
         bom in prop::bool::weighted(0.1),
+        crlf_header in prop::bool::weighted(0.2),
+        filler in prop_oneof![3 => Just(0usize), 1 => 2000..2600usize],
         last_newline in prop::bool::weighted(0.8),
         level in prop::sample::select(vec![Level::I, Level::II, Level::III]),
         tolerant in prop::bool::ANY,
     ) {
         let names = med_claim_columns();
-        let text = source_text(&names, &rows, clean, bom, last_newline);
+        let layout = Layout { clean, bom, crlf_header, filler, last_newline };
+        let text = source_text(&names, &rows, layout);
         let dir = tempfile::tempdir().unwrap();
         let (plain, gzipped) = both_sources(dir.path(), &text);
         let tolerance = if tolerant {
@@ -300,7 +322,14 @@ fn an_invalid_value_names_its_real_line_whatever_the_line_ends_and_reader() {
         rows[2]
             .overrides
             .push((column, "not a date", Quoting::Needed));
-        let text = source_text(&names, &rows, false, false, true);
+        let layout = Layout {
+            clean: false,
+            bom: false,
+            crlf_header: terminator == "\r\n",
+            filler: 0,
+            last_newline: true,
+        };
+        let text = source_text(&names, &rows, layout);
         // Counted in the text itself: 1 + the LFs before the invalid row's value.
         let at = text.windows(10).position(|w| w == b"not a date").unwrap();
         let line = 1 + text[..at].iter().filter(|&&b| b == b'\n').count();
