@@ -5,7 +5,9 @@
 //! At Level III the timed work includes the protected-member pass, as in a real extract job.
 //! Prints one line: `level rows source_bytes seconds source_mb_per_s peak_rss_kib`, and writes
 //! the source columns it reads (in output order) to STORE_DIR/columns.txt for the reference
-//! pipeline's `xsv select`.
+//! pipeline's `xsv select`. With `BENCH_KEEP_IDENTITY` set it also writes the run's throwaway
+//! age identity to STORE_DIR/identity.txt, so that the output can be decrypted and its
+//! plaintext given to `zstd_params`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -66,6 +68,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let identity = age::x25519::Identity::generate();
+    if std::env::var_os("BENCH_KEEP_IDENTITY").is_some() {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            PathBuf::from(store_dir).join("identity.txt"),
+            identity.to_string().expose_secret(),
+        )?;
+    }
     let store: steward::storage::SharedStore =
         Arc::new(FsStore::new(PathBuf::from(store_dir).join("objects")));
     let control = Arc::new(JobControl::default());
