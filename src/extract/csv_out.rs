@@ -7,14 +7,20 @@
 //! `csv::Writer` because that writer's general per-field machinery (incremental output, quote
 //! state, style dispatch) was a sixth of the transform thread, the pipeline's busiest; this
 //! one finds the bytes that need quoting once per source record and appends to a plain buffer.
+//!
+//! Replacement ids are written in a second stage: the transform leaves each id's place in the
+//! chunk and notes the value, and [`write_ids`], on a thread of its own, computes the ids (an
+//! HMAC each, a quarter of the transform thread's work on the Level III benchmark) and writes
+//! them in before the chunk goes to the hash and seal stages.
 
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use bytes::Bytes;
 
 use super::seal::PlainChunk;
 use super::ExtractError;
-use crate::policy::{RowBytes, RowSink};
+use crate::policy::linkage::REPLACEMENT_ID_LEN;
+use crate::policy::{ReplacementIds, RowBytes, RowSink};
 
 /// Whether `bytes` hold a byte that makes a CSV field need quotes: comma, quote, CR or LF.
 fn needs_quotes(bytes: &[u8]) -> bool {
@@ -56,10 +62,93 @@ fn end_row(out: &mut Vec<u8>, row_start: usize) {
     out.push(b'\n');
 }
 
+/// What the transform sends the id stage: the plan's replacement-id slots, chunks of rows,
+/// then an explicit end. A channel that closes without `End` means the transform failed.
+#[derive(Debug)]
+pub enum RowChunk {
+    /// First: the slots (and key) of the plan as bound to the source's header.
+    Start(ReplacementIds),
+    /// CSV rows, ending on a row boundary, with the replacement ids still to be written.
+    Data(Vec<u8>, DeferredIds),
+    /// The transform finished successfully.
+    End,
+}
+
+/// The replacement ids of a chunk still to be written: for each, where its place starts in
+/// the chunk, its slot in the plan's [`ReplacementIds`], and its source value.
+#[derive(Debug, Default)]
+pub struct DeferredIds {
+    /// (offset of the place, slot, end of the value in `values`), in the chunk's order.
+    places: Vec<(usize, usize, usize)>,
+    values: Vec<u8>,
+}
+
+impl DeferredIds {
+    fn push(&mut self, at: usize, slot: usize, value: &[u8]) {
+        self.values.extend_from_slice(value);
+        self.places.push((at, slot, self.values.len()));
+    }
+
+    /// Forgets the ids whose places start at or after `at` (a discarded row's).
+    fn truncate(&mut self, at: usize) {
+        let keep = self.places.partition_point(|&(place, _, _)| place < at);
+        self.places.truncate(keep);
+        self.values
+            .truncate(self.places.last().map_or(0, |&(_, _, end)| end));
+    }
+}
+
+/// The id stage: writes each chunk's replacement ids into their places, in order (so `ids`
+/// remembers recent values as the transform would have), and sends the chunk to the hash and
+/// seal stages; after the transform's `End` sends `End`.
+pub fn write_ids(
+    rows: Receiver<RowChunk>,
+    outputs: Vec<SyncSender<PlainChunk>>,
+) -> Result<(), ExtractError> {
+    let mut ids = match rows.recv() {
+        Ok(RowChunk::Start(ids)) => ids,
+        Ok(_) => return Err(ExtractError::StageLost("ids")),
+        Err(_) => return Err(ExtractError::StageStopped("transform")),
+    };
+    loop {
+        let item = match rows.recv() {
+            Ok(RowChunk::Data(mut chunk, deferred)) => {
+                let mut start = 0;
+                for &(at, slot, end) in &deferred.places {
+                    let value = &deferred.values[start..end];
+                    start = end;
+                    let place: &mut [u8; REPLACEMENT_ID_LEN] = chunk
+                        .get_mut(at..at + REPLACEMENT_ID_LEN)
+                        .and_then(|place| place.try_into().ok())
+                        .ok_or(ExtractError::StageLost("ids"))?;
+                    // The transform left a place only where the value has an id.
+                    if !ids.write(slot, value, place) {
+                        return Err(ExtractError::StageLost("ids"));
+                    }
+                }
+                PlainChunk::Data(Bytes::from(chunk))
+            }
+            Ok(RowChunk::End) => PlainChunk::End,
+            Ok(RowChunk::Start(_)) => return Err(ExtractError::StageLost("ids")),
+            Err(_) => return Err(ExtractError::StageStopped("transform")),
+        };
+        let end = matches!(item, PlainChunk::End);
+        for output in &outputs {
+            output
+                .send(item.clone())
+                .map_err(|_| ExtractError::StageStopped("seal"))?;
+        }
+        if end {
+            return Ok(());
+        }
+    }
+}
+
 /// CSV rows into chunks of about `chunk_size` bytes, each ending on a row boundary, sent to
-/// the hash and seal stages.
+/// the id stage ([`write_ids`]).
 pub struct CsvChunks {
     chunk: Vec<u8>,
+    ids: DeferredIds,
     chunk_size: usize,
     row_start: usize,
     fields_in_row: usize,
@@ -68,22 +157,29 @@ pub struct CsvChunks {
     /// at its bytes unless one of those offsets falls inside it.
     source: std::ops::Range<usize>,
     specials: Vec<usize>,
-    outputs: Vec<SyncSender<PlainChunk>>,
+    output: SyncSender<RowChunk>,
 }
 
 impl CsvChunks {
-    /// Rows are sent to every one of `outputs` (the hash and the seal stage), in chunks of at
+    /// Rows are sent to `output` (the id stage), first the slots of `ids`, then in chunks of at
     /// least `chunk_size` bytes (the last may be smaller).
-    pub fn new(chunk_size: usize, outputs: Vec<SyncSender<PlainChunk>>) -> Self {
-        Self {
+    pub fn start(
+        chunk_size: usize,
+        ids: ReplacementIds,
+        output: SyncSender<RowChunk>,
+    ) -> Result<Self, ExtractError> {
+        let chunks = Self {
             chunk: Self::empty_chunk(chunk_size),
+            ids: DeferredIds::default(),
             chunk_size,
             row_start: 0,
             fields_in_row: 0,
             source: 0..0,
             specials: Vec::new(),
-            outputs,
-        }
+            output,
+        };
+        chunks.send(RowChunk::Start(ids))?;
+        Ok(chunks)
     }
 
     fn empty_chunk(chunk_size: usize) -> Vec<u8> {
@@ -132,16 +228,14 @@ impl CsvChunks {
 
     fn send_chunk(&mut self) -> Result<(), ExtractError> {
         let chunk = std::mem::replace(&mut self.chunk, Self::empty_chunk(self.chunk_size));
-        self.send(PlainChunk::Data(Bytes::from(chunk)))
+        let ids = std::mem::take(&mut self.ids);
+        self.send(RowChunk::Data(chunk, ids))
     }
 
-    fn send(&self, item: PlainChunk) -> Result<(), ExtractError> {
-        for output in &self.outputs {
-            output
-                .send(item.clone())
-                .map_err(|_| ExtractError::StageStopped("seal"))?;
-        }
-        Ok(())
+    fn send(&self, item: RowChunk) -> Result<(), ExtractError> {
+        self.output
+            .send(item)
+            .map_err(|_| ExtractError::StageStopped("ids"))
     }
 
     /// Sends the last rows and the explicit end; only a complete transform gets here.
@@ -149,7 +243,7 @@ impl CsvChunks {
         if !self.chunk.is_empty() {
             self.send_chunk()?;
         }
-        self.send(PlainChunk::End)
+        self.send(RowChunk::End)
     }
 }
 
@@ -199,7 +293,23 @@ impl RowSink for CsvChunks {
     fn discard_row(&mut self) {
         // A row is sent only once ended, so what was written of it is all in this chunk.
         self.chunk.truncate(self.row_start);
+        self.ids.truncate(self.row_start);
         self.fields_in_row = 0;
+    }
+
+    fn replacement_id(
+        &mut self,
+        ids: &mut ReplacementIds,
+        slot: usize,
+        value: &[u8],
+    ) -> Result<(), ExtractError> {
+        self.separate();
+        // An id is hex digits, which never need quotes: its place is written as it will be.
+        if ids.has_id(slot, value) {
+            self.ids.push(self.chunk.len(), slot, value);
+            self.chunk.extend_from_slice(&[b'0'; REPLACEMENT_ID_LEN]);
+        }
+        Ok(())
     }
 
     fn end_row(&mut self) -> Result<(), ExtractError> {
@@ -218,15 +328,24 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::policy::LinkageKey;
 
-    /// Writes `rows` through `CsvChunks` with a small chunk size; returns the chunks.
-    fn write_chunks(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<Bytes> {
-        let (tx, rx) = sync_channel(rows.len() + 2);
-        let mut out = CsvChunks::new(chunk_size, vec![tx]);
-        for row in rows {
-            out.write_row(row.iter().map(Vec::as_slice)).expect("write");
-        }
+    fn key() -> LinkageKey {
+        LinkageKey::derive(&[7u8; 32], "org-a").expect("key")
+    }
+
+    /// What `write` sent, through the id stage (run here once it finished): the chunks.
+    fn through_id_stage(
+        write: impl FnOnce(&mut CsvChunks),
+        chunk_size: usize,
+        ids: ReplacementIds,
+    ) -> Vec<Bytes> {
+        let (tx, rows) = sync_channel(1024);
+        let mut out = CsvChunks::start(chunk_size, ids, tx).expect("start");
+        write(&mut out);
         out.finish().expect("finish");
+        let (plain_tx, rx) = sync_channel(1024);
+        write_ids(rows, vec![plain_tx]).expect("ids written");
         let mut chunks = Vec::new();
         loop {
             match rx.recv().expect("End is sent") {
@@ -236,28 +355,107 @@ mod tests {
         }
     }
 
+    /// Writes `rows` through `CsvChunks` with a small chunk size; returns the chunks.
+    fn write_chunks(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<Bytes> {
+        let write = |out: &mut CsvChunks| {
+            for row in rows {
+                out.write_row(row.iter().map(Vec::as_slice)).expect("write");
+            }
+        };
+        through_id_stage(write, chunk_size, ReplacementIds::new(key()))
+    }
+
     /// Writes `rows` as the extract does: each row's fields as slices of its source record.
     fn write_source_rows(rows: &[Vec<Vec<u8>>], chunk_size: usize) -> Vec<u8> {
-        let (tx, rx) = sync_channel(rows.len() + 2);
-        let mut out = CsvChunks::new(chunk_size, vec![tx]);
-        for row in rows {
-            let record = csv::ByteRecord::from(row.clone());
-            out.begin_row(crate::policy::SourceRecord::bytes(&record));
-            for field in &record {
-                out.source_field(field).expect("write");
+        let write = |out: &mut CsvChunks| {
+            for row in rows {
+                let record = csv::ByteRecord::from(row.clone());
+                out.begin_row(crate::policy::SourceRecord::bytes(&record));
+                for field in &record {
+                    out.source_field(field).expect("write");
+                }
+                out.end_row().expect("write");
             }
-            out.end_row().expect("write");
+        };
+        through_id_stage(write, chunk_size, ReplacementIds::new(key())).concat()
+    }
+
+    /// A row of the deferred-id test: its fields, each a replacement id (in slot 0, 1 or 2) or
+    /// a plain value, and whether the row is discarded after it was written.
+    type IdRow = (Vec<(Option<usize>, Vec<u8>)>, bool);
+
+    fn id_rows() -> impl Strategy<Value = Vec<IdRow>> {
+        let value = prop_oneof![
+            // Few distinct values, so that recent ones repeat within and across rows.
+            prop::sample::select(vec![
+                b"M1".to_vec(),
+                b" 123-45-6789 ".to_vec(),
+                b"123456789".to_vec(),
+                b"no digits".to_vec(),
+                b" ".to_vec(),
+                Vec::new(),
+            ]),
+            field(),
+        ];
+        let cell = (prop::option::of(0usize..3), value);
+        prop::collection::vec((prop::collection::vec(cell, 1..5), any::<bool>()), 0..24)
+    }
+
+    fn id_slots(key: LinkageKey) -> ReplacementIds {
+        let mut ids = ReplacementIds::new(key);
+        for domain in ["ssn", "ssn", "member_id"] {
+            ids.add_slot(domain);
         }
-        out.finish().expect("finish");
-        let mut bytes = Vec::new();
-        while let PlainChunk::Data(chunk) = rx.recv().expect("End is sent") {
-            bytes.extend_from_slice(&chunk);
+        ids
+    }
+
+    proptest! {
+        /// Ids written later by the id stage give the bytes of ids written in place, across
+        /// chunk boundaries and discarded rows.
+        #[test]
+        fn deferred_ids_are_the_ids_written_in_place(rows in id_rows(), chunk in 1usize..200) {
+            let write = |out: &mut CsvChunks| {
+                let mut ids = id_slots(key());
+                for (cells, discard) in &rows {
+                    out.begin_row(RowBytes::Fields(b""));
+                    for (slot, value) in cells {
+                        match slot {
+                            Some(slot) => out.replacement_id(&mut ids, *slot, value),
+                            None => out.field(value),
+                        }
+                        .expect("write");
+                    }
+                    if *discard {
+                        out.discard_row();
+                    } else {
+                        out.end_row().expect("write");
+                    }
+                }
+            };
+            let deferred = through_id_stage(write, chunk, id_slots(key())).concat();
+            // In place: each id computed as the row is written, by the sinks' default.
+            let mut ids = id_slots(key());
+            let mut expected = Vec::new();
+            for (cells, _) in rows.iter().filter(|(_, discard)| !discard) {
+                let mut record = csv::ByteRecord::new();
+                for (slot, value) in cells {
+                    match slot {
+                        Some(slot) => record.replacement_id(&mut ids, *slot, value),
+                        None => record.field(value),
+                    }
+                    .expect("write");
+                }
+                expected.push(record.iter().map(<[u8]>::to_vec).collect());
+            }
+            prop_assert_eq!(deferred, csv_writer_bytes(&expected));
         }
-        bytes
     }
 
     fn csv_writer_bytes(rows: &[Vec<Vec<u8>>]) -> Vec<u8> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        // Flexible: the writing under test takes rows of any width, one after the other.
+        let mut writer = csv::WriterBuilder::new()
+            .flexible(true)
+            .from_writer(Vec::new());
         for row in rows {
             writer.write_record(row).expect("write");
         }
@@ -351,13 +549,29 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_seal_stage_is_reported() {
-        let (tx, rx) = sync_channel(0);
+    fn a_stopped_id_stage_is_reported() {
+        let (tx, rx) = sync_channel(1);
+        let mut out = CsvChunks::start(1, ReplacementIds::new(key()), tx).expect("start");
         drop(rx);
-        let mut out = CsvChunks::new(1, vec![tx]);
         let err = out
             .write_row([b"a".as_slice()])
             .expect_err("nobody receives");
-        assert!(matches!(err, ExtractError::StageStopped("seal")), "{err}");
+        assert!(matches!(err, ExtractError::StageStopped("ids")), "{err}");
+    }
+
+    #[test]
+    fn the_id_stage_sends_no_end_when_the_transform_stopped_without_one() {
+        let (tx, rows) = sync_channel(4);
+        let mut out = CsvChunks::start(1, ReplacementIds::new(key()), tx).expect("start");
+        out.write_row([b"a".as_slice()]).expect("write");
+        drop(out);
+        let (plain_tx, rx) = sync_channel(4);
+        let err = write_ids(rows, vec![plain_tx]).expect_err("no End from the transform");
+        assert!(
+            matches!(err, ExtractError::StageStopped("transform")),
+            "{err}"
+        );
+        assert!(matches!(rx.recv(), Ok(PlainChunk::Data(_))));
+        assert!(rx.recv().is_err(), "the channel closes without End");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
-use super::csv_out::CsvChunks;
+use super::csv_out::{self, CsvChunks, RowChunk};
 use super::plain_rows::{PlainRow, PlainRows};
 use super::seal::{self, CipherChunk, PlainChunk, StreamDigest};
 use super::{Compression, ExtractError, SourceLocation};
@@ -22,8 +22,10 @@ use crate::storage::{ObjectKey, SharedStore};
 /// each piece becomes one zstd frame (see `seal`): large enough to compress well, small enough
 /// that a few in flight cost little memory.
 const PLAIN_CHUNK: usize = 4 * 1024 * 1024;
-/// Plaintext pieces in flight between transform and seal.
+/// Plaintext pieces in flight between the id stage and the hash and seal stages.
 const PLAIN_DEPTH: usize = 2;
+/// Pieces in flight between the transform and the id stage, which keeps pace with it easily.
+const ROWS_DEPTH: usize = 1;
 /// Ciphertext pieces (1 MiB) in flight between seal and upload. With the store's part buffer
 /// these bound the pipeline's memory, whatever the source's size.
 const CIPHER_DEPTH: usize = 4;
@@ -181,6 +183,7 @@ pub async fn extract_dataset(
     store: SharedStore,
     control: Arc<JobControl>,
 ) -> Result<SealedFile, ExtractError> {
+    let (rows_tx, rows_rx) = sync_channel::<RowChunk>(ROWS_DEPTH);
     let (plain_tx, plain_rx) = sync_channel::<PlainChunk>(PLAIN_DEPTH);
     let (hash_tx, hash_rx) = sync_channel::<PlainChunk>(PLAIN_DEPTH);
     let (cipher_tx, mut cipher_rx) = tokio::sync::mpsc::channel::<CipherChunk>(CIPHER_DEPTH);
@@ -201,7 +204,6 @@ pub async fn extract_dataset(
             request.named.clone(),
         );
         let (store, control) = (store.clone(), control.clone());
-        let outputs = vec![hash_tx, plain_tx];
         spawn_stage(move || {
             let rows = TransformRows::open(&source, &store, &runtime, &control)?;
             let rules = RowRules {
@@ -209,9 +211,10 @@ pub async fn extract_dataset(
                 named: named.as_deref(),
                 tolerance,
             };
-            transform_stage(&plan, rows, rules, &control, outputs)
+            transform_stage(&plan, rows, rules, &control, rows_tx)
         })
     };
+    let writing_ids = spawn_stage(move || csv_out::write_ids(rows_rx, vec![hash_tx, plain_tx]));
     let hashing = spawn_stage(move || seal::digest(hash_rx));
     let sealing = {
         let recipients = request.recipients;
@@ -224,21 +227,24 @@ pub async fn extract_dataset(
     drop(body);
 
     let transformed = join_stage(transform, "transform").await;
+    let ids_written = join_stage(writing_ids, "ids").await;
     let hashed = join_stage(hashing, "hash").await;
     let sealed = join_stage(sealing, "seal").await;
-    let (counts, plaintext, ciphertext, stored) = match (transformed, hashed, sealed, uploaded) {
-        (Ok(counts), Ok(plaintext), Ok(ciphertext), Ok(stored)) => {
-            (counts, plaintext, ciphertext, stored)
-        }
-        (transformed, hashed, sealed, uploaded) => {
-            return Err(first_cause([
-                transformed.err(),
-                hashed.err(),
-                sealed.err(),
-                uploaded.err().map(ExtractError::from),
-            ]))
-        }
-    };
+    let (counts, plaintext, ciphertext, stored) =
+        match (transformed, ids_written, hashed, sealed, uploaded) {
+            (Ok(counts), Ok(()), Ok(plaintext), Ok(ciphertext), Ok(stored)) => {
+                (counts, plaintext, ciphertext, stored)
+            }
+            (transformed, ids_written, hashed, sealed, uploaded) => {
+                return Err(first_cause([
+                    transformed.err(),
+                    ids_written.err(),
+                    hashed.err(),
+                    sealed.err(),
+                    uploaded.err().map(ExtractError::from),
+                ]))
+            }
+        };
     if stored != ciphertext.bytes {
         // Cannot happen unless a stage lost bytes; never publish a file the manifest misdescribes.
         store.delete(&request.key).await?;
@@ -276,7 +282,7 @@ async fn join_stage<T>(
 /// The error that stopped the pipeline. One stage failing makes the others fail with "stage
 /// stopped" (or, for the uploader, with the seal stage's abort), so the cause is the first
 /// error, upstream to downstream, that is not a neighbour having stopped.
-fn first_cause(errors: [Option<ExtractError>; 4]) -> ExtractError {
+fn first_cause(errors: [Option<ExtractError>; 5]) -> ExtractError {
     let errors: Vec<ExtractError> = errors.into_iter().flatten().collect();
     let cause = errors
         .iter()
@@ -594,11 +600,11 @@ fn transform_stage(
     rows: TransformRows<'_>,
     rules: RowRules<'_>,
     control: &JobControl,
-    outputs: Vec<SyncSender<PlainChunk>>,
+    output: SyncSender<RowChunk>,
 ) -> Result<RowCounts, ExtractError> {
     let name = rows.name().to_owned();
     let bound = plan.bind(&name, rows.header())?;
-    let mut out = CsvChunks::new(PLAIN_CHUNK, outputs);
+    let mut out = CsvChunks::start(PLAIN_CHUNK, bound.replacement_ids(), output)?;
     out.write_row(plan.header().into_iter().map(str::as_bytes))?;
     let mut transform = Transform {
         bound,

@@ -69,35 +69,45 @@ impl LinkageKey {
         value: &[u8],
         out: &mut [u8; REPLACEMENT_ID_LEN],
     ) -> bool {
+        if !Self::has_replacement_id(domain, value) {
+            return false;
+        }
         let value = value.trim_ascii();
         let mut mac = self.mac.clone();
         mac.update(domain.as_bytes());
         mac.update(b"\0");
-        let mut any = false;
         if domain == "ssn" {
             for chunk in value.split(|b| !b.is_ascii_digit()) {
-                any |= !chunk.is_empty();
                 mac.update(chunk);
             }
         } else {
-            any = !value.is_empty();
             mac.update(value);
-        }
-        if !any {
-            return false;
         }
         let tag = mac.finalize().into_bytes();
         // Both lengths are fixed (16 bytes in, 32 hex digits out), so this cannot fail.
         hex::encode_to_slice(&tag[..REPLACEMENT_ID_LEN / 2], out).is_ok()
     }
+
+    /// Whether `value` has a replacement id in `domain` (what [`LinkageKey::replacement_id`]
+    /// returns), without computing it: its normalized text is not empty.
+    pub fn has_replacement_id(domain: &str, value: &[u8]) -> bool {
+        let value = value.trim_ascii();
+        if domain == "ssn" {
+            value.iter().any(u8::is_ascii_digit)
+        } else {
+            !value.is_empty()
+        }
+    }
 }
 
-/// The replacement ids a transform computed last, one per replacement column, so that a value
-/// seen again (a claim's lines in a row, or a member who is their own subscriber) costs a
-/// comparison instead of an HMAC. A remembered id is the id of the same domain and the same
-/// raw bytes, so it is the id the key would compute.
-#[derive(Debug, Clone, Default)]
-pub struct RecentReplacements {
+/// The replacement ids of a plan's columns: the organization's key, one slot per replacement
+/// column naming its domain, and the id each slot computed last, so that a value seen again (a
+/// claim's lines in a row, or a member who is their own subscriber) costs a comparison instead
+/// of an HMAC. A remembered id is the id of the same domain and the same raw bytes, so it is
+/// the id the key would compute.
+#[derive(Debug, Clone)]
+pub struct ReplacementIds {
+    key: LinkageKey,
     slots: Vec<RecentId>,
 }
 
@@ -108,9 +118,17 @@ struct RecentId {
     id: Option<[u8; REPLACEMENT_ID_LEN]>,
 }
 
-impl RecentReplacements {
+impl ReplacementIds {
     /// Values longer than this are not remembered (ids and SSNs are far shorter).
     const MAX_VALUE: usize = 64;
+
+    /// Ids under `key`, with no slot yet.
+    pub fn new(key: LinkageKey) -> Self {
+        Self {
+            key,
+            slots: Vec::new(),
+        }
+    }
 
     /// Adds a slot for a column whose ids are in `domain`; returns its index.
     pub fn add_slot(&mut self, domain: &str) -> usize {
@@ -122,15 +140,14 @@ impl RecentReplacements {
         self.slots.len() - 1
     }
 
+    /// Whether [`ReplacementIds::write`] would write an id for `value` in the domain of `slot`.
+    pub fn has_id(&self, slot: usize, value: &[u8]) -> bool {
+        LinkageKey::has_replacement_id(&self.slots[slot].domain, value)
+    }
+
     /// [`LinkageKey::replacement_id`] of `value` in the domain of `slot`, taken from any slot of
     /// that domain that holds the same value, or computed and remembered in `slot`.
-    pub fn replacement_id(
-        &mut self,
-        key: &LinkageKey,
-        slot: usize,
-        value: &[u8],
-        out: &mut [u8; REPLACEMENT_ID_LEN],
-    ) -> bool {
+    pub fn write(&mut self, slot: usize, value: &[u8], out: &mut [u8; REPLACEMENT_ID_LEN]) -> bool {
         let domain = self.slots[slot].domain.as_str();
         let remembered = self
             .slots
@@ -142,7 +159,7 @@ impl RecentReplacements {
             }
             return recent.id.is_some();
         }
-        let computed = key.replacement_id(domain, value, out);
+        let computed = self.key.replacement_id(domain, value, out);
         let recent = &mut self.slots[slot];
         recent.value.clear();
         if value.len() <= Self::MAX_VALUE {
@@ -180,15 +197,16 @@ mod tests {
     #[test]
     fn remembered_ids_are_the_computed_ones() {
         let key = LinkageKey::derive(SECRET, "org-a").expect("key");
-        let mut recent = RecentReplacements::default();
+        let mut recent = ReplacementIds::new(key.clone());
         let member = recent.add_slot("ssn");
         let subscriber = recent.add_slot("ssn");
         let claim = recent.add_slot("claim_id");
         let mut out = [0u8; REPLACEMENT_ID_LEN];
-        let mut id = |recent: &mut RecentReplacements, slot, value: &str| {
-            recent
-                .replacement_id(&key, slot, value.as_bytes(), &mut out)
-                .then(|| String::from_utf8(out.to_vec()).expect("hex"))
+        let mut id = |recent: &mut ReplacementIds, slot, value: &str| {
+            let has_id = recent.has_id(slot, value.as_bytes());
+            let written = recent.write(slot, value.as_bytes(), &mut out);
+            assert_eq!(has_id, written, "has_id agrees with write on {value:?}");
+            written.then(|| String::from_utf8(out.to_vec()).expect("hex"))
         };
         // Rows of (member SSN, subscriber SSN, claim id), with repeats within and across rows,
         // a value shared by two domains, and values that give no id.
@@ -208,6 +226,23 @@ mod tests {
                     "{value}"
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whether a value has an id is decided without the key, exactly as computing it does.
+        #[test]
+        fn has_replacement_id_agrees_with_computing_it(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+            ssn in proptest::prelude::any::<bool>(),
+        ) {
+            let key = LinkageKey::derive(SECRET, "org-a").expect("key");
+            let domain = if ssn { "ssn" } else { "member_id" };
+            let mut out = [0u8; REPLACEMENT_ID_LEN];
+            proptest::prop_assert_eq!(
+                LinkageKey::has_replacement_id(domain, &value),
+                key.replacement_id(domain, &value, &mut out)
+            );
         }
     }
 

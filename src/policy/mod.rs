@@ -21,7 +21,7 @@ pub mod shipped;
 pub mod transform;
 
 pub use catalog::{Catalog, CatalogError, Element, ElementClass, ElementId, FileType, Transform};
-pub use linkage::{LinkageError, LinkageKey};
+pub use linkage::{LinkageError, LinkageKey, ReplacementIds};
 pub use members::{MemberKey, NamedIdentities, Withheld, WithheldMembers};
 pub use optout::{parse_import_csv, OptOutError, OptOutHasher, OptOutKey, OptOutSet};
 pub use plan::{

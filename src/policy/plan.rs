@@ -12,7 +12,7 @@ use crate::domain::level::Level;
 use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
-use crate::policy::linkage::{LinkageKey, RecentReplacements, REPLACEMENT_ID_LEN};
+use crate::policy::linkage::{LinkageKey, ReplacementIds, REPLACEMENT_ID_LEN};
 use crate::policy::members::{MemberKey, Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
 use crate::policy::schema::{DatasetSchema, Derivation};
@@ -529,7 +529,7 @@ impl ExtractPlan {
                 })
         };
         let mut columns = Vec::with_capacity(self.columns.len());
-        let mut recent = RecentReplacements::default();
+        let mut ids = ReplacementIds::new(self.linkage.clone());
         for c in &self.columns {
             if let Some(Derivation::AgeAt { birth_date, at }) = &c.derivation {
                 columns.push(BoundColumn {
@@ -562,7 +562,7 @@ impl ExtractPlan {
                     }
                 }
                 Transform::ReplacementId => Step::ReplacementId {
-                    slot: recent.add_slot(c.replacement_domain.as_deref().unwrap_or_default()),
+                    slot: ids.add_slot(c.replacement_domain.as_deref().unwrap_or_default()),
                 },
             };
             columns.push(BoundColumn {
@@ -637,8 +637,7 @@ impl ExtractPlan {
             subject_columns,
             guard_direct: self.guard_direct,
             guard_practitioner: self.guard_practitioner,
-            linkage: self.linkage.clone(),
-            recent,
+            ids,
             protected: self.protected.clone(),
             level: self.level,
         })
@@ -659,7 +658,7 @@ enum Step {
         reference: usize,
         reference_name: String,
     },
-    /// The id of the value in the domain of a slot of the plan's [`RecentReplacements`].
+    /// The id of the value in the domain of a slot of the plan's [`ReplacementIds`].
     ReplacementId {
         slot: usize,
     },
@@ -827,6 +826,24 @@ pub trait RowSink {
     /// Drops what was written of the current row (after `apply` refused it), so a tolerated
     /// invalid row leaves nothing behind.
     fn discard_row(&mut self) {}
+
+    /// Appends the replacement id of `value` in the domain of `slot` (an empty field when the
+    /// value has none). A sink may instead write the field's place and have the id computed
+    /// later, off the transform's thread, provided the bytes it delivers are the same (the
+    /// extract's `CsvChunks` does).
+    fn replacement_id(
+        &mut self,
+        ids: &mut ReplacementIds,
+        slot: usize,
+        value: &[u8],
+    ) -> Result<(), Self::Error> {
+        let mut id = [0u8; REPLACEMENT_ID_LEN];
+        if ids.write(slot, value, &mut id) {
+            self.field(&id)
+        } else {
+            self.field(b"")
+        }
+    }
 }
 
 /// A row in memory, for tests and callers that inspect it; each row replaces the last.
@@ -860,8 +877,7 @@ pub struct BoundPlan {
     subject_columns: Vec<(usize, SubjectKey)>,
     guard_direct: bool,
     guard_practitioner: bool,
-    linkage: LinkageKey,
-    recent: RecentReplacements,
+    ids: ReplacementIds,
     protected: ProtectedCategories,
     level: Level,
 }
@@ -1014,17 +1030,7 @@ impl BoundPlan {
                         out.field(b"")?;
                     }
                 }
-                Step::ReplacementId { slot } => {
-                    let mut id = [0u8; REPLACEMENT_ID_LEN];
-                    if self
-                        .recent
-                        .replacement_id(&self.linkage, *slot, value, &mut id)
-                    {
-                        out.field(&id)?;
-                    } else {
-                        out.field(b"")?;
-                    }
-                }
+                Step::ReplacementId { slot } => out.replacement_id(&mut self.ids, *slot, value)?,
                 Step::AgeAt {
                     at,
                     at_name,
@@ -1084,6 +1090,12 @@ impl BoundPlan {
         } else {
             self.is_protected_row(record)
         }
+    }
+
+    /// The replacement-id slots of the plan's columns (a copy), for a sink that computes ids
+    /// apart from [`BoundPlan::apply`].
+    pub fn replacement_ids(&self) -> ReplacementIds {
+        self.ids.clone()
     }
 
     /// Adds to `out` the identities of the member `record` is about (SSN, member id).
