@@ -70,10 +70,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let identity = age::x25519::Identity::generate();
     if std::env::var_os("BENCH_KEEP_IDENTITY").is_some() {
         use age::secrecy::ExposeSecret;
-        std::fs::write(
-            PathBuf::from(store_dir).join("identity.txt"),
-            identity.to_string().expose_secret(),
-        )?;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(PathBuf::from(store_dir).join("identity.txt"))?
+            .write_all(identity.to_string().expose_secret().as_bytes())?;
     }
     let store: steward::storage::SharedStore =
         Arc::new(FsStore::new(PathBuf::from(store_dir).join("objects")));

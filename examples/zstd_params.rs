@@ -44,6 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: zstd_params ROUNDS PLAINTEXT.csv...".into());
     };
     let rounds: usize = rounds.parse()?;
+    if rounds == 0 {
+        return Err("ROUNDS must be at least 1".into());
+    }
     let candidates = candidates();
     for file in files {
         let data = std::fs::read(file)?;

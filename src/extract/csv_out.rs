@@ -64,7 +64,6 @@ fn end_row(out: &mut Vec<u8>, row_start: usize) {
 
 /// What the transform sends the id stage: the plan's replacement-id slots, chunks of rows,
 /// then an explicit end. A channel that closes without `End` means the transform failed.
-#[derive(Debug)]
 pub enum RowChunk {
     /// First: the slots (and key) of the plan as bound to the source's header.
     Start(ReplacementIds),
@@ -74,13 +73,25 @@ pub enum RowChunk {
     End,
 }
 
+/// Longest value whose id is left to the id stage (identifiers are far shorter); a longer one
+/// is computed by the transform, so that what a chunk notes stays within about three times its
+/// own size.
+const DEFERRED_VALUE_MAX: usize = 64;
+
 /// The replacement ids of a chunk still to be written: for each, where its place starts in
 /// the chunk, its slot in the plan's [`ReplacementIds`], and its source value.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct DeferredIds {
     /// (offset of the place, slot, end of the value in `values`), in the chunk's order.
     places: Vec<(usize, usize, usize)>,
     values: Vec<u8>,
+}
+
+/// Counts only: the values are source identifiers.
+impl std::fmt::Debug for DeferredIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeferredIds({} ids)", self.places.len())
+    }
 }
 
 impl DeferredIds {
@@ -98,9 +109,9 @@ impl DeferredIds {
     }
 }
 
-/// The id stage: writes each chunk's replacement ids into their places, in order (so `ids`
-/// remembers recent values as the transform would have), and sends the chunk to the hash and
-/// seal stages; after the transform's `End` sends `End`.
+/// The id stage: writes each chunk's replacement ids into their places, in row order (its
+/// memory of recent values, like the transform's, only ever spares an HMAC), and sends the
+/// chunk to the hash and seal stages; after the transform's `End` sends `End`.
 pub fn write_ids(
     rows: Receiver<RowChunk>,
     outputs: Vec<SyncSender<PlainChunk>>,
@@ -136,7 +147,7 @@ pub fn write_ids(
         for output in &outputs {
             output
                 .send(item.clone())
-                .map_err(|_| ExtractError::StageStopped("seal"))?;
+                .map_err(|_| ExtractError::StageStopped("hash or seal"))?;
         }
         if end {
             return Ok(());
@@ -304,6 +315,13 @@ impl RowSink for CsvChunks {
         value: &[u8],
     ) -> Result<(), ExtractError> {
         self.separate();
+        if value.len() > DEFERRED_VALUE_MAX {
+            let mut id = [0u8; REPLACEMENT_ID_LEN];
+            if ids.write(slot, value, &mut id) {
+                self.chunk.extend_from_slice(&id);
+            }
+            return Ok(());
+        }
         // An id is hex digits, which never need quotes: its place is written as it will be.
         if ids.has_id(slot, value) {
             self.ids.push(self.chunk.len(), slot, value);
@@ -317,6 +335,10 @@ impl RowSink for CsvChunks {
         if self.chunk.len() >= self.chunk_size {
             self.send_chunk()?;
         }
+        // Until the next row begins, a row is discarded from here: one refused before it began
+        // (wrong width, an unreadable filter value, a malformed record) takes nothing with it.
+        self.row_start = self.chunk.len();
+        self.fields_in_row = 0;
         Ok(())
     }
 }
@@ -394,6 +416,8 @@ mod tests {
                 b"no digits".to_vec(),
                 b" ".to_vec(),
                 Vec::new(),
+                // Longer than any deferred value: computed by the transform.
+                [b"9".repeat(40), b"-".to_vec(), b"9".repeat(40)].concat(),
             ]),
             field(),
         ];
@@ -546,6 +570,27 @@ mod tests {
         // A lone empty field must not become an empty line, which readers skip.
         let lone = write_chunks(&[vec![Vec::new()], vec![b"x".to_vec()]], 1 << 20);
         assert_eq!(lone.concat(), b"\"\"\nx\n".to_vec());
+    }
+
+    #[test]
+    fn a_row_refused_before_it_began_discards_nothing_written() {
+        let rows = vec![
+            vec![b"header".to_vec()],
+            vec![b"first".to_vec()],
+            vec![b"second".to_vec()],
+        ];
+        for chunk_size in [1, 1 << 20] {
+            let write = |out: &mut CsvChunks| {
+                for row in &rows {
+                    // As the transform does for a tolerated row refused before `begin_row`.
+                    out.discard_row();
+                    out.write_row(row.iter().map(Vec::as_slice)).expect("write");
+                }
+                out.discard_row();
+            };
+            let written = through_id_stage(write, chunk_size, ReplacementIds::new(key()));
+            assert_eq!(written.concat(), b"header\nfirst\nsecond\n".to_vec());
+        }
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::policy::{
 };
 use crate::storage::{ObjectKey, SharedStore};
 
-/// Plaintext is handed from the transform to the seal stage in pieces of about this size, and
+/// Plaintext is handed from the transform (through the id stage) to the seal stage in pieces of
+/// about this size, and
 /// each piece becomes one zstd frame (see `seal`): large enough to compress well, small enough
 /// that a few in flight cost little memory.
 const PLAIN_CHUNK: usize = 4 * 1024 * 1024;
@@ -593,7 +594,7 @@ impl<'a> TransformRows<'a> {
     }
 }
 
-/// Reads, transforms and writes CSV, sending plaintext chunks to the seal stage; sends `End`
+/// Reads, transforms and writes CSV, sending plaintext chunks to the id stage; sends `End`
 /// only when every row was transformed (or dropped within the tolerance).
 fn transform_stage(
     plan: &ExtractPlan,

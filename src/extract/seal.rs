@@ -25,8 +25,9 @@ pub const ZSTD_MIN_MATCH: u32 = 7;
 /// Ciphertext is handed to the uploader in pieces of about this size.
 const CIPHER_CHUNK: usize = 1024 * 1024;
 
-/// What the transform stage sends: data, then an explicit end. A channel that closes without
-/// `End` means the transform failed, and the output must not be completed.
+/// What the id stage sends (the transform's rows with their replacement ids written in): data,
+/// then an explicit end. A channel that closes without `End` means the transform or the id
+/// stage failed, and the output must not be completed.
 #[derive(Debug, Clone)]
 pub enum PlainChunk {
     /// Plaintext CSV bytes (shared, not copied, between the hash and seal stages).
@@ -70,7 +71,7 @@ impl SealDigests {
     }
 }
 
-/// The plaintext hash stage: size and SHA-256 of the chunks, in order, until the transform's
+/// The plaintext hash stage: size and SHA-256 of the chunks, in order, until the id stage's
 /// `End`. It has a thread of its own so that whichever core has room does it; on the seal
 /// thread it was a tenth of the pipeline's busiest stage.
 pub fn digest(plaintext: Receiver<PlainChunk>) -> Result<StreamDigest, ExtractError> {
@@ -88,12 +89,12 @@ pub fn digest(plaintext: Receiver<PlainChunk>) -> Result<StreamDigest, ExtractEr
                     sha256: hasher.finalize().into(),
                 })
             }
-            Err(_) => return Err(ExtractError::StageStopped("transform")),
+            Err(_) => return Err(ExtractError::StageStopped("ids")),
         }
     }
 }
 
-/// Runs the seal stage on the current (blocking) thread until the transform's `End`, and
+/// Runs the seal stage on the current (blocking) thread until the id stage's `End`, and
 /// returns the size and SHA-256 of the ciphertext. On failure an error item is sent to the
 /// uploader so that it aborts instead of publishing a truncated object.
 pub fn run(
@@ -136,8 +137,8 @@ fn seal(
                 frames += 1;
             }
             Ok(PlainChunk::End) => break,
-            // The transform stopped without finishing: its own error explains why.
-            Err(_) => return Err(ExtractError::StageStopped("transform")),
+            // The stages before stopped without finishing: their own error explains why.
+            Err(_) => return Err(ExtractError::StageStopped("ids")),
         }
     }
     if frames == 0 {

@@ -105,17 +105,30 @@ impl LinkageKey {
 /// claim's lines in a row, or a member who is their own subscriber) costs a comparison instead
 /// of an HMAC. A remembered id is the id of the same domain and the same raw bytes, so it is
 /// the id the key would compute.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReplacementIds {
     key: LinkageKey,
     slots: Vec<RecentId>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct RecentId {
     domain: String,
     value: Vec<u8>,
     id: Option<[u8; REPLACEMENT_ID_LEN]>,
+}
+
+/// The slots' domains only: the remembered values are source identifiers.
+impl fmt::Debug for ReplacementIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplacementIds")
+            .field("key", &self.key)
+            .field(
+                "domains",
+                &self.slots.iter().map(|s| &s.domain).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl ReplacementIds {

@@ -72,14 +72,14 @@ fn request(
     }
 }
 
-async fn stored_bytes(store: &SharedStore, key: &ObjectKey) -> Vec<u8> {
+pub(crate) async fn stored_bytes(store: &SharedStore, key: &ObjectKey) -> Vec<u8> {
     let mut object = store.get(key, None).await.unwrap();
     let mut bytes = Vec::new();
     object.body.read_to_end(&mut bytes).await.unwrap();
     bytes
 }
 
-fn decrypt(ciphertext: &[u8], identity: &dyn age::Identity) -> Vec<u8> {
+pub(crate) fn decrypt(ciphertext: &[u8], identity: &dyn age::Identity) -> Vec<u8> {
     let decryptor = age::Decryptor::new(ciphertext).unwrap();
     let mut reader = decryptor.decrypt(std::iter::once(identity)).unwrap();
     let mut compressed = Vec::new();

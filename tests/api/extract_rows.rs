@@ -17,6 +17,7 @@ use steward::policy::shipped::DATASETS;
 use steward::policy::{plan, DatasetSchema, RowError, RowOutcome, WithheldMembers};
 use steward::storage::{FsStore, ObjectKey, SharedStore};
 
+use crate::extract_pipeline::{decrypt, stored_bytes};
 use crate::helpers::{spawn_app_configured, Db, Store};
 use crate::on_both_databases;
 use crate::policy_support::{catalog, everything_allowed, opt_outs, schema};
@@ -149,20 +150,34 @@ async fn extract(
     source: &Path,
     tolerance: InvalidRowTolerance,
 ) -> Result<steward::extract::SealedFile, ExtractError> {
+    extract_plaintext(dir, source, tolerance)
+        .await
+        .map(|(sealed, _)| sealed)
+}
+
+/// [`extract`], with the plaintext CSV it stored.
+async fn extract_plaintext(
+    dir: &Path,
+    source: &Path,
+    tolerance: InvalidRowTolerance,
+) -> Result<(steward::extract::SealedFile, Vec<u8>), ExtractError> {
     let catalog = catalog();
     let release = everything_allowed(&catalog, FileType::MedClaim, Level::I, "org-a");
     let p = plan(&release, &schema(&catalog, FileType::MedClaim), &catalog).unwrap();
     let store: SharedStore = Arc::new(FsStore::new(dir.join("objects")));
+    let identity = age::x25519::Identity::generate();
     let request = DatasetRequest {
         plan: Arc::new(p),
         source: SourceLocation::Path(source.to_path_buf()),
         members: Arc::new(WithheldMembers::from(opt_outs(&[]))),
         tolerance,
         named: None,
-        recipients: vec![Box::new(age::x25519::Identity::generate().to_public())],
+        recipients: vec![Box::new(identity.to_public())],
         key: ObjectKey::parse("releases/x/med_claim.csv.zst.age").unwrap(),
     };
-    extract_dataset(request, store, Arc::new(JobControl::default())).await
+    let sealed = extract_dataset(request, store.clone(), Arc::new(JobControl::default())).await?;
+    let plaintext = decrypt(&stored_bytes(&store, &sealed.key).await, &identity);
+    Ok((sealed, plaintext))
 }
 
 #[tokio::test]
@@ -278,6 +293,41 @@ async fn tolerated_invalid_rows_are_dropped_and_counted_per_column_and_reason() 
         max_fraction: 0.3,
     };
     assert_eq!(extract(dir.path(), &source, loose).await.unwrap().rows, 7);
+}
+
+/// A tolerated row refused before it is written (the wrong number of fields, as the first data
+/// row and right after a delivered one) leaves every delivered row and the header in place.
+#[tokio::test]
+async fn a_tolerated_malformed_row_takes_no_delivered_row_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("med_claim.csv");
+    write_source(&source, 6, &BTreeMap::new());
+    let text = std::fs::read_to_string(&source).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // Lines 2 and 5 (data rows 0 and 3) become rows of three fields.
+    lines[1] = "only,three,fields";
+    lines[4] = "only,three,fields";
+    std::fs::write(&source, lines.join("\n") + "\n").unwrap();
+    let tolerance = InvalidRowTolerance {
+        max_rows: 2,
+        max_fraction: 0.0,
+    };
+    let (sealed, plaintext) = extract_plaintext(dir.path(), &source, tolerance)
+        .await
+        .unwrap();
+    assert_eq!(sealed.rows, 4);
+    let mut reader = csv::Reader::from_reader(plaintext.as_slice());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        sealed
+            .columns
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "the header is intact"
+    );
+    let delivered = reader.records().map(Result::unwrap).count();
+    assert_eq!(delivered, 4, "every delivered row is in the file");
 }
 
 on_both_databases!(
