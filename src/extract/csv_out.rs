@@ -128,14 +128,14 @@ pub fn write_ids(
                 for &(at, slot, end) in &deferred.places {
                     let value = &deferred.values[start..end];
                     start = end;
-                    let place: &mut [u8; REPLACEMENT_ID_LEN] = chunk
-                        .get_mut(at..at + REPLACEMENT_ID_LEN)
-                        .and_then(|place| place.try_into().ok())
-                        .ok_or(ExtractError::StageLost("ids"))?;
                     // The transform left a place only where the value has an id.
-                    if !ids.write(slot, value, place) {
+                    let (Some(place), Some(id)) = (
+                        chunk.get_mut(at..at + REPLACEMENT_ID_LEN),
+                        ids.id(slot, value),
+                    ) else {
                         return Err(ExtractError::StageLost("ids"));
-                    }
+                    };
+                    place.copy_from_slice(&id);
                 }
                 PlainChunk::Data(Bytes::from(chunk))
             }
@@ -315,15 +315,12 @@ impl RowSink for CsvChunks {
         value: &[u8],
     ) -> Result<(), ExtractError> {
         self.separate();
+        // An id is hex digits, which never need quotes: it, or its place, is written as is.
         if value.len() > DEFERRED_VALUE_MAX {
-            let mut id = [0u8; REPLACEMENT_ID_LEN];
-            if ids.write(slot, value, &mut id) {
+            if let Some(id) = ids.id(slot, value) {
                 self.chunk.extend_from_slice(&id);
             }
-            return Ok(());
-        }
-        // An id is hex digits, which never need quotes: its place is written as it will be.
-        if ids.has_id(slot, value) {
+        } else if ids.has_id(slot, value) {
             self.ids.push(self.chunk.len(), slot, value);
             self.chunk.extend_from_slice(&[b'0'; REPLACEMENT_ID_LEN]);
         }

@@ -153,33 +153,34 @@ impl ReplacementIds {
         self.slots.len() - 1
     }
 
-    /// Whether [`ReplacementIds::write`] would write an id for `value` in the domain of `slot`.
+    /// Whether [`ReplacementIds::id`] gives an id for `value` in the domain of `slot`.
     pub fn has_id(&self, slot: usize, value: &[u8]) -> bool {
         LinkageKey::has_replacement_id(&self.slots[slot].domain, value)
     }
 
     /// [`LinkageKey::replacement_id`] of `value` in the domain of `slot`, taken from any slot of
     /// that domain that holds the same value, or computed and remembered in `slot`.
-    pub fn write(&mut self, slot: usize, value: &[u8], out: &mut [u8; REPLACEMENT_ID_LEN]) -> bool {
+    pub fn id(&mut self, slot: usize, value: &[u8]) -> Option<[u8; REPLACEMENT_ID_LEN]> {
         let domain = self.slots[slot].domain.as_str();
         let remembered = self
             .slots
             .iter()
             .find(|s| s.value == value && s.domain == domain && !s.value.is_empty());
         if let Some(recent) = remembered {
-            if let Some(id) = recent.id {
-                *out = id;
-            }
-            return recent.id.is_some();
+            return recent.id;
         }
-        let computed = self.key.replacement_id(domain, value, out);
+        let mut id = [0u8; REPLACEMENT_ID_LEN];
+        let id = self
+            .key
+            .replacement_id(domain, value, &mut id)
+            .then_some(id);
         let recent = &mut self.slots[slot];
         recent.value.clear();
         if value.len() <= Self::MAX_VALUE {
             recent.value.extend_from_slice(value);
-            recent.id = computed.then_some(*out);
+            recent.id = id;
         }
-        computed
+        id
     }
 }
 
@@ -214,12 +215,11 @@ mod tests {
         let member = recent.add_slot("ssn");
         let subscriber = recent.add_slot("ssn");
         let claim = recent.add_slot("claim_id");
-        let mut out = [0u8; REPLACEMENT_ID_LEN];
-        let mut id = |recent: &mut ReplacementIds, slot, value: &str| {
+        let id = |recent: &mut ReplacementIds, slot, value: &str| {
             let has_id = recent.has_id(slot, value.as_bytes());
-            let written = recent.write(slot, value.as_bytes(), &mut out);
-            assert_eq!(has_id, written, "has_id agrees with write on {value:?}");
-            written.then(|| String::from_utf8(out.to_vec()).expect("hex"))
+            let id = recent.id(slot, value.as_bytes());
+            assert_eq!(has_id, id.is_some(), "has_id agrees with id on {value:?}");
+            id.map(|id| String::from_utf8(id.to_vec()).expect("hex"))
         };
         // Rows of (member SSN, subscriber SSN, claim id), with repeats within and across rows,
         // a value shared by two domains, and values that give no id.

@@ -12,7 +12,7 @@ use crate::domain::level::Level;
 use crate::policy::catalog::{
     Catalog, CodeKind, ElementClass, ElementId, FileType, SubjectKey, Transform,
 };
-use crate::policy::linkage::{LinkageKey, ReplacementIds, REPLACEMENT_ID_LEN};
+use crate::policy::linkage::{LinkageKey, ReplacementIds};
 use crate::policy::members::{MemberKey, Withheld, WithheldMembers};
 use crate::policy::protected::{Effect, ProtectedCategories};
 use crate::policy::schema::{DatasetSchema, Derivation};
@@ -837,11 +837,9 @@ pub trait RowSink {
         slot: usize,
         value: &[u8],
     ) -> Result<(), Self::Error> {
-        let mut id = [0u8; REPLACEMENT_ID_LEN];
-        if ids.write(slot, value, &mut id) {
-            self.field(&id)
-        } else {
-            self.field(b"")
+        match ids.id(slot, value) {
+            Some(id) => self.field(&id),
+            None => self.field(b""),
         }
     }
 }
